@@ -1,0 +1,94 @@
+"""Provider registry.
+
+Built-ins are listed in :data:`BUILTIN` — one line per provider, imported
+lazily. Third-party packages add providers through the ``stemlab.providers``
+entry-point group (``name = "pkg.module:ProviderClass"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+from .base import JobJournal, NullJournal, Param, Provider, Status, format_spec, parse_spec
+
+__all__ = [
+    "BUILTIN",
+    "Provider",
+    "Param",
+    "Status",
+    "JobJournal",
+    "NullJournal",
+    "create",
+    "get_class",
+    "families",
+    "parse_spec",
+    "format_spec",
+    "register",
+]
+
+#: family → "module:Class". One line per provider.
+BUILTIN: dict[str, str] = {
+}
+
+_registered: dict[str, type[Provider]] = {}
+_entry_points: dict[str, str] | None = None
+
+
+def register(cls: type[Provider]) -> type[Provider]:
+    """Register a provider class at run time (also usable as a decorator)."""
+    if not cls.family:
+        raise ConfigError(f"{cls.__name__}: set the 'family' class attribute", field="family")
+    _registered[cls.family] = cls
+    return cls
+
+
+def _eps() -> dict[str, str]:
+    global _entry_points
+    if _entry_points is None:
+        found: dict[str, str] = {}
+        try:
+            for ep in metadata.entry_points(group="stemlab.providers"):
+                found[ep.name.lower()] = ep.value
+        except Exception:  # pragma: no cover - broken metadata of another package
+            pass
+        _entry_points = found
+    return _entry_points
+
+
+def families() -> list[str]:
+    """Every known provider family (built-in, registered, entry points)."""
+    return sorted(set(BUILTIN) | set(_registered) | set(_eps()))
+
+
+def get_class(family: str) -> type[Provider]:
+    fam = family.lower()
+    if fam in _registered:
+        return _registered[fam]
+    target = BUILTIN.get(fam) or _eps().get(fam)
+    if target is None:
+        raise ConfigError(f"unknown provider {family!r}; valid: {families()}", field="provider")
+    mod, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"provider {family!r}: cannot import {target} ({e})", field="provider") from None
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ConfigError(f"provider {family!r}: {target} is not a stemlab Provider subclass", field="provider")
+    _registered[fam] = cls
+    return cls
+
+
+def create(spec: str | Mapping[str, Any] | Provider, **options: Any) -> Provider:
+    """Build a provider from ``"family:variant?param=value"`` or a dict.
+
+    Keyword ``options`` (device, base_url, api_key …) are merged over those in
+    a dict spec."""
+    if isinstance(spec, Provider):
+        return spec
+    family, variant, params, opts = parse_spec(spec)
+    opts.update(options)
+    cls = get_class(family)
+    return cls(variant, params, **opts)
