@@ -47,6 +47,7 @@ __all__ = [
     "peak_report",
     "encode",
     "encode_bytes",
+    "encode_multistream",
     "decoder_versions",
 ]
 
@@ -533,4 +534,52 @@ def encode(
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise InputError(f"{p}: cannot write ({e.strerror or e})", file=str(p), reason="unwritable") from None
+    return p
+
+
+def encode_multistream(
+    path: PathLike,
+    streams: Sequence[np.ndarray],
+    sample_rate: int,
+    *,
+    bitrate: int = 256_000,
+) -> Path:
+    """Write several stereo/mono arrays as AAC streams of one MP4 container —
+    the MUSDB18 ``.stem.mp4`` layout (stream 0 mixture, then the stems).
+    Decoding it back yields each stream's samples (AAC is lossy)."""
+    import av
+
+    arrays = [check_audio(a, f"stream {i}") for i, a in enumerate(streams)]
+    if not arrays:
+        raise InputError("encode_multistream: no streams given", field="streams")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            outs = []
+            for a in arrays:
+                st = out.add_stream("aac", rate=sample_rate)
+                st.layout = "mono" if a.shape[0] == 1 else "stereo"
+                st.bit_rate = int(bitrate)
+                outs.append(st)
+            block = 1 << 14
+            n = max(a.shape[1] for a in arrays)
+            for start in range(0, n, block):
+                for a, st in zip(arrays, outs):
+                    chunk = np.ascontiguousarray(np.clip(a[:, start : start + block], -1, 1).astype(np.float32))
+                    if chunk.shape[1] == 0:
+                        continue
+                    fr = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=st.layout.name)
+                    fr.sample_rate = sample_rate
+                    fr.pts = start
+                    for pkt in st.encode(fr):
+                        out.mux(pkt)
+            for st in outs:
+                for pkt in st.encode(None):
+                    out.mux(pkt)
+        os.replace(tmp, p)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
     return p

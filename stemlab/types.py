@@ -34,7 +34,11 @@ MUSDB_TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 
 
 def freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """A read-only view of ``mapping`` (``{}`` for None)."""
+    """A read-only view of ``mapping`` (``{}`` for None). An existing
+    read-only view is kept as is (loaders use one to add facts, such as the
+    decoded sample counts, after decoding)."""
+    if isinstance(mapping, MappingProxyType):
+        return mapping
     return MappingProxyType(dict(mapping or {}))
 
 

@@ -1,0 +1,249 @@
+"""Folder datasets.
+
+Layouts understood (``root`` is the directory passed to :func:`stemlab.datasets.load`):
+
+* stem folders — one directory per track holding ``mixture.<ext>`` and one
+  file per stem (``vocals.wav``, ``drums.flac`` …); the MUSDB18-HQ layout.
+  Stem names are configurable; a folder without a mixture uses the sum of
+  its stems, a folder with only a mixture has no references.
+* plain mixtures — audio files directly under ``root``; each file is a track
+  without references (separation only, no reference metrics).
+
+Any decodable extension works (see :data:`stemlab.audio.DECODABLE_EXTENSIONS`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import audio
+from ..errors import DatasetError, InputError
+from ..types import Track
+from .base import Dataset, ValidationReport, root_path
+from .cards import DatasetCard
+
+__all__ = ["FolderDataset", "find_audio", "stem_folder_track"]
+
+
+def find_audio(folder: Path, stem: str) -> Path | None:
+    """The file ``<stem>.<decodable ext>`` in ``folder`` (None if absent).
+    Raises if several files claim the same stem name."""
+    hits = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.stem == stem and p.suffix.lower() in audio.DECODABLE_EXTENSIONS
+    ]
+    if len(hits) > 1:
+        raise DatasetError(
+            f"{folder}: several files for {stem!r}: {sorted(h.name for h in hits)}; keep one", file=str(folder)
+        )
+    return hits[0] if hits else None
+
+
+def _decode_all(files: dict[str, Path], track: str) -> tuple[dict[str, np.ndarray], int]:
+    out: dict[str, np.ndarray] = {}
+    rate: int | None = None
+    for name, path in files.items():
+        arr, sr = audio.decode(path)
+        if rate is None:
+            rate = sr
+        elif sr != rate:
+            raise DatasetError(
+                f"track {track!r}: {path.name} is {sr} Hz but the other files are {rate} Hz; "
+                "resample the file so all stems share one rate",
+                file=str(path),
+            )
+        out[name] = arr
+    lengths = {n: a.shape[1] for n, a in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise DatasetError(
+            f"track {track!r}: stems have different lengths (samples) {lengths}; expected equal lengths",
+            file=str(next(iter(files.values())).parent),
+        )
+    chans = {n: a.shape[0] for n, a in out.items()}
+    if len(set(chans.values())) > 1:
+        # mono stems beside stereo ones → dual mono; anything else is an error
+        target = max(chans.values())
+        for n, a in out.items():
+            out[n] = audio.to_channels(a, target, name=str(files[n]))
+    assert rate is not None
+    return out, rate
+
+
+def stem_folder_track(
+    folder: Path,
+    *,
+    dataset: str,
+    subset: str | None,
+    stems: Sequence[str] | None,
+    mixture: str = "mixture",
+    name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Track:
+    """A lazily decoded Track for one stem folder."""
+    track_name = name or folder.name
+    mix_path = find_audio(folder, mixture)
+    if stems is None:
+        stem_names = sorted(
+            p.stem
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in audio.DECODABLE_EXTENSIONS and p.stem != mixture
+        )
+    else:
+        stem_names = list(stems)
+    stem_paths = {s: find_audio(folder, s) for s in stem_names}
+    present = {s: p for s, p in stem_paths.items() if p is not None}
+    if stems is not None and present and len(present) != len(stem_names):
+        missing = [s for s, p in stem_paths.items() if p is None]
+        raise DatasetError(
+            f"track {track_name!r} in {folder}: missing stem file(s) {missing} "
+            f"(expected {[s + '.<ext>' for s in stem_names]})",
+            file=str(folder),
+        )
+    if mix_path is None and not present:
+        raise DatasetError(
+            f"track {track_name!r}: {folder} holds neither {mixture}.<ext> nor stem files", file=str(folder)
+        )
+    probe_src = mix_path or next(iter(present.values()))
+    info = audio.probe(probe_src)
+    meta = dict(metadata or {})
+    meta.update(
+        {
+            "mixture_file": str(mix_path) if mix_path else None,
+            "stem_files": {s: str(p) for s, p in present.items()},
+            "mixture_is_sum_of_stems": mix_path is None,
+            "decoder": audio.decoder_versions(),
+        }
+    )
+
+    def load_mixture() -> np.ndarray:
+        if mix_path is None:
+            arrs, _ = _decode_all(present, track_name)
+            return np.sum(list(arrs.values()), axis=0).astype(np.float32)
+        arr, sr = audio.decode(mix_path)
+        if sr != info.sample_rate:
+            raise DatasetError(f"track {track_name!r}: sample rate changed while reading {mix_path}")
+        return arr
+
+    def load_references() -> dict[str, np.ndarray]:
+        files = dict(present)
+        if mix_path is not None:
+            files = {"__mixture__": mix_path, **files}
+        arrs, _ = _decode_all(files, track_name)
+        mix = arrs.pop("__mixture__", None)
+        if mix is not None:
+            n = next(iter(arrs.values())).shape[1]
+            if mix.shape[1] != n:
+                raise DatasetError(
+                    f"track {track_name!r}: mixture has {mix.shape[1]} samples, stems {n}; expected equal",
+                    file=str(mix_path),
+                )
+        return arrs
+
+    return Track(
+        name=track_name,
+        sample_rate=info.sample_rate,
+        dataset=dataset,
+        subset=subset,
+        duration=info.duration,
+        target_names=tuple(present),
+        path=mix_path,
+        metadata=meta,
+        load_mixture=load_mixture,
+        load_references=load_references if present else None,
+    )
+
+
+class FolderDataset(Dataset):
+    """A user's own folder of tracks (see module docstring for layouts).
+
+    ``stems``: expected stem names (None → every non-mixture audio file in a
+    track folder); ``mixture``: the mixture's file stem; ``subset``: an
+    optional sub-directory of ``root`` to read."""
+
+    name = "folder"
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        subset: str | None = None,
+        stems: Sequence[str] | None = None,
+        mixture: str = "mixture",
+        card: DatasetCard | None = None,
+        names: Sequence[str] | None = None,
+        dataset_name: str | None = None,
+    ) -> None:
+        super().__init__(card=card, names=names)
+        base = root_path(root, dataset_name or self.name)
+        self.root = base / subset if subset else base
+        if subset and not self.root.is_dir():
+            raise DatasetError(f"{dataset_name or self.name}: no subset directory {self.root}", field="subset")
+        self.subset = subset
+        self.stems = tuple(stems) if stems is not None else None
+        self.mixture = mixture
+        if dataset_name:
+            self.name = dataset_name
+
+    def _entries(self) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for p in sorted(self.root.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if p.is_dir():
+                out[p.name] = p
+            elif p.is_file() and p.suffix.lower() in audio.DECODABLE_EXTENSIONS:
+                out[p.stem] = p
+        return out
+
+    def _all_names(self) -> list[str]:
+        return sorted(self._entries())
+
+    def _make_track(self, name: str) -> Track:
+        p = self._entries()[name]
+        if p.is_dir():
+            return stem_folder_track(p, dataset=self.name, subset=self.subset, stems=self.stems, mixture=self.mixture)
+        info = audio.probe(p)
+        return Track(
+            name=name,
+            sample_rate=info.sample_rate,
+            dataset=self.name,
+            subset=self.subset,
+            duration=info.duration,
+            path=p,
+            metadata={"mixture_file": str(p), "decoder": audio.decoder_versions()},
+            load_mixture=lambda: audio.decode(p)[0],
+        )
+
+    def validate(self, deep: bool = True) -> ValidationReport:
+        """Check every track: files decodable (``deep``: fully decoded, which
+        finds truncation), stems present, equal lengths, one sample rate."""
+        report = ValidationReport(self.name, str(self.root))
+        expected_sr = self.card.sample_rate if self.card else None
+        names = self.track_names()
+        if not names:
+            report.add(None, str(self.root), "no tracks found (expected track folders or audio files)")
+        for n in names:
+            report.tracks_checked += 1
+            try:
+                t = self._make_track(n)
+            except (DatasetError, InputError) as e:
+                report.add(n, None, str(e))
+                continue
+            if self.stems is not None and not t.has_references:
+                report.add(n, None, f"no stem files (expected {list(self.stems)})")
+            if expected_sr and t.sample_rate != expected_sr:
+                report.add(n, str(t.path), f"sample rate {t.sample_rate} Hz, expected {expected_sr} Hz")
+            if deep:
+                try:
+                    _ = t.mixture
+                    if t.has_references:
+                        _ = t.references
+                except (DatasetError, InputError) as e:
+                    report.add(n, None, str(e))
+                finally:
+                    t.release()
+        return report
