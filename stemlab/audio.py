@@ -223,6 +223,40 @@ def _frame_to_array(frame) -> np.ndarray:
     return arr
 
 
+
+def _riff_truncation(src: Source) -> tuple[int, int] | None:
+    """For RIFF/WAVE input: (declared frames from the data chunk header,
+    frames actually present). None if not a WAV or size unknown. libav
+    estimates a WAV's duration from the file size, so it cannot see this."""
+    try:
+        if isinstance(src, (bytes, bytearray)):
+            head = bytes(src[:4096])
+            total = len(src)
+        elif hasattr(src, "read"):
+            return None
+        else:
+            with open(src, "rb") as f:
+                head = f.read(4096)
+            total = Path(src).stat().st_size
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, block_align = 12, 0
+    while pos + 8 <= len(head):
+        cid = head[pos : pos + 4]
+        size = int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if cid == b"fmt " and pos + 8 + 14 <= len(head):
+            block_align = int.from_bytes(head[pos + 8 + 12 : pos + 8 + 14], "little")
+        if cid == b"data":
+            if block_align <= 0 or size in (0, 0xFFFFFFFF):
+                return None
+            present = max(0, total - (pos + 8))
+            return size // block_align, present // block_align
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def decode_streams(
     src: Source,
     streams: Sequence[int] | None = None,
@@ -279,6 +313,7 @@ def decode_streams(
         except (ValueError, MemoryError) as e:
             raise InputError(f"{name}: cannot decode ({e})", file=name, reason="corrupt") from None
 
+        riff = _riff_truncation(src) if check_truncation else None
         out: list[np.ndarray] = []
         for s in chosen:
             parts = chunks[s.index]
@@ -286,6 +321,12 @@ def decode_streams(
             arr = np.concatenate(parts, axis=1) if parts else np.zeros((max(nch, 1), 0), np.float32)
             if arr.shape[1] == 0:
                 raise InputError(f"{name}: stream {s.index} decodes to 0 samples", file=name, reason="zero_length")
+            if riff is not None and riff[1] < riff[0]:
+                raise InputError(
+                    f"{name}: truncated: header declares {riff[0]} samples, only {riff[1]} present",
+                    file=name,
+                    reason="truncated",
+                )
             if check_truncation and s.duration is not None and s.time_base is not None:
                 declared = float(s.duration * s.time_base) * sr
                 # codecs pad/prime by up to a few frames; anything much shorter is truncated
