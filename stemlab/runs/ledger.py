@@ -1,0 +1,324 @@
+"""The never-pay-twice ledger: one SQLite (WAL) row per job.
+
+A job is keyed by (mixture content hash, provider family, provider params
+hash). Its state machine::
+
+    planned ─► submitting ─► submitted(remote id) ─► separated ─► done
+       │            │                 │                   │
+       └────────────┴─────────────────┴───────────────────┴─► failed / budget / cancelled
+
+Local jobs go ``planned → running → separated → done``. Each transition is
+committed (``synchronous=FULL``) before the caller continues, and
+``submitting`` is committed *before* any request that can cost money — so a
+crash at any point leaves either no paid request, or a row that says one may
+have been made (``in_doubt``), or the remote id to poll. On resume a job with
+a remote id is polled, never resubmitted; one caught in ``submitting`` is
+reconciled through the service before anything is resent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ..errors import RunError
+from ..types import Cost
+
+__all__ = ["Ledger", "JobRow", "LedgerJournal", "TERMINAL", "PAID_STATES"]
+
+TERMINAL = frozenset({"done", "failed", "budget", "cancelled", "skipped"})
+#: states in which money may have been (or was) spent
+PAID_STATES = frozenset({"submitting", "submitted", "separated", "done", "failed"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_key TEXT PRIMARY KEY,
+    run_id TEXT,
+    dataset TEXT, track TEXT, mixture_hash TEXT,
+    provider TEXT, family TEXT, kind TEXT, params_hash TEXT, params_json TEXT,
+    state TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    remote_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    est_usd REAL, est_credits REAL,
+    cost_usd REAL, credits REAL, credit_unit TEXT, compute_seconds REAL, cost_estimated INTEGER,
+    error_kind TEXT, error TEXT,
+    phases_json TEXT NOT NULL DEFAULT '{}',
+    info_json TEXT NOT NULL DEFAULT '{}',
+    created_at REAL, updated_at REAL, submitting_at REAL, submitted_at REAL, finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_provider ON jobs(provider);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_key TEXT, ts REAL, state TEXT, detail TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at REAL, finished_at REAL, spec_hash TEXT, meta_json TEXT
+);
+CREATE TABLE IF NOT EXISTS hashes (
+    path TEXT, size INTEGER, mtime_ns INTEGER, extra TEXT, hash TEXT,
+    PRIMARY KEY (path, size, mtime_ns, extra)
+);
+"""
+
+
+@dataclass
+class JobRow:
+    job_key: str
+    run_id: str | None
+    dataset: str
+    track: str
+    mixture_hash: str
+    provider: str
+    family: str
+    kind: str
+    params_hash: str
+    params_json: str
+    state: str
+    idempotency_key: str
+    remote_id: str | None = None
+    attempts: int = 0
+    est_usd: float | None = None
+    est_credits: float | None = None
+    cost_usd: float | None = None
+    credits: float | None = None
+    credit_unit: str | None = None
+    compute_seconds: float | None = None
+    cost_estimated: int | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    phases_json: str = "{}"
+    info_json: str = "{}"
+    created_at: float | None = None
+    updated_at: float | None = None
+    submitting_at: float | None = None
+    submitted_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def phases(self) -> dict[str, float]:
+        return json.loads(self.phases_json or "{}")
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return json.loads(self.info_json or "{}")
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.state == "submitting" and not self.remote_id
+
+
+_COLS = [f for f in JobRow.__dataclass_fields__]
+
+
+class Ledger:
+    """SQLite ledger in ``<output>/ledger.sqlite``; safe across threads of one
+    process and across processes (WAL, busy timeout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise RunError(f"{self.path}: cannot open the ledger ({e})", file=str(self.path)) from None
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --------------------------------------------------------------- helpers
+    def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(sql, tuple(args))
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.OperationalError:
+                    pass
+                raise RunError(f"ledger write failed ({e}); is the disk full?", file=str(self.path)) from None
+
+    def event(self, job_key: str, state: str, detail: str = "") -> None:
+        self._write("INSERT INTO events(job_key, ts, state, detail) VALUES (?,?,?,?)", (job_key, time.time(), state, detail))
+
+    # ------------------------------------------------------------------ runs
+    def begin_run(self, spec_hash: str, meta: Mapping[str, Any]) -> str:
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self._write(
+            "INSERT INTO runs(run_id, started_at, spec_hash, meta_json) VALUES (?,?,?,?)",
+            (run_id, time.time(), spec_hash, json.dumps(dict(meta), default=str)),
+        )
+        return run_id
+
+    def end_run(self, run_id: str) -> None:
+        self._write("UPDATE runs SET finished_at=? WHERE run_id=?", (time.time(), run_id))
+
+    # ------------------------------------------------------------------ jobs
+    def get(self, job_key: str) -> JobRow | None:
+        with self._lock:
+            cur = self._db.execute(f"SELECT {', '.join(_COLS)} FROM jobs WHERE job_key=?", (job_key,))
+            row = cur.fetchone()
+        return JobRow(*row) if row else None
+
+    def jobs(self) -> list[JobRow]:
+        with self._lock:
+            cur = self._db.execute(f"SELECT {', '.join(_COLS)} FROM jobs ORDER BY created_at, job_key")
+            return [JobRow(*r) for r in cur.fetchall()]
+
+    def plan(self, *, job_key: str, run_id: str, dataset: str, track: str, mixture_hash: str, provider: str,
+             family: str, kind: str, params_hash: str, params: Mapping[str, Any], estimate: Cost) -> JobRow:
+        """Insert a planned job, or return the existing row untouched (resume)."""
+        existing = self.get(job_key)
+        if existing is not None:
+            return existing
+        now = time.time()
+        self._write(
+            """INSERT OR IGNORE INTO jobs(job_key, run_id, dataset, track, mixture_hash, provider, family, kind,
+                params_hash, params_json, state, idempotency_key, est_usd, est_credits, created_at, updated_at)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            (job_key, run_id, dataset, track, mixture_hash, provider, family, kind, params_hash,
+             json.dumps(dict(params), sort_keys=True, default=str), "planned", "stemlab-" + uuid.uuid4().hex,
+             estimate.usd, estimate.credits, now, now),
+        )
+        self.event(job_key, "planned")
+        row = self.get(job_key)
+        assert row is not None
+        return row
+
+    def update(self, job_key: str, *, state: str | None = None, detail: str = "", **fields: Any) -> None:
+        """Set fields (and the state) of a job; committed before returning."""
+        sets = dict(fields)
+        if state is not None:
+            sets["state"] = state
+            if state == "submitting":
+                sets.setdefault("submitting_at", time.time())
+            elif state == "submitted":
+                sets.setdefault("submitted_at", time.time())
+            elif state in TERMINAL:
+                sets.setdefault("finished_at", time.time())
+        sets["updated_at"] = time.time()
+        bad = sorted(set(sets) - set(_COLS))
+        if bad:
+            raise RunError(f"ledger: unknown column(s) {bad}")
+        cols = ", ".join(f"{k}=?" for k in sets)
+        self._write(f"UPDATE jobs SET {cols} WHERE job_key=?", (*sets.values(), job_key))
+        if state is not None:
+            self.event(job_key, state, detail)
+
+    def merge_json(self, job_key: str, column: str, values: Mapping[str, Any], add: bool = False) -> None:
+        if column not in ("phases_json", "info_json"):
+            raise RunError(f"ledger: {column} is not a JSON column")
+        with self._lock:
+            row = self.get(job_key)
+            if row is None:
+                return
+            cur = json.loads(getattr(row, column) or "{}")
+            for k, v in values.items():
+                cur[k] = (cur.get(k, 0.0) + v) if add and isinstance(v, (int, float)) else v
+            self.update(job_key, **{column: json.dumps(cur, default=str)})
+
+    def charged(self, provider: str | None = None) -> tuple[float, float]:
+        """(USD, credits) actually charged (or possibly charged: in doubt jobs
+        count at their estimate) over all runs in this ledger."""
+        q = "SELECT state, cost_usd, credits, est_usd, est_credits FROM jobs"
+        args: tuple[Any, ...] = ()
+        if provider is not None:
+            q += " WHERE provider=?"
+            args = (provider,)
+        usd = credits = 0.0
+        with self._lock:
+            for state, c_usd, c_cr, e_usd, e_cr in self._db.execute(q, args):
+                if state not in PAID_STATES:
+                    continue
+                if c_usd is not None or c_cr is not None:
+                    usd += c_usd or 0.0
+                    credits += c_cr or 0.0
+                elif state in ("submitting", "submitted"):
+                    usd += e_usd or 0.0
+                    credits += e_cr or 0.0
+        return usd, credits
+
+    # ----------------------------------------------------------- hash cache
+    def cached_hash(self, path: Path, extra: str, compute) -> str:
+        """Content hash of a file's decoded audio, cached by (path, size,
+        mtime): planning a big dataset decodes each track once, ever."""
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, extra)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT hash FROM hashes WHERE path=? AND size=? AND mtime_ns=? AND extra=?", key
+            ).fetchone()
+        if row:
+            return str(row[0])
+        h = compute()
+        self._write("INSERT OR REPLACE INTO hashes(path, size, mtime_ns, extra, hash) VALUES (?,?,?,?,?)", (*key, h))
+        return h
+
+    def journal(self, job_key: str) -> "LedgerJournal":
+        return LedgerJournal(self, job_key)
+
+
+@dataclass
+class LedgerJournal:
+    """The :class:`~stemlab.providers.base.JobJournal` a remote provider uses;
+    every call is durable before it returns."""
+
+    ledger: Ledger
+    job_key: str
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def _row(self) -> JobRow:
+        row = self.ledger.get(self.job_key)
+        if row is None:  # pragma: no cover - defensive
+            raise RunError(f"ledger: job {self.job_key} vanished")
+        return row
+
+    @property
+    def idempotency_key(self) -> str:
+        return self._row().idempotency_key
+
+    @property
+    def remote_id(self) -> str | None:
+        return self._row().remote_id
+
+    @property
+    def in_doubt(self) -> bool:
+        return self._row().in_doubt
+
+    def submitting(self, estimate: Cost) -> None:
+        self.ledger.update(
+            self.job_key, state="submitting", est_usd=estimate.usd, est_credits=estimate.credits,
+            attempts=self._row().attempts + 1,
+        )
+
+    def submitted(self, remote_id: str, cost: Cost, info: Mapping[str, Any] | None = None) -> None:
+        self.ledger.update(
+            self.job_key, state="submitted", detail=remote_id, remote_id=remote_id, cost_usd=cost.usd,
+            credits=cost.credits, credit_unit=cost.credit_unit, cost_estimated=int(cost.estimated),
+        )
+        if info:
+            self.ledger.merge_json(self.job_key, "info_json", dict(info))
+
+    def phase(self, name: str, seconds: float) -> None:
+        self.phases[name] = self.phases.get(name, 0.0) + float(seconds)
+        self.ledger.merge_json(self.job_key, "phases_json", {name: float(seconds)}, add=True)
+
+    def note(self, key: str, value: Any) -> None:
+        self.ledger.merge_json(self.job_key, "info_json", {key: value})
