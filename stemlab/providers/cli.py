@@ -1,0 +1,104 @@
+"""``stemlab providers list`` / ``stemlab providers info ID``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import ConfigError, StemlabError
+
+__all__ = ["register_cli", "catalog"]
+
+
+def catalog() -> list[dict[str, Any]]:
+    """One row per provider family × variant: stems, kind, status."""
+    from . import families, get_class
+
+    rows: list[dict[str, Any]] = []
+    for fam in families():
+        try:
+            cls = get_class(fam)
+        except ConfigError as e:
+            rows.append({"id": fam, "kind": "?", "stems": "", "status": f"broken: {e}"})
+            continue
+        for variant in cls.variants or (None,):
+            try:
+                prov = cls(variant)
+                status = prov.status()
+                stems = ",".join(prov.stems)
+                est = prov.estimate_cost(60.0)
+                pid = prov.id
+            except StemlabError as e:
+                rows.append({"id": f"{fam}:{variant}" if variant else fam, "kind": cls.kind, "stems": "",
+                             "status": f"unavailable: {e}"})
+                continue
+            cost = ""
+            if est.usd:
+                cost = f"${est.usd:.3f}/min"
+            elif est.credits:
+                cost = f"{est.credits:g} {est.credit_unit}/min"
+            rows.append({
+                "id": pid, "kind": cls.kind, "stems": stems,
+                "status": "ready" if status.ready else f"unavailable: {status.detail}",
+                "cost_per_min": cost, "needs_references": cls.needs_references,
+            })
+    return rows
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = catalog()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from ..cli import _table
+
+    print(_table([(r["id"], r["kind"], r["stems"], r.get("cost_per_min", ""), r["status"][:70]) for r in rows],
+                 ("provider", "kind", "stems", "cost", "status")))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from . import create
+
+    prov = create(args.id)
+    info = type(prov).describe()
+    info["id"] = prov.id
+    info["params_used"] = prov.config
+    info["stems"] = list(prov.stems)
+    st = prov.status()
+    info["status"] = "ready" if st.ready else f"unavailable: {st.detail}"
+    info["provenance"] = prov.provenance()
+    info["estimate_per_minute"] = prov.estimate_cost(60.0).as_dict()
+    doc = (type(prov).__doc__ or "").strip()
+    if args.json:
+        info["doc"] = doc
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{info['id']}  ({info['kind']})")
+    if doc:
+        print("  " + doc.replace("\n", "\n  "))
+    print(f"  stems:   {', '.join(info['stems'])}")
+    print(f"  status:  {info['status']}")
+    if info["variants"]:
+        print(f"  variants: {', '.join(info['variants'])} (default {info['default_variant']})")
+    for p in info["params"]:
+        unit = f" [{p['unit']}]" if p["unit"] else ""
+        print(f"  param {p['name']}: {p['type']} = {p['default']!r}{unit}  {p['help']}")
+    if info["options"]:
+        print(f"  options: {', '.join(info['options'])}")
+    e = info["estimate_per_minute"]
+    print(f"  cost of 1 min: ${e['usd']:.4f}, {e['credits']:g} {e['credit_unit']}")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("providers", help="list providers and their status")
+    ps = p.add_subparsers(dest="providers_cmd", required=True, metavar="COMMAND")
+    pl = ps.add_parser("list", help="every provider with stems and status (ready / weights missing / key missing)")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_list)
+    pi = ps.add_parser("info", help="parameters, stems, status and provenance of one provider")
+    pi.add_argument("id", help='provider spec, e.g. "demucs:htdemucs?shifts=2"')
+    pi.add_argument("--json", action="store_true")
+    pi.set_defaults(func=_info)

@@ -1,0 +1,186 @@
+"""``stemlab run`` and ``stemlab results show``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register_cli", "DEMO_SPEC"]
+
+#: The main job of the README: the demo set through every local provider that
+#: needs no download and every remote service against its sandbox.
+DEMO_SPEC: dict[str, Any] = {
+    "name": "stemlab demo comparison (local providers + sandboxed services)",
+    "datasets": ["demo"],
+    "providers": [],  # filled by demo_providers()
+    "metrics": ["bsseval_v4", "usdr", "si_sdr"],
+    "output": "stemlab-results",
+    "sandbox": True,
+}
+
+
+def demo_providers() -> list[Any]:
+    """Every registered provider that can run here without weights or keys
+    (oracles, baselines, ready demucs models) plus every remote service in
+    sandbox mode."""
+    from ..providers import families, get_class
+
+    out: list[Any] = []
+    for fam in families():
+        cls = get_class(fam)
+        if cls.kind == "remote":
+            out.append({"provider": fam, "sandbox": True})
+            continue
+        for v in cls.variants or (None,):
+            prov = cls(v)
+            if prov.status().ready and getattr(cls, "in_demo", True):
+                out.append(prov.id)
+    return out
+
+
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    from .spec import load_spec
+
+    overrides: dict[str, Any] = {}
+    if args.output:
+        overrides["output"] = args.output
+    if args.budget is not None:
+        overrides["budget"] = {"usd": args.budget}
+    if args.metrics:
+        overrides["metrics"] = [m for m in args.metrics.split(",") if m]
+    if args.live:
+        overrides["sandbox"] = False
+    if args.spec:
+        if args.dataset or args.provider:
+            print("stemlab run: give a SPEC file or --dataset/--provider, not both", file=sys.stderr)
+            raise SystemExit(2)
+        return load_spec(args.spec, **overrides)
+    if args.demo or (not args.dataset and not args.provider):
+        raw = dict(DEMO_SPEC)
+        raw["providers"] = demo_providers()
+        if args.provider:
+            raw["providers"] = list(args.provider)
+        if args.dataset:
+            raw["datasets"] = [_dataset_arg(d, args) for d in args.dataset]
+        return load_spec(raw, **overrides)
+    if not args.dataset or not args.provider:
+        print("stemlab run: need --dataset and at least one --provider (or a SPEC file, or --demo)", file=sys.stderr)
+        raise SystemExit(2)
+    raw = {"datasets": [_dataset_arg(d, args) for d in args.dataset], "providers": list(args.provider)}
+    return load_spec(raw, **overrides)
+
+
+def _dataset_arg(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": name}
+    if args.root:
+        d["root"] = args.root
+    if args.split:
+        d["split"] = args.split
+    if args.tracks:
+        d["pattern"] = args.tracks
+    if args.limit:
+        d["limit"] = args.limit
+    return d
+
+
+def _print_plan(rows: list[dict[str, Any]]) -> None:
+    from ..cli import _table
+
+    print(_table([(r["provider"], r["jobs"], r["cached"], r["audio_min"], f"{r['usd']}", f"{r['credits']} {r['credit_unit']}".strip(),
+                   r["compute_s"]) for r in rows],
+                 ("provider", "jobs to run", "cached", "audio min", "est. USD", "est. credits", "est. compute s")))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import Runner
+
+    spec = _spec_from_args(args)
+    runner = Runner(spec, force=args.force or (), retry_failed=args.retry_failed, strict=args.strict,
+                    quiet=args.quiet)
+    if args.dry_run:
+        res = runner.run(dry_run=True)
+        print(f"dry run: {spec.name} → {runner.output}")
+        _print_plan(res.plan)
+        return 0
+    res = runner.run()
+    if not args.quiet:
+        _summary(res)
+    if args.report:
+        from ..reports import build_report
+
+        path = build_report(res.output, Path(args.report))
+        if not args.quiet:
+            print(f"report: {path}")
+    if args.strict and res.failed:
+        return 1
+    return 0
+
+
+def _summary(res: Any) -> None:
+    from ..cli import _table
+
+    jobs = res.jobs
+    print(f"results: {res.output}  (run {res.run_id})")
+    if len(jobs):
+        rows = []
+        for prov, g in jobs.groupby("provider", sort=False):
+            rows.append((prov, int((g.status == "done").sum()), int((g.status != "done").sum()),
+                         f"{g.cost_usd.fillna(0).sum():.4f}", f"{g.total_s.fillna(0).median():.2f}"))
+        print(_table(rows, ("provider", "done", "failed", "USD", "median job s")))
+        bad = jobs[jobs.status != "done"]
+        for _, r in bad.head(20).iterrows():
+            print(f"  ✗ {r.provider} on {r.track}: [{r.status}] {r.error_kind}: {str(r.error)[:160]}")
+    s = res.scores
+    if len(s):
+        metric = "sdr_bsseval_v4" if (s.metric == "sdr_bsseval_v4").any() else s.metric.iloc[0]
+        lb = s[s.metric == metric].pivot_table(index="provider", columns="target", values="value", aggfunc="median")
+        print(f"\n{metric} (median over tracks):")
+        print(lb.round(2).to_string())
+
+
+def _results_show(args: argparse.Namespace) -> int:
+    from .results import load_results
+
+    res = load_results(args.path)
+    if args.json:
+        print(json.dumps({"meta": res.meta, "jobs": json.loads(res.jobs.to_json(orient="records")),
+                          "scores": json.loads(res.scores.to_json(orient="records"))}, indent=1, default=str))
+        return 0
+    from .runner import RunResult
+
+    _summary(RunResult(res.path, res.meta.get("run_id", ""), res.jobs, res.scores, res.frames, res.meta))
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="separate and score: tracks × providers (resumable, cached, budgeted)")
+    p.add_argument("spec", nargs="?", help="experiment spec (YAML/TOML/JSON); omit for --demo or flags")
+    p.add_argument("--demo", action="store_true", help="the bundled demo: demo set, local providers, sandboxed services")
+    p.add_argument("--dataset", action="append", help="dataset name (repeatable)")
+    p.add_argument("--root", help="dataset root")
+    p.add_argument("--split", choices=("train", "valid", "test"))
+    p.add_argument("--tracks", help="glob of track names")
+    p.add_argument("--limit", type=int, help="at most N tracks per dataset")
+    p.add_argument("--provider", action="append", help='provider spec, e.g. "demucs:htdemucs?shifts=1" (repeatable)')
+    p.add_argument("--metrics", help="comma-separated metric names")
+    p.add_argument("-o", "--output", help="results directory (default from spec: stemlab-results)")
+    p.add_argument("--budget", type=float, help="hard cap in USD over all paid jobs")
+    p.add_argument("--dry-run", action="store_true", help="print planned jobs and cost estimates, then exit")
+    p.add_argument("--resume", action="store_true", help="(default behaviour) continue where the ledger stopped")
+    p.add_argument("--force", action="append", help="recompute this provider (label or family; repeatable)")
+    p.add_argument("--retry-failed", action="store_true", help="also retry failed jobs that may have been paid for")
+    p.add_argument("--live", action="store_true", help="send remote providers to the real services (default: sandbox)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any job failed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary (papermill/CI)")
+    p.add_argument("--report", help="also write the HTML report to this path")
+    p.set_defaults(func=_run)
+
+    r = sub.add_parser("results", help="inspect a results directory")
+    rs = r.add_subparsers(dest="results_cmd", required=True, metavar="COMMAND")
+    show = rs.add_parser("show", help="summary, failures and leaderboard")
+    show.add_argument("path")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=_results_show)
