@@ -1,0 +1,110 @@
+"""Plotly figures of a results directory (interactive in notebooks, inlined
+in the HTML report)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import tables
+
+__all__ = ["leaderboard_bar", "track_heatmap", "distribution", "pareto", "latency_breakdown", "framewise"]
+
+_PHASE_COLORS = {
+    "upload": "#636efa", "queue": "#ab63fa", "processing": "#ef553b", "download": "#00cc96",
+    "separate": "#ffa15a", "scoring": "#19d3f3",
+}
+
+
+def leaderboard_bar(scores: pd.DataFrame, metric: str, stat: str = "median"):
+    import plotly.graph_objects as go
+
+    lb = tables.leaderboard(scores, metric, stat=stat)
+    fig = go.Figure()
+    for tgt, g in lb.groupby("target", sort=False):
+        err_hi = (g["ci_high"] - g["value"]).to_numpy()
+        err_lo = (g["value"] - g["ci_low"]).to_numpy()
+        fig.add_bar(
+            name=str(tgt), x=g["provider"].astype(str), y=g["value"],
+            error_y=dict(type="data", array=np.nan_to_num(err_hi), arrayminus=np.nan_to_num(err_lo), visible=True),
+            hovertemplate="%{x}<br>%{y:.2f} dB<extra>" + str(tgt) + "</extra>",
+        )
+    fig.update_layout(
+        barmode="group", title=f"{metric}: {stat} over tracks (95% bootstrap CI)",
+        yaxis_title=f"{metric} [dB]", legend_title="target", height=420, margin=dict(t=60, b=120),
+    )
+    return fig
+
+
+def track_heatmap(scores: pd.DataFrame, metric: str, target: str):
+    import plotly.graph_objects as go
+
+    m = tables.per_track(scores, metric, target)
+    fig = go.Figure(go.Heatmap(z=m.to_numpy(), x=[str(c) for c in m.columns], y=[str(i) for i in m.index],
+                               colorscale="Viridis", colorbar=dict(title="dB"),
+                               hovertemplate="%{y}<br>%{x}<br>%{z:.2f} dB<extra></extra>"))
+    fig.update_layout(title=f"{metric} per track — {target}", height=max(300, 40 * len(m) + 160),
+                      margin=dict(l=220, b=140))
+    return fig
+
+
+def distribution(scores: pd.DataFrame, metric: str):
+    import plotly.express as px
+
+    df = scores[scores["metric"] == metric]
+    fig = px.box(df, x="provider", y="value", color="target", points="all",
+                 title=f"{metric} distribution over tracks")
+    fig.update_layout(yaxis_title=f"{metric} [dB]", height=420, margin=dict(b=140))
+    return fig
+
+
+def pareto(points: pd.DataFrame, metric: str):
+    """Quality vs USD per audio minute; the frontier as a line."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    if points.empty:
+        return fig
+    fig.add_scatter(
+        x=points["usd_per_min"], y=points["quality"], mode="markers+text", text=points["provider"],
+        textposition="top center", marker=dict(size=11, color=np.where(points.get("kind", "") == "remote", "#ef553b", "#636efa")),
+        name="providers", hovertemplate="%{text}<br>$%{x:.3f}/min<br>%{y:.2f} dB<extra></extra>",
+    )
+    front = tables.pareto_frontier(points)
+    fig.add_scatter(x=front["usd_per_min"], y=front["quality"], mode="lines", line=dict(dash="dash", color="#444"),
+                    name="Pareto frontier")
+    fig.update_layout(title=f"Quality vs cost ({metric}, mean of per-target medians)",
+                      xaxis_title="USD per minute of audio", yaxis_title=f"{metric} [dB]", height=460)
+    return fig
+
+
+def latency_breakdown(jobs: pd.DataFrame):
+    import plotly.graph_objects as go
+
+    lat = tables.latency_table(jobs)
+    fig = go.Figure()
+    if lat.empty:
+        return fig
+    for ph, color in _PHASE_COLORS.items():
+        col = f"{ph}_s_median"
+        if col in lat:
+            fig.add_bar(name=ph, x=lat["provider"], y=lat[col].fillna(0), marker_color=color)
+    fig.update_layout(barmode="stack", title="Latency per job: median seconds per phase",
+                      yaxis_title="seconds", height=420, margin=dict(b=140))
+    return fig
+
+
+def framewise(frames: pd.DataFrame, track: str, target: str, metric: str = "SDR", providers: Sequence[str] | None = None):
+    import plotly.graph_objects as go
+
+    df = frames[(frames["track"] == track) & (frames["target"] == target) & (frames["metric"] == metric)]
+    fig = go.Figure()
+    for prov, g in df.groupby("provider", sort=False):
+        if providers and prov not in providers:
+            continue
+        fig.add_scatter(x=g["time"], y=g["value"], mode="lines+markers", name=str(prov))
+    fig.update_layout(title=f"framewise {metric} — {track} / {target}", xaxis_title="time [s]",
+                      yaxis_title=f"{metric} [dB]", height=380)
+    return fig
