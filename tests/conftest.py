@@ -3,14 +3,19 @@ temp dir so tests never touch the user's cache."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("STEMLAB_CACHE", tempfile.mkdtemp(prefix="stemlab-test-cache-"))
+if "STEMLAB_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="stemlab-test-cache-")
+    os.environ["STEMLAB_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, True)
 
 REPO = Path(__file__).resolve().parents[1]
 

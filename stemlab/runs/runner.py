@@ -472,6 +472,9 @@ class Runner:
     async def _separate(self, job: Job, row: JobRow) -> None:
         assert self.ledger is not None
         prov, key = job.provider, job.key
+        st = prov.status()
+        if not st.ready:
+            raise ProviderUnavailable(f"{job.label}: {st.detail}", provider=job.label)
         job.provider.check_input(job.track)
         timeout = job.sel.timeout or self.spec.job_timeout
         async with self._sem_kind[prov.kind], self._sem_prov[job.label]:
