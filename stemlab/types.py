@@ -42,6 +42,18 @@ def freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
 
 
+class _Picklable:
+    """Frozen dataclasses holding read-only mapping views pickle as plain
+    dicts (worker processes, Ray actors) and are frozen again on load."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, MappingProxyType) else v) for k, v in self.__dict__.items()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, MappingProxyType(v) if isinstance(v, dict) and k != "__dict__" else v)
+
+
 def _as_audio(x: Any, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim == 1:
@@ -54,7 +66,7 @@ def _as_audio(x: Any, name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class Stems:
+class Stems(_Picklable):
     """Named stems sharing one sample rate and one shape ``(channels, samples)``."""
 
     audio: Mapping[str, np.ndarray]
@@ -296,7 +308,7 @@ class Cost:
 
 
 @dataclass(frozen=True, eq=False)
-class Separation:
+class Separation(_Picklable):
     """What a provider returned for one track.
 
     ``timings`` maps phase → seconds (``total`` always; local: ``load``,

@@ -324,12 +324,22 @@ class Runner:
         self.budget = Budget(self.ledger, self.spec.budget_usd, per_provider)
         self.stem_cache = StemCache(self.output / "cache")
         self.score_cache = ScoreCache(self.output / "cache")
+        own_executor = False
+        if self._executor is None and any(j.provider.kind == "local" for j in jobs):
+            from .executors import make_executor
+
+            self._executor = make_executor(self.spec.executor, self.spec.executor_options)
+            own_executor = True
         interrupted = False
         try:
             asyncio.run(self._execute(jobs))
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            if own_executor and self._executor is not None:
+                with contextlib.suppress(Exception):
+                    self._executor.close()
+                self._executor = None
             for j in {id(j.provider): j for j in jobs}.values():
                 with contextlib.suppress(Exception):
                     j.provider.close()
@@ -351,6 +361,7 @@ class Runner:
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "executor": self.spec.executor,
         }
 
     # -------------------------------------------------------------- execution
@@ -530,7 +541,7 @@ class Runner:
     async def _run_local(self, job: Job, timeout: float) -> Separation:
         if self._executor is not None:
             return await asyncio.wait_for(self._executor.separate(job.provider, job.track), timeout)
-        return await asyncio.wait_for(asyncio.to_thread(job.provider.separate, job.track), timeout)
+        return await asyncio.wait_for(asyncio.to_thread(job.provider.separate, job.track), timeout)  # pragma: no cover
 
     def _check_output(self, job: Job, sep: Separation) -> None:
         from ..errors import ProviderOutputError
