@@ -79,3 +79,18 @@ def test_compare_providers_table() -> None:
     assert res[("good", "lonely")].verdict == "too few tracks (n=1) for a test"
     # Holm: adjusted ≥ raw
     assert all(c.p_holm >= c.p for c in res.values() if np.isfinite(c.p))
+
+
+def test_pricing_cheapest_packs_and_volumes() -> None:
+    from stemlab.reports.pricing import PRICING, cheapest_packs, monthly_cost
+
+    packs = PRICING["aistemsplitter"].packs
+    assert cheapest_packs(3500, packs) == (pytest.approx(7 * 39.99), {"500 min": 7})
+    # 160 min: 150 + 50 ($21.99) beats 500 ($39.99) and 4×50 ($27.96)
+    usd, combo = cheapest_packs(160, packs)
+    assert usd == pytest.approx(21.99) and combo == {"150 min": 1, "50 min": 1}
+    assert cheapest_packs(0, packs) == (0.0, {})
+    m = monthly_cost("mvsep", 1000, 210.0, usd_per_unit=0.02)
+    assert m["units"] == 3000 and m["usd"] == pytest.approx(60.0)  # floor(210/60)=3 credits per song
+    assert monthly_cost("mvsep", 10, 20.0)["units"] == 10  # floor(20/60)=0 → 1 credit minimum
+    assert monthly_cost("dango", 10, 20.0)["units"] == 0 and monthly_cost("dango", 10, 200.0)["usd"] is None
