@@ -42,6 +42,31 @@ class Results:
     jobs: "pd.DataFrame"
     meta: dict[str, Any]
 
+    def track(self, name: str):
+        """The dataset track ``name`` (with references), re-opened from the spec."""
+        from .spec import _check_dataset, _Errors
+
+        spec = self.meta.get("spec") or {}
+        entries = spec.get("datasets", spec.get("dataset")) or []
+        for i, e in enumerate(entries if isinstance(entries, list) else [entries]):
+            sel = _check_dataset(_Errors(), f"datasets[{i}]", e)
+            if sel is None:
+                continue
+            ds = sel.open()
+            if name in ds.track_names():
+                return ds[name]
+        raise RunError(f"{self.path}: no track {name!r} in the run's datasets")
+
+    def stems(self, provider: str, track: str):
+        """The cached separation of ``track`` by ``provider`` (None if absent)."""
+        from .cache import StemCache
+
+        j = self.jobs
+        hit = j[(j["provider"] == provider) & (j["track"] == track)]
+        if hit.empty:
+            raise RunError(f"{self.path}: no job for provider {provider!r} on track {track!r}")
+        return StemCache(self.path / "cache").get(str(hit["job_key"].iloc[0]))
+
     def leaderboard(self, metric: str = "sdr_bsseval_v4", agg: str = "median") -> "pd.DataFrame":
         """Provider × target table of ``metric`` aggregated over tracks."""
         s = self.scores
