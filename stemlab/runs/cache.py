@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import audio
+from .._crash import crashpoint
 from ..errors import InputError, RunError
 from ..types import Stems
 
@@ -71,6 +72,7 @@ class StemCache:
                 entries[name] = {"file": fname, "scale": scale, "sha256": _sha(tmp / fname)}
             manifest = {"sample_rate": stems.sample_rate, "stems": entries, "meta": dict(meta or {})}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+            crashpoint("cache.write")
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
         except OSError as e:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
+from .._crash import crashpoint
 from ..errors import (
     BudgetExceeded,
     ConfigError,
@@ -563,10 +564,12 @@ class Runner:
                                            "note": "track has no references: separation only"})
             return
         async with self._score_sem:
+            crashpoint("run.before_score")
             t0 = time.perf_counter()
             payload = await asyncio.to_thread(score_stems, stems, job.track, self.spec, job.provider.kind)
             payload["scoring_seconds"] = time.perf_counter() - t0
         self.score_cache.put(key, mh, payload)
+        crashpoint("run.after_score")
         assert self.ledger is not None
         self.ledger.merge_json(key, "phases_json", {"scoring": payload["scoring_seconds"]})
         if payload.get("corrections"):
