@@ -174,6 +174,11 @@ class MusdbDataset(_MusdbBase):
                 counts = {o: int(a.shape[1]) for o, a in zip(order, arrays)}
                 if len(set(counts.values())) != 1:
                     raise DatasetError(f"{path}: streams decode to different lengths {counts}", file=str(path))
+                chans = {o: int(a.shape[0]) for o, a in zip(order, arrays)}
+                if len(set(chans.values())) != 1:
+                    raise DatasetError(
+                        f"{path}: streams have different channel counts {chans}; expected one layout", file=str(path)
+                    )
                 meta["decoded_samples"] = counts
                 cache.clear()
                 cache.update(dict(zip(order, arrays)))

@@ -344,7 +344,9 @@ def load_spec(source: str | Path | Mapping[str, Any], **overrides: Any) -> RunSp
             pass
 
     def _mapping(key: str) -> dict[str, Any]:
-        v = raw.get(key) or {}
+        v = raw.get(key)
+        if v is None:
+            return {}
         if not isinstance(v, Mapping):
             errs.add(key, f"expected a mapping, got {v!r}")
             return {}
