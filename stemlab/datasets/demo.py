@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._hashing import file_sha256
 from .._paths import cache_dir
 from ..errors import DatasetError
 from ..types import Track
@@ -273,14 +274,6 @@ def _write_wav(path: Path, data: np.ndarray) -> None:
     sf.write(str(path), data.T, SR, format="WAV", subtype="PCM_16")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def generate(root: Path, songs: Sequence[SongSpec], seed: int) -> dict[str, dict[str, str]]:
     """Write every missing song under ``root`` (atomic per song); return the
     manifest ``{track: {file: sha256}}``."""
@@ -304,7 +297,7 @@ def generate(root: Path, songs: Sequence[SongSpec], seed: int) -> dict[str, dict
         hashes = {}
         for k, v in stems.items():
             _write_wav(tmp / f"{k}.wav", v)
-            hashes[f"{k}.wav"] = _sha256(tmp / f"{k}.wav")
+            hashes[f"{k}.wav"] = file_sha256(tmp / f"{k}.wav")
         shutil.rmtree(final, ignore_errors=True)
         try:
             os.replace(tmp, final)
@@ -384,7 +377,7 @@ class DemoDataset(Dataset):
                 if not p.is_file():
                     report.add(name, fname, "missing")
                     continue
-                actual = _sha256(p)
+                actual = file_sha256(p)
                 if actual != digest:
                     report.add(name, fname, f"sha256 {actual[:12]}… differs from manifest {digest[:12]}…")
                 want = pinned.get(f"{name}/{fname}")

@@ -15,7 +15,6 @@ so a resumed run scores exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -26,18 +25,11 @@ import numpy as np
 
 from .. import audio
 from .._crash import crashpoint
+from .._hashing import file_sha256
 from ..errors import InputError, RunError
 from ..types import Stems
 
 __all__ = ["StemCache", "ScoreCache"]
-
-
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _disk_error(e: OSError, where: Path) -> RunError:
@@ -69,7 +61,7 @@ class StemCache:
                 scale = max(1.0, peak / (1.0 - 2.0**-22))
                 fname = f"{_safe(name)}.flac"
                 audio.encode(tmp / fname, arr / scale, stems.sample_rate, subtype="PCM_24")
-                entries[name] = {"file": fname, "scale": scale, "sha256": _sha(tmp / fname)}
+                entries[name] = {"file": fname, "scale": scale, "sha256": file_sha256(tmp / fname)}
             manifest = {"sample_rate": stems.sample_rate, "stems": entries, "meta": dict(meta or {})}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
             crashpoint("cache.write")
@@ -93,7 +85,7 @@ class StemCache:
             out = {}
             for name, e in manifest["stems"].items():
                 p = d / e["file"]
-                if _sha(p) != e["sha256"]:
+                if file_sha256(p) != e["sha256"]:
                     raise ValueError(f"{p} corrupt")
                 arr, sr = audio.decode(p)
                 out[name] = arr * np.float32(e["scale"])
