@@ -31,6 +31,9 @@ __all__ = [
 
 #: family → "module:Class". One line per provider.
 BUILTIN: dict[str, str] = {
+    "demucs": "stemlab.providers.local.demucs:DemucsProvider",
+    "oracle": "stemlab.providers.local.oracle:OracleProvider",
+    "baseline": "stemlab.providers.local.baselines:BaselineProvider",
 }
 
 _registered: dict[str, type[Provider]] = {}
