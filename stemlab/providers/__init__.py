@@ -31,6 +31,8 @@ __all__ = [
 
 #: family → "module:Class". One line per provider.
 BUILTIN: dict[str, str] = {
+    "aistemsplitter": "stemlab.providers.remote.aistemsplitter:AIStemSplitter",
+    "suno": "stemlab.providers.remote.suno:Suno",
 }
 
 _registered: dict[str, type[Provider]] = {}
