@@ -43,10 +43,13 @@ class Separator(Protocol):
 @dataclass
 class _Entry:
     name: str
-    mixture: np.ndarray  # (ch, n) at sr
     sr: int
-    stems: dict[str, np.ndarray]
-    probe: np.ndarray  # mono 8 kHz, unit norm over the first seconds
+    probe: np.ndarray  # mono 8 kHz over the first seconds
+    load: Callable[[], dict[str, np.ndarray]]  # reference stems (ch, n) at sr, loaded when matched
+
+    @property
+    def stems(self) -> dict[str, np.ndarray]:
+        return self.load()
 
 
 def _mono8k(audio: np.ndarray, sr: int, seconds: float = 12.0) -> np.ndarray:
@@ -71,15 +74,32 @@ class ReferenceLibrary:
 
     def register(self, mixture: np.ndarray | None, stems: Mapping[str, np.ndarray], sample_rate: int,
                  name: str = "") -> None:
-        """Add a song. ``mixture`` None → the sum of ``stems``."""
+        """Add a song held in memory. ``mixture`` None → the sum of ``stems``."""
         st = {k: np.asarray(v, dtype=np.float32) for k, v in stems.items()}
         st = {k: (v[None] if v.ndim == 1 else v) for k, v in st.items()}
         mix = np.asarray(mixture, dtype=np.float32) if mixture is not None else sum(st.values())
         if mix.ndim == 1:
             mix = mix[None]
-        entry = _Entry(name or f"song{len(self._entries)}", mix, int(sample_rate), st, _mono8k(mix, sample_rate))
+        self.register_lazy(mix, sample_rate, lambda: st, name)
+
+    def register_lazy(self, mixture: np.ndarray, sample_rate: int,
+                      load_stems: Callable[[], Mapping[str, np.ndarray]], name: str = "") -> None:
+        """Add a song whose stems are loaded only when an upload matches it
+        (only a short 8-kHz probe of ``mixture`` is kept)."""
+        def load() -> dict[str, np.ndarray]:
+            out = {}
+            for k, v in load_stems().items():
+                a = np.asarray(v, dtype=np.float32)
+                out[k] = a[None] if a.ndim == 1 else a
+            return out
+
+        entry = _Entry(name or f"song{len(self._entries)}", int(sample_rate), _mono8k(mixture, sample_rate), load)
         with self._lock:
             self._entries.append(entry)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
     def match(self, audio: np.ndarray, sr: int) -> tuple[_Entry, int, float] | None:
         """(entry, lag in samples at ``sr``, score) of the best match above the

@@ -333,10 +333,11 @@ class Sandbox:
         self.references.register(mixture, stems, sample_rate, name)
 
     def register_track(self, track: Any) -> None:
-        """Register a :class:`~stemlab.types.Track` that has references."""
+        """Register a :class:`~stemlab.types.Track` that has references; its
+        stems are decoded again only when an upload matches it."""
         if track.has_references:
-            refs = track.references
-            self.register_references(track.mixture, dict(refs.items()), track.sample_rate, track.name)
+            self.references.register_lazy(track.mixture, track.sample_rate,
+                                          lambda: dict(track.references.items()), str(track.name))
 
     # ------------------------------------------------------------ routing
     def routes(self) -> list[tuple[str, str, str, Handler]]:
@@ -450,14 +451,19 @@ class Sandbox:
         self.ledger.add_job(job)
         return job
 
-    def start_separation(self, job: SandboxJob, audio: np.ndarray | None, sr: int) -> None:
-        """Separate in a worker thread of the server loop; stores the files."""
+    def start_separation(self, job: SandboxJob, audio: np.ndarray | Callable[[], np.ndarray] | None, sr: int) -> None:
+        """Separate in a worker thread of the server loop; stores the files.
+        ``audio``: the decoded input, or a loader called in the worker."""
         if audio is None:
             return
 
+        def run() -> dict[str, str]:
+            a = np.asarray(audio() if callable(audio) else audio, dtype=np.float32)
+            return self._separate_files(job, a, sr)
+
         async def work() -> None:
             try:
-                files = await asyncio.to_thread(self._separate_files, job, audio, sr)
+                files = await asyncio.to_thread(run)
                 job.outputs = files
             except Exception as e:  # pragma: no cover - separator bug → failed job
                 log.exception("sandbox separation failed")

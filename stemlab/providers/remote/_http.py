@@ -262,7 +262,7 @@ class RemoteProvider(Provider):
         fam = self.family
         o = self.options
         base = str(o.get("base_url") or self.default_base_url).rstrip("/")
-        if not base.startswith(("http://", "https://")):
+        if base and not base.startswith(("http://", "https://")):
             raise ConfigError(f"provider {fam}: base_url must start with http:// or https://, got {base!r}",
                               field=f"{fam}.options.base_url")
         self.base_url = base
@@ -315,6 +315,8 @@ class RemoteProvider(Provider):
         return f"<{type(self).__name__} {self.id} at {redact(self.base_url)}>"
 
     def status(self) -> Status:
+        if not self.base_url:
+            return Status(False, f"no base_url: {self.service_name} has no public default host; pass the base_url option")
         if not self._key:
             return Status(False, f"no API key: set ${self.env_var} or pass the api_key option")
         return Status(True)
@@ -416,6 +418,11 @@ class RemoteProvider(Provider):
 
     # -------------------------------------------------------------- client
     def _require_key(self) -> str:
+        if not self.base_url:
+            raise ProviderUnavailable(
+                f"{self.id}: no base_url: {self.service_name} has no public default host; pass the base_url option",
+                provider=self.id,
+            )
         if not self._key:
             raise ProviderUnavailable(
                 f"{self.id}: no API key: set ${self.env_var} or pass the api_key option", provider=self.id
