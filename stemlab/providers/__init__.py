@@ -34,6 +34,8 @@ BUILTIN: dict[str, str] = {
     "demucs": "stemlab.providers.local.demucs:DemucsProvider",
     "oracle": "stemlab.providers.local.oracle:OracleProvider",
     "baseline": "stemlab.providers.local.baselines:BaselineProvider",
+    "aistemsplitter": "stemlab.providers.remote.aistemsplitter:AIStemSplitter",
+    "suno": "stemlab.providers.remote.suno:Suno",
 }
 
 _registered: dict[str, type[Provider]] = {}

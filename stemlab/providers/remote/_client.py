@@ -1,0 +1,484 @@
+"""The async HTTP client every remote provider shares.
+
+One :class:`HttpClient` per provider instance and event loop wraps an
+``httpx.AsyncClient`` and adds what every service needs:
+
+* auth (bearer header, query parameter or form field — :class:`Auth`),
+* timeouts per phase (:class:`Timeouts`),
+* retries with exponential backoff + jitter on 429/5xx/connect/read errors,
+  honouring ``Retry-After`` in seconds or as an HTTP-date (:class:`RetryPolicy`,
+  implemented with tenacity),
+* the per-account rate limiter (requests/s),
+* streaming downloads with size checks (``Content-Length`` vs bytes received,
+  a maximum size),
+* DEBUG request dumps with keys redacted.
+
+Errors leave as the stemlab tree: transport failures after the last retry
+become :class:`ProviderUnavailable` (unreachable, dropped) or
+:class:`ProviderTimeout` (no answer in time); HTTP error answers are mapped
+by the provider's ``error_for`` (auth → unavailable, 4xx → rejected …).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json as _json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Literal, Mapping
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base
+
+from ..._secrets import REDACTED, install_log_filter, redact
+from ...errors import ProviderError, ProviderOutputError, ProviderTimeout, ProviderUnavailable, StemlabError
+from ._limits import Clock, RateLimiter, RealClock
+
+__all__ = [
+    "Auth",
+    "Timeouts",
+    "RetryPolicy",
+    "Response",
+    "HttpClient",
+    "Ambiguous",
+    "DownloadRefused",
+    "parse_retry_after",
+]
+
+log = logging.getLogger("stemlab.remote.http")
+install_log_filter(["stemlab.remote.http", "stemlab.remote", "httpx", "httpcore"])
+
+RetryMode = Literal["all", "safe", "none"]
+
+#: statuses after which the request certainly did not change server state
+_SAFE_STATUSES = frozenset({429, 503})
+_SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "x-upload-token", "proxy-authorization"})
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Where the key goes. ``headers``/``params``/``form`` are merged into
+    authenticated requests (values are the raw secret — never logged)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    form: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Auth(headers={sorted(self.headers)}, params={sorted(self.params)}, form={sorted(self.form)})"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``read`` bounds the wait for each chunk of an answer;
+    ``upload`` replaces ``write`` for request bodies (large uploads)."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    write: float = 60.0
+    pool: float = 30.0
+    upload: float = 600.0
+
+    def httpx(self, *, upload: bool = False) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect, read=self.read, write=self.upload if upload else self.write, pool=self.pool
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one HTTP request.
+
+    Backoff before attempt *n+1* is ``min(maximum, initial·2^(n-1)) +
+    uniform(0, jitter)`` seconds, unless the answer carried ``Retry-After``,
+    which is honoured (capped at ``max_retry_after``)."""
+
+    max_attempts: int = 5
+    initial: float = 0.5
+    maximum: float = 30.0
+    jitter: float = 0.5
+    max_retry_after: float = 300.0
+    statuses: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds
+    (``"120"``) or an HTTP-date (``"Wed, 21 Oct 2026 07:28:00 GMT"``).
+    Returns None when absent or unparseable; never negative."""
+    if value is None:
+        return None
+    v = value.strip()
+    if not v:
+        return None
+    try:
+        return max(0.0, float(v))
+    except ValueError:
+        pass
+    try:
+        dt = email.utils.parsedate_to_datetime(v)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    ref = datetime.now(timezone.utc).timestamp() if now is None else now
+    return max(0.0, dt.timestamp() - ref)
+
+
+@dataclass
+class Response:
+    """A finished HTTP answer (body fully read)."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+    url: str  # redacted
+    what: str  # "aistemsplitter: POST /audio/splits" (for messages)
+    elapsed: float = 0.0
+    attempts: int = 1
+    _json: Any = field(default=None, repr=False)
+    _parsed: bool = field(default=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+    def excerpt(self, n: int = 200) -> str:
+        text = self.content[:n].decode("utf-8", "replace").replace("\n", " ").strip()
+        return redact(text + ("…" if len(self.content) > n else ""))
+
+    def json_or_none(self) -> Any:
+        if not self._parsed:
+            self._parsed = True
+            try:
+                self._json = _json.loads(self.content.decode("utf-8")) if self.content else None
+            except (UnicodeDecodeError, ValueError):
+                self._json = None
+        return self._json
+
+    def json(self) -> Any:
+        """The parsed JSON body; :class:`ProviderOutputError` if it is not JSON."""
+        data = self.json_or_none()
+        if data is None:
+            ctype = self.headers.get("content-type", "?")
+            raise ProviderOutputError(
+                f"{self.what}: expected a JSON answer, got HTTP {self.status} {ctype} "
+                f"({len(self.content)} bytes: {self.excerpt(120)!r})",
+                status=self.status,
+            )
+        return data
+
+
+class _Transient(Exception):
+    """A failure worth retrying (internal; never leaves the client)."""
+
+    def __init__(self, reason: str, *, kind: str, response: Response | None = None, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind  # "status" | "connect" | "timeout" | "network" | "truncated"
+        self.response = response
+        self.retry_after = retry_after
+
+
+class Ambiguous(ProviderUnavailable):
+    """A non-idempotent request may or may not have reached the service (the
+    answer was lost: read timeout, dropped connection, 5xx). The caller must
+    reconcile before resending."""
+
+
+class DownloadRefused(ProviderOutputError):
+    """A download URL answered 401/403/404/410 — usually an expired
+    pre-signed URL; the caller refreshes the job and tries fresh URLs."""
+
+
+class _WaitRetryAfter(wait_base):
+    """Retry-After when the answer had one, else exponential backoff + jitter."""
+
+    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
+        self.policy = policy
+        self.rng = rng
+
+    def __call__(self, retry_state: Any) -> float:
+        p = self.policy
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        ra = getattr(exc, "retry_after", None)
+        if ra is not None:
+            return float(min(max(ra, 0.0), p.max_retry_after))
+        n = max(1, retry_state.attempt_number)
+        return float(min(p.maximum, p.initial * 2 ** (n - 1)) + self.rng.uniform(0, p.jitter))
+
+
+def _redact_headers(h: Mapping[str, str]) -> dict[str, str]:
+    return {k: (REDACTED if k.lower() in _SENSITIVE_HEADERS else redact(v)) for k, v in h.items()}
+
+
+def _classify(exc: httpx.HTTPError) -> tuple[str, bool]:
+    """(kind, safe): ``safe`` means the request certainly never reached the
+    server, so even a non-idempotent call may be resent."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return "connect", True
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout", False
+    return "network", False
+
+
+class HttpClient:
+    """Async HTTP with auth, retries, rate limit and checked downloads.
+
+    ``error_for(response)`` turns a final HTTP error answer into a stemlab
+    error (the provider supplies it: services word their errors differently)."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        base_url: str,
+        auth: Auth,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        limiter: RateLimiter,
+        clock: Clock | None = None,
+        error_for: Callable[[Response], StemlabError],
+        user_agent: str = "stemlab",
+        transport: httpx.AsyncBaseTransport | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.label = label
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.timeouts = timeouts
+        self.retry = retry
+        self.limiter = limiter
+        self.clock = clock or RealClock()
+        self.error_for = error_for
+        self.requests_sent = 0
+        self.retries = 0
+        self._rng = random.Random(seed)
+        self._client = httpx.AsyncClient(
+            timeout=timeouts.httpx(),
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            follow_redirects=True,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"<HttpClient {self.label} {redact(self.base_url)}>"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    # ------------------------------------------------------------ retrying
+    def _retrying(self, mode: RetryMode) -> AsyncRetrying:
+        attempts = 1 if mode == "none" else self.retry.max_attempts
+
+        async def _sleep(seconds: float) -> None:
+            self.retries += 1
+            await self.clock.sleep(seconds)
+
+        def _before_sleep(rs: Any) -> None:
+            exc = rs.outcome.exception() if rs.outcome else None
+            wait = rs.next_action.sleep if rs.next_action else 0.0
+            log.info("%s: %s; retry %d/%d in %.2f s", self.label, redact(getattr(exc, "reason", exc)),
+                     rs.attempt_number, attempts - 1, wait)
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(max(1, attempts)),
+            wait=_WaitRetryAfter(self.retry, self._rng),
+            retry=retry_if_exception_type(_Transient),
+            sleep=_sleep,
+            before_sleep=_before_sleep,
+            reraise=True,
+        )
+
+    def _final(self, exc: _Transient, what: str, attempts: int, mode: RetryMode) -> StemlabError:
+        """The stemlab error for a transient failure that outlived its retries."""
+        tail = f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
+        if exc.response is not None:
+            err = self.error_for(exc.response)
+            err.message = redact(err.message + tail)
+            err.args = (err.message,)
+            return err
+        if exc.kind == "connect":
+            return ProviderUnavailable(f"{what}: cannot reach the service: {exc.reason}{tail}", provider=self.label)
+        if exc.kind == "timeout":
+            return ProviderTimeout(f"{what}: no answer in time: {exc.reason}{tail}", provider=self.label)
+        if exc.kind == "truncated":
+            return ProviderOutputError(f"{what}: {exc.reason}{tail}", provider=self.label)
+        return ProviderUnavailable(f"{what}: connection failed: {exc.reason}{tail}", provider=self.label)
+
+    # ------------------------------------------------------------- request
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        files: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+        retry: RetryMode = "all",
+        upload: bool = False,
+        what: str | None = None,
+        accept_status: frozenset[int] = frozenset(),
+    ) -> Response:
+        """Send one request (with retries per ``retry``):
+
+        * ``"all"`` — idempotent requests (GET, or a POST the server dedups by
+          ``Idempotency-Key``): every transient failure is retried.
+        * ``"safe"`` — non-idempotent, paid requests: only failures that
+          prove the server never acted (connect errors, 429, 503) are
+          retried; an ambiguous one raises :class:`Ambiguous`.
+        * ``"none"`` — one attempt.
+
+        HTTP ≥ 400 that is not retried (or not in ``accept_status``) raises
+        ``error_for(response)``."""
+        url = self.url(path)
+        what = what or f"{self.label}: {method} {_path_of(url)}"
+        hdrs = dict(headers or {})
+        q = dict(params or {})
+        form = dict(data) if data is not None else None
+        if auth:
+            hdrs.update(self.auth.headers)
+            q.update(self.auth.params)
+            if self.auth.form:
+                form = {**(form or {}), **self.auth.form}
+        attempts = 0
+
+        async def once() -> Response:
+            nonlocal attempts
+            attempts += 1
+            await self.limiter.acquire(self.clock)
+            self.requests_sent += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("→ %s %s attempt %d headers=%s", method, redact(url), attempts, _redact_headers(hdrs))
+            t0 = time.perf_counter()
+            try:
+                r = await self._client.request(
+                    method, url, params=q or None, json=json, data=form, files=files, content=content,
+                    headers=hdrs, timeout=self.timeouts.httpx(upload=upload),
+                )
+            except httpx.HTTPError as e:
+                kind, safe = _classify(e)
+                reason = f"{type(e).__name__}: {redact(e) or 'no detail'}"
+                if retry == "safe" and not safe:
+                    raise Ambiguous(
+                        f"{what}: the answer was lost ({reason}); the request may have been processed",
+                        provider=self.label,
+                    ) from None
+                raise _Transient(reason, kind=kind) from None
+            resp = Response(r.status_code, r.headers, r.content, redact(str(r.url)), what, time.perf_counter() - t0,
+                            attempts)
+            log.debug("← %s %s in %.3f s (%d bytes)", resp.status, redact(url), resp.elapsed, len(resp.content))
+            if resp.status in self.retry.statuses and resp.status not in accept_status:
+                ra = parse_retry_after(resp.headers.get("retry-after"))
+                reason = f"HTTP {resp.status} {resp.excerpt(80)}"
+                if retry == "safe" and resp.status not in _SAFE_STATUSES:
+                    raise Ambiguous(
+                        f"{what}: HTTP {resp.status} — the request may have been processed ({resp.excerpt(80)})",
+                        provider=self.label, status=resp.status,
+                    )
+                raise _Transient(reason, kind="status", response=resp, retry_after=ra)
+            return resp
+
+        try:
+            resp = await self._retrying(retry)(once)
+        except _Transient as e:
+            raise self._final(e, what, attempts, retry) from None
+        resp.attempts = attempts
+        if resp.status >= 400 and resp.status not in accept_status:
+            raise self.error_for(resp)
+        return resp
+
+    # ------------------------------------------------------------ download
+    async def download(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        what: str,
+        auth: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """Stream ``url`` into memory, checking size: refuses a declared or
+        actual size above ``max_bytes`` (:class:`ProviderOutputError`) and
+        retries a body shorter than its ``Content-Length`` (truncated)."""
+        hdrs = {"Accept": "*/*", **(headers or {})}
+        q: dict[str, str] = {}
+        if auth:
+            hdrs.update(self.auth.headers)
+            q.update(self.auth.params)
+        attempts = 0
+
+        async def once() -> bytes:
+            nonlocal attempts
+            attempts += 1
+            await self.limiter.acquire(self.clock)
+            self.requests_sent += 1
+            log.debug("→ GET %s (download, attempt %d)", redact(url), attempts)
+            try:
+                async with self._client.stream("GET", url, params=q or None, headers=hdrs) as r:
+                    if r.status_code >= 400:
+                        body = await r.aread()
+                        resp = Response(r.status_code, r.headers, body, redact(url), what)
+                        if r.status_code in self.retry.statuses:
+                            raise _Transient(f"HTTP {r.status_code}", kind="status", response=resp,
+                                             retry_after=parse_retry_after(r.headers.get("retry-after")))
+                        if r.status_code in (401, 403, 404, 410):
+                            raise DownloadRefused(
+                                f"{what}: HTTP {r.status_code} from the download URL ({resp.excerpt(120)})",
+                                provider=self.label, status=r.status_code,
+                            )
+                        raise self.error_for(resp)
+                    declared = r.headers.get("content-length")
+                    n_declared = int(declared) if declared and declared.isdigit() else None
+                    if n_declared is not None and n_declared > max_bytes:
+                        raise ProviderOutputError(
+                            f"{what}: file is {n_declared} bytes, above the limit of {max_bytes} bytes "
+                            "(option max_download_bytes)", provider=self.label,
+                        )
+                    chunks: list[bytes] = []
+                    async for chunk in r.aiter_bytes():
+                        chunks.append(chunk)
+                        if r.num_bytes_downloaded > max_bytes:
+                            raise ProviderOutputError(
+                                f"{what}: more than {max_bytes} bytes received (option max_download_bytes)",
+                                provider=self.label,
+                            )
+                    got = r.num_bytes_downloaded
+                    if n_declared is not None and got != n_declared:
+                        raise _Transient(f"truncated download: received {got} of {n_declared} bytes",
+                                         kind="truncated")
+                    return b"".join(chunks)
+            except httpx.HTTPError as e:
+                kind, _ = _classify(e)
+                if isinstance(e, httpx.RemoteProtocolError):
+                    kind = "truncated"
+                raise _Transient(f"{type(e).__name__}: {redact(e) or 'no detail'}", kind=kind) from None
+
+        try:
+            data = await self._retrying("all")(once)
+        except _Transient as e:
+            raise self._final(e, what, attempts, "all") from None
+        log.debug("← %d bytes from %s", len(data), redact(url))
+        return data
+
+
+def _path_of(url: str) -> str:
+    try:
+        return httpx.URL(redact(url)).path
+    except Exception:  # pragma: no cover - malformed URL
+        return redact(url)
+

@@ -1,0 +1,700 @@
+"""The remote-provider base: one job lifecycle for every paid service.
+
+:class:`RemoteProvider` implements :meth:`~stemlab.providers.base.Provider.aseparate`
+as a job the harness's ledger can drive and resume::
+
+    check_input → key → estimate cost → prepare (free: uploads)
+      → journal.submitting(estimate)            # durable BEFORE any paid call
+      → create (paid; Idempotency-Key where the service honours it)
+      → journal.submitted(remote id, cost)
+      → poll (per-service schedule; webhook events cut the waits short)
+      → download (streamed, size-checked; expired URLs refreshed)
+      → decode → Separation (stems at the service's rate)
+
+Resume rules: ``journal.remote_id`` set → poll it, never resubmit;
+``journal.in_doubt`` (a run died between *submitting* and *submitted*) →
+:meth:`RemoteProvider.reconcile` through the service's list/history endpoint
+(matching the job tag stemlab puts in upload file names, or the idempotency
+key) before anything is resent.
+
+A service subclass is small. It sets class attributes (``family``,
+``default_base_url``, ``default_poll``, limits) and implements the hooks:
+
+========================  ==================================================
+``auth(key)``             where the key goes (default ``Bearer``)
+``parse_error(resp)``     ``(code, message)`` of an error answer
+``cost_for_seconds(s)``   the cost model (:class:`~stemlab.types.Cost`)
+``prepare(job)``          free work before paying: uploads (optional)
+``create(job, prepared)`` the paid submit → :class:`Submission`
+``fetch_state(job, id)``  one status poll → :class:`JobState`
+``list_recent(job)``      recent jobs for reconciliation (None: unsupported)
+``resolve_outputs``       stem → URL, if the service needs extra calls
+``failed_error(job, s)``  the stemlab error for a failed remote job
+========================  ==================================================
+
+Options (never identity): ``base_url``, ``api_key``, ``timeout`` (read),
+``connect_timeout``, ``upload_timeout``, ``poll_initial``, ``poll_interval``,
+``poll_max_interval``, ``max_wait``, ``max_concurrency`` (running jobs per
+service account), ``rate_limit`` (requests/s per account), ``max_attempts``,
+``max_download_bytes``, ``clock``, ``webhook_url``, ``webhook_receiver``,
+``transport`` (an ``httpx`` transport), ``seed`` (jitter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..._secrets import ENV_VARS, Secret, get_secret, redact
+from ...errors import (
+    ConfigError,
+    ProviderError,
+    ProviderOutputError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StemlabError,
+)
+from ...types import Cost, Separation, Track
+from ..base import JobJournal, NullJournal, Provider, Status, as_track
+from ._client import Ambiguous, Auth, DownloadRefused, HttpClient, Response, RetryPolicy, Timeouts
+from ._limits import Clock, RealClock, account_key, shared_limits
+from ._output import assemble_stems
+
+__all__ = [
+    "RemoteProvider",
+    "JobContext",
+    "JobState",
+    "Submission",
+    "RemoteJobInfo",
+    "PollSchedule",
+    "Auth",
+    "Timeouts",
+    "RetryPolicy",
+    "Response",
+    "HttpClient",
+    "COMMON_OPTIONS",
+    "sequence_of",
+]
+
+log = logging.getLogger("stemlab.remote")
+
+#: options every remote provider accepts (subclasses may add their own)
+COMMON_OPTIONS: tuple[str, ...] = (
+    "base_url", "api_key", "timeout", "connect_timeout", "upload_timeout", "poll_initial", "poll_interval",
+    "poll_max_interval", "max_wait", "max_concurrency", "rate_limit", "max_attempts", "max_download_bytes",
+    "clock", "webhook_url", "webhook_receiver", "transport", "seed",
+)
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """When to ask for a job's status (seconds): first after ``initial``,
+    then every ``interval`` growing by ``backoff`` up to ``max_interval``;
+    give up (:class:`ProviderTimeout`, remote id kept) after ``max_wait``."""
+
+    initial: float = 2.0
+    interval: float = 2.0
+    max_interval: float = 15.0
+    backoff: float = 1.25
+    max_wait: float = 1800.0
+
+    def delays(self) -> Iterator[float]:
+        d = self.interval
+        while True:
+            yield d
+            d = min(self.max_interval, d * self.backoff)
+
+
+@dataclass
+class JobState:
+    """One status answer, in stemlab's terms. ``status`` is one of
+    ``queued``, ``running``, ``done``, ``failed``; ``outputs`` maps stem →
+    download URL (final jobs); ``cost`` is what the service says it charged."""
+
+    status: str
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+    cost: Cost | None = None
+    service_status: str = ""  # the service's own word ("processing", "distributing" …)
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Submission:
+    """What a paid submit returned."""
+
+    remote_id: str
+    cost: Cost
+    info: Mapping[str, Any] = field(default_factory=dict)
+    state: JobState | None = None
+
+
+@dataclass(frozen=True)
+class RemoteJobInfo:
+    """A job listed by the service (reconciliation of in-doubt submits)."""
+
+    remote_id: str
+    status: str = ""
+    filename: str = ""
+    idempotency_key: str | None = None
+    created_at: str | None = None
+    cost: Cost | None = None
+
+
+@dataclass
+class JobContext:
+    """Per-job state handed to every hook: the HTTP client, the journal,
+    the track, timings and notes."""
+
+    provider: "RemoteProvider"
+    client: HttpClient
+    journal: JobJournal
+    track: Track
+    idempotency_key: str
+    clock: Clock
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    remote_id: str | None = None
+
+    @property
+    def tag(self) -> str:
+        """Short job tag derived from the idempotency key. Providers put it in
+        upload file names so a job can be recognised in the service's
+        history after a crash."""
+        return "sl" + hashlib.sha256(self.idempotency_key.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        return self.provider.id
+
+    def phase(self, name: str, seconds: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + float(seconds)
+        self.journal.phase(name, float(seconds))
+
+    @contextlib.contextmanager
+    def timed(self, name: str, *, local: bool = False) -> Iterator[None]:
+        """Time a block into phase ``name``: on the provider's clock (service
+        time: uploads, queue, downloads), or with ``local=True`` in wall
+        seconds of this machine (encoding, decoding) — the two differ only
+        under a sandbox's scaled clock."""
+        if local:
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.phase(name, time.perf_counter() - t0)
+            return
+        c0 = self.clock.now()
+        try:
+            yield
+        finally:
+            self.phase(name, self.clock.now() - c0)
+
+    def note(self, key: str, value: Any) -> None:
+        self.notes[key] = value
+        self.journal.note(key, value)
+
+    def upload_filename(self, ext: str) -> str:
+        """``<tag>_<track name>.<ext>`` with unsafe characters replaced."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.track.name)[:80] or "track"
+        return f"{self.tag}_{safe}.{ext.lstrip('.')}"
+
+
+def _float_opt(options: Mapping[str, Any], name: str, default: float | None, *, minimum: float = 0.0,
+               family: str = "") -> float | None:
+    v = options.get(name, default)
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"provider {family}: option {name} expects a number of seconds, got {v!r}",
+                          field=f"{family}.options.{name}") from None
+    if not f >= minimum:
+        raise ConfigError(f"provider {family}: option {name} expects a number ≥ {minimum}, got {v!r}",
+                          field=f"{family}.options.{name}")
+    return f
+
+
+class RemoteProvider(Provider):
+    """Base of every paid remote service (see the module docstring)."""
+
+    kind: ClassVar[str] = "remote"
+    deterministic: ClassVar[bool] = False
+    option_names: ClassVar[tuple[str, ...]] = COMMON_OPTIONS
+    #: key into :data:`stemlab._secrets.ENV_VARS` (defaults to ``family``)
+    service: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    default_poll: ClassVar[PollSchedule] = PollSchedule()
+    default_retry: ClassVar[RetryPolicy] = RetryPolicy()
+    default_timeouts: ClassVar[Timeouts] = Timeouts()
+    default_rate_limit: ClassVar[float | None] = 5.0  # requests/s per account
+    default_max_concurrency: ClassVar[int] = 4  # running jobs per account
+    default_max_download_bytes: ClassVar[int] = 512 * 1024 * 1024
+    #: the service dedups a repeated submit carrying the same Idempotency-Key
+    idempotent_submit: ClassVar[bool] = False
+    #: output stems must cover this fraction of the input's duration
+    min_coverage: ClassVar[float] = 0.9
+    #: service stem names → stemlab names
+    stem_aliases: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, variant: str | None = None, params: Mapping[str, Any] | None = None, **options: Any) -> None:
+        super().__init__(variant, params, **options)
+        raw_key = self.options.pop("api_key", None)
+        if raw_key is not None and not isinstance(raw_key, (str, Secret)):
+            raise ConfigError(f"provider {self.family}: option api_key expects a string", field=f"{self.family}.options.api_key")
+        self._key: Secret | None = get_secret(self.service_name, raw_key or None)
+        if raw_key:
+            self.options["api_key"] = self._key  # shown as Secret(<redacted …>) anywhere
+        fam = self.family
+        o = self.options
+        base = str(o.get("base_url") or self.default_base_url).rstrip("/")
+        if base and not base.startswith(("http://", "https://")):
+            raise ConfigError(f"provider {fam}: base_url must start with http:// or https://, got {base!r}",
+                              field=f"{fam}.options.base_url")
+        self.base_url = base
+        d = self.default_timeouts
+        self.timeouts = Timeouts(
+            connect=_float_opt(o, "connect_timeout", d.connect, minimum=1e-3, family=fam) or d.connect,
+            read=_float_opt(o, "timeout", d.read, minimum=1e-3, family=fam) or d.read,
+            write=_float_opt(o, "timeout", d.write, minimum=1e-3, family=fam) or d.write,
+            pool=d.pool,
+            upload=_float_opt(o, "upload_timeout", d.upload, minimum=1e-3, family=fam) or d.upload,
+        )
+        p = self.default_poll
+        self.poll = PollSchedule(
+            initial=_float_opt(o, "poll_initial", p.initial, family=fam) or 0.0,
+            interval=_float_opt(o, "poll_interval", p.interval, minimum=1e-4, family=fam) or p.interval,
+            max_interval=_float_opt(o, "poll_max_interval", max(p.max_interval, float(o.get("poll_interval") or 0)),
+                                    minimum=1e-4, family=fam) or p.max_interval,
+            backoff=p.backoff,
+            max_wait=_float_opt(o, "max_wait", p.max_wait, minimum=1e-3, family=fam) or p.max_wait,
+        )
+        attempts = o.get("max_attempts", self.default_retry.max_attempts)
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+            raise ConfigError(f"provider {fam}: option max_attempts expects an int ≥ 1, got {attempts!r}",
+                              field=f"{fam}.options.max_attempts")
+        self.retry = replace(self.default_retry, max_attempts=attempts)
+        conc = o.get("max_concurrency", self.default_max_concurrency)
+        if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
+            raise ConfigError(f"provider {fam}: option max_concurrency expects an int ≥ 1, got {conc!r}",
+                              field=f"{fam}.options.max_concurrency")
+        self.max_concurrency = conc
+        self.rate_limit = _float_opt(o, "rate_limit", self.default_rate_limit, minimum=0.0, family=fam)
+        mdb = o.get("max_download_bytes", self.default_max_download_bytes)
+        if not isinstance(mdb, int) or isinstance(mdb, bool) or mdb < 1:
+            raise ConfigError(f"provider {fam}: option max_download_bytes expects an int ≥ 1, got {mdb!r}",
+                              field=f"{fam}.options.max_download_bytes")
+        self.max_download_bytes = mdb
+        self.clock: Clock = o.get("clock") or RealClock()
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, HttpClient]] = {}
+
+    # ------------------------------------------------------------ identity
+    @property
+    def service_name(self) -> str:
+        return self.service or self.family
+
+    @property
+    def env_var(self) -> str:
+        return ENV_VARS.get(self.service_name, f"{self.service_name.upper()}_API_KEY")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} at {redact(self.base_url)}>"
+
+    def status(self) -> Status:
+        if not self.base_url:
+            return Status(False, f"no base_url: {self.service_name} has no public default host; pass the base_url option")
+        if not self._key:
+            return Status(False, f"no API key: set ${self.env_var} or pass the api_key option")
+        return Status(True)
+
+    def provenance(self) -> dict[str, Any]:
+        out = super().provenance()
+        out.update(service=self.service_name, base_url=redact(self.base_url), kind="remote")
+        scale = getattr(self.clock, "scale", 1.0)
+        if scale != 1.0:
+            out["clock_scale"] = scale  # timings are in service seconds of a scaled (sandbox) clock
+        return out
+
+    # ---------------------------------------------------------- cost model
+    def cost_for_seconds(self, seconds: float) -> Cost:
+        """Expected cost of ``seconds`` of input audio. Override."""
+        return Cost()
+
+    def estimate_cost(self, track: Track | float) -> Cost:
+        seconds = float(track) if isinstance(track, (int, float)) else track.seconds
+        return self.cost_for_seconds(seconds)
+
+    # ---------------------------------------------------------- HTTP hooks
+    def auth(self, key: str) -> Auth:
+        """Where the key goes; default ``Authorization: Bearer <key>``."""
+        return Auth(headers={"Authorization": f"Bearer {key}"})
+
+    def parse_error(self, resp: Response) -> tuple[str, str]:
+        """``(code, message)`` from an error answer. Override per service."""
+        data = resp.json_or_none()
+        if isinstance(data, dict):
+            err = data.get("error")
+            if isinstance(err, dict):
+                return str(err.get("code") or ""), str(err.get("message") or "")
+            for k in ("message", "detail", "error"):
+                if isinstance(data.get(k), str):
+                    return "", data[k]
+        return "", resp.excerpt(160)
+
+    def error_for(self, resp: Response) -> StemlabError:
+        """Map an HTTP error answer onto the stemlab error tree."""
+        code, message = self.parse_error(resp)
+        desc = f"HTTP {resp.status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        where = resp.what
+        s = resp.status
+        if s in (401, 403):
+            return ProviderUnavailable(
+                f"{where}: authentication failed ({desc}); check ${self.env_var} or the api_key option",
+                provider=self.id, status=s, code=code,
+            )
+        if s == 402:
+            return ProviderUnavailable(f"{where}: not enough credits on the account ({desc})",
+                                       provider=self.id, status=s, code=code)
+        if s == 429:
+            return ProviderUnavailable(f"{where}: rate limited ({desc})", provider=self.id, status=s, code=code)
+        if s in (408, 504):
+            return ProviderTimeout(f"{where}: the service timed out ({desc})", provider=self.id, status=s, code=code)
+        if s >= 500:
+            return ProviderUnavailable(f"{where}: service error ({desc})", provider=self.id, status=s, code=code)
+        return ProviderRejected(f"{where}: request refused ({desc})", provider=self.id, status=s, code=code)
+
+    # ------------------------------------------------------ service hooks
+    async def prepare(self, job: JobContext) -> Any:
+        """Free work before paying (uploads). Time uploads with
+        ``job.timed("upload")``. Returns what :meth:`create` needs."""
+        return None
+
+    async def create(self, job: JobContext, prepared: Any) -> Submission:
+        """Submit the paid job. Use ``retry="all"`` with an
+        ``Idempotency-Key`` when the service dedups, else ``retry="safe"``."""
+        raise NotImplementedError
+
+    async def fetch_state(self, job: JobContext, remote_id: str) -> JobState:
+        """Ask the service for the job's status once."""
+        raise NotImplementedError
+
+    async def list_recent(self, job: JobContext) -> list[RemoteJobInfo] | None:
+        """Recent jobs of this account, or None when the service has no such
+        endpoint."""
+        return None
+
+    async def resolve_outputs(self, job: JobContext, state: JobState) -> dict[str, str]:
+        """stem → download URL of a finished job (default ``state.outputs``
+        mapped through :attr:`stem_aliases`)."""
+        out: dict[str, str] = {}
+        for name, url in state.outputs.items():
+            out[self.stem_aliases.get(name, self.stem_aliases.get(name.lower(), name.lower()))] = url
+        return out
+
+    def failed_error(self, job: JobContext, state: JobState) -> ProviderError:
+        """The error for a job the service reports as failed."""
+        what = f"{self.id}: remote job {job.remote_id} failed"
+        detail = ": ".join(x for x in (state.error_code, state.error_message) if x) or "no reason given"
+        return ProviderOutputError(f"{what} ({detail}) on track {job.track.name!r}", provider=self.id,
+                                   remote_id=job.remote_id, code=state.error_code or "")
+
+    def adopt_cost(self, info: RemoteJobInfo) -> Cost | None:
+        """Cost of a job found by reconciliation (None → the estimate)."""
+        return info.cost
+
+    # -------------------------------------------------------------- client
+    def _require_key(self) -> str:
+        if not self.base_url:
+            raise ProviderUnavailable(
+                f"{self.id}: no base_url: {self.service_name} has no public default host; pass the base_url option",
+                provider=self.id,
+            )
+        if not self._key:
+            raise ProviderUnavailable(
+                f"{self.id}: no API key: set ${self.env_var} or pass the api_key option", provider=self.id
+            )
+        return self._key.get()
+
+    def _client(self) -> HttpClient:
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is not None and entry[0] is loop:
+            return entry[1]
+        key = self._require_key()
+        limits = self._limits()
+        c = HttpClient(
+            label=self.id,
+            base_url=self.base_url,
+            auth=self.auth(key),
+            timeouts=self.timeouts,
+            retry=self.retry,
+            limiter=limits.limiter,
+            clock=self.clock,
+            error_for=self.error_for,
+            user_agent=f"stemlab/{_version()} ({self.family})",
+            transport=self.options.get("transport"),
+            seed=self.options.get("seed"),
+        )
+        # forget clients of closed loops (asyncio.run in separate())
+        self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
+        self._clients[id(loop)] = (loop, c)
+        return c
+
+    def _limits(self):
+        return shared_limits(
+            account_key(self.service_name, self.base_url, self._key.get() if self._key else None),
+            rate=self.rate_limit,
+            max_concurrency=self.max_concurrency,
+        )
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self._clients.pop(id(loop), None)
+        if entry is not None:
+            await entry[1].aclose()
+
+    def close(self) -> None:
+        self._clients.clear()
+
+    # ------------------------------------------------------------- running
+    def separate(self, track: Track | np.ndarray, sample_rate: int | None = None) -> Separation:
+        t = as_track(track, sample_rate)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(f"{self.id}: call 'await aseparate(...)' inside a running event loop")
+
+        async def _run() -> Separation:
+            try:
+                return await self.aseparate(t)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(_run())
+
+    async def aseparate(self, track: Track, journal: JobJournal | None = None) -> Separation:
+        t = as_track(track)
+        if journal is None:
+            journal = NullJournal()
+        key = journal.idempotency_key
+        if not key:
+            key = "stemlab-" + uuid.uuid4().hex
+            if isinstance(journal, NullJournal):
+                journal.idempotency_key = key
+        self.check_input(t)
+        self._require_key()
+        client = self._client()
+        job = JobContext(self, client, journal, t, key, self.clock)
+        limits = self._limits()
+        t_start = self.clock.now()
+        wall0 = time.perf_counter()
+        async with limits.slots:
+            job.phase("slot_wait", self.clock.now() - t_start)
+            rid = journal.remote_id
+            cost: Cost | None = None
+            if rid:
+                job.note("resumed", True)
+                log.info("%s: resuming remote job %s for %r (no resubmit)", self.id, rid, t.name)
+            elif journal.in_doubt:
+                found = await self.reconcile(job)
+                if found is not None:
+                    rid = found.remote_id
+                    cost = self.adopt_cost(found) or self.estimate_cost(t)
+                    journal.submitted(rid, cost, {"reconciled": True})
+                    job.note("reconciled", rid)
+                    log.warning("%s: job for %r was in doubt; found it as %s (not resubmitted)", self.id, t.name, rid)
+            if not rid:
+                sub = await self._submit(job)
+                rid, cost = sub.remote_id, sub.cost
+            job.remote_id = rid
+            state = await self._wait(job, rid)
+            if state.status == FAILED:
+                raise self.failed_error(job, state)
+            blobs = await self._download(job, state)
+            with job.timed("decode", local=True):
+                stems, report, warns = await asyncio.to_thread(
+                    assemble_stems, blobs, expected=self.stems, label=self.id, input_seconds=t.seconds,
+                    input_channels=None, min_coverage=self.min_coverage,
+                )
+        job.warnings.extend(warns)
+        final_cost = state.cost or cost or self.estimate_cost(t)
+        job.timings["total"] = self.clock.now() - t_start
+        prov = self.provenance()
+        prov.update(output=report.as_dict(), remote_id=rid, wall_seconds=round(time.perf_counter() - wall0, 3))
+        prov.update({k: v for k, v in job.notes.items() if k not in prov})
+        params = {"variant": self.variant, **self.config} if self.variant else dict(self.config)
+        return Separation(
+            stems=stems,
+            provider=self.id,
+            params=params,
+            timings=dict(job.timings),
+            device="remote",
+            warnings=tuple(job.warnings),
+            cost=final_cost,
+            remote_id=rid,
+            provenance=prov,
+        )
+
+    # ----------------------------------------------------------- lifecycle
+    async def reconcile(self, job: JobContext) -> RemoteJobInfo | None:
+        """Find the job a previous run may have submitted. None → it never
+        reached the service (safe to submit). Raises when the service offers
+        no way to tell and does not dedup submits."""
+        jobs = await self.list_recent(job)
+        if jobs is None:
+            if self.idempotent_submit:
+                job.note("reconcile", "resubmit with the same Idempotency-Key (service dedups)")
+                return None
+            raise ProviderUnavailable(
+                f"{self.id}: a previous run may have submitted {job.track.name!r} (state 'submitting') and "
+                f"{self.service_name} has no job list to check; inspect the account, then rerun with --force "
+                "to submit again", provider=self.id,
+            )
+        for info in jobs:
+            if info.idempotency_key and info.idempotency_key == job.idempotency_key:
+                return info
+            if info.filename and job.tag in info.filename:
+                return info
+        job.note("reconcile", f"not among {len(jobs)} recent jobs: submitting")
+        return None
+
+    async def _submit(self, job: JobContext) -> Submission:
+        prepared = await self.prepare(job)
+        estimate = self.estimate_cost(job.track)
+        job.journal.submitting(estimate)  # durable before the paid request
+        with job.timed("submit"):
+            try:
+                sub = await self.create(job, prepared)
+            except Ambiguous as e:
+                log.warning("%s: %s; reconciling before any resend", self.id, e)
+                found = await self.reconcile(job)
+                if found is not None:
+                    sub = Submission(found.remote_id, self.adopt_cost(found) or estimate, {"reconciled": True})
+                else:
+                    sub = await self.create(job, prepared)
+        job.journal.submitted(sub.remote_id, sub.cost, dict(sub.info) or None)
+        job.remote_id = sub.remote_id
+        log.info("%s: submitted %r as %s", self.id, job.track.name, sub.remote_id)
+        return sub
+
+    async def _pause(self, job: JobContext, remote_id: str, seconds: float) -> None:
+        rec = self.options.get("webhook_receiver")
+        if rec is None:
+            await self.clock.sleep(seconds)
+        else:
+            await rec.wait(remote_id, seconds, self.clock)
+
+    async def _wait(self, job: JobContext, remote_id: str) -> JobState:
+        """Poll until final; time ``queue`` (until the job is seen running)
+        and ``processing`` (from then until final) — resolution is the poll
+        interval."""
+        start = self.clock.now()
+        deadline = start + self.poll.max_wait
+        last_queued = start
+        running_at: float | None = None
+        delays = self.poll.delays()
+        if self.poll.initial > 0:
+            await self._pause(job, remote_id, self.poll.initial)
+        polls = 0
+        while True:
+            state = await self.fetch_state(job, remote_id)
+            polls += 1
+            now = self.clock.now()
+            if state.status == QUEUED:
+                last_queued = now
+            elif state.status == RUNNING and running_at is None:
+                running_at = now
+            elif state.status in (DONE, FAILED):
+                break
+            if now >= deadline:
+                raise ProviderTimeout(
+                    f"{self.id}: remote job {remote_id} for {job.track.name!r} still "
+                    f"{state.service_status or state.status} after {now - start:.0f} s (max_wait "
+                    f"{self.poll.max_wait:.0f} s); the id is kept, a resumed run polls it again",
+                    provider=self.id, remote_id=remote_id,
+                )
+            await self._pause(job, remote_id, min(next(delays), max(0.0, deadline - now)))
+        split = running_at if running_at is not None else last_queued
+        job.phase("queue", split - start)
+        job.phase("processing", now - split)
+        job.note("polls", polls)
+        return state
+
+    async def _download(self, job: JobContext, state: JobState) -> dict[str, bytes]:
+        urls = await self.resolve_outputs(job, state)
+        wanted = [s for s in self.stems if s in urls]
+        if len(wanted) < len(self.stems):
+            missing = [s for s in self.stems if s not in urls]
+            raise ProviderOutputError(
+                f"{self.id}: finished job {job.remote_id} lists no file for stems {missing} "
+                f"(it lists {sorted(urls)})", provider=self.id, remote_id=job.remote_id,
+            )
+        blobs: dict[str, bytes] = {}
+        refreshes = 0
+        with job.timed("download"):
+            for stem in wanted:
+                while True:
+                    try:
+                        blobs[stem] = await job.client.download(
+                            urls[stem], max_bytes=self.max_download_bytes,
+                            what=f"{self.id}: download of stem {stem!r} of job {job.remote_id}",
+                        )
+                        break
+                    except DownloadRefused as e:
+                        if refreshes >= 2:
+                            raise ProviderOutputError(
+                                f"{e.message}; still refused after refreshing the job's URLs {refreshes} times",
+                                provider=self.id, remote_id=job.remote_id, stem=stem,
+                            ) from None
+                        refreshes += 1
+                        log.info("%s: %s; refreshing the job for fresh URLs", self.id, e.message)
+                        assert job.remote_id is not None
+                        fresh = await self.fetch_state(job, job.remote_id)
+                        urls = await self.resolve_outputs(job, fresh)
+                        if stem not in urls:
+                            raise ProviderOutputError(
+                                f"{self.id}: job {job.remote_id} no longer lists stem {stem!r}",
+                                provider=self.id, remote_id=job.remote_id,
+                            ) from None
+        if refreshes:
+            job.note("url_refreshes", refreshes)
+        return blobs
+
+
+def _version() -> str:
+    from ... import __version__
+
+    return __version__
+
+
+def sequence_of(data: Any, *keys: str) -> Sequence[Any]:
+    """The first list found under ``keys`` (or ``data`` itself if a list)."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for k in keys:
+            v = data.get(k)
+            if isinstance(v, list):
+                return v
+            if isinstance(v, dict):
+                inner = sequence_of(v, *keys)
+                if inner:
+                    return inner
+    return []
+

@@ -1,0 +1,218 @@
+"""Fault injection for sandboxes, configured per endpoint.
+
+A fault names a sandbox *endpoint* (each emulator documents its names, e.g.
+``create``, ``status``, ``upload``, ``download``; ``job``, ``output`` and
+``webhook`` for faults that act on jobs, produced files and webhook
+deliveries; ``*`` matches any endpoint) and a *kind*, with optional
+arguments, a count, a probability and a number of matching events to let
+through first.
+
+String form (CLI ``--faults``; several separated by ``;``)::
+
+    ENDPOINT:KIND[(arg=value,…)][*COUNT][@PROBABILITY][+AFTER]
+
+    status:http_429(retry_after=2)*3     three 429s with Retry-After: 2
+    status:http_429(retry_after=date)    Retry-After as an HTTP-date
+    create:drop                          run the handler, then cut the answer
+    create:delay(seconds=1.5)            answer 1.5 real seconds late
+    download:truncate@0.3                30 % of downloads cut short
+    status:http_503*2+1                  let one through, then two 503s
+    job:fail(code=INVALID_AUDIO)         the next job fails
+    output:wrong_rate(rate=22050)        stems come back at 22.05 kHz
+    seed=7                               RNG seed for probabilities
+
+Also accepted: a list of dicts (``{"endpoint", "kind", "count",
+"probability", "after", "args"}``) or a path to a JSON/YAML file holding one.
+Without count and probability a fault fires once; with only a probability it
+fires on every matching event with that probability.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..errors import ConfigError
+
+__all__ = ["Fault", "FaultPlan", "RESPONSE_KINDS", "JOB_KINDS", "OUTPUT_KINDS", "WEBHOOK_KINDS", "KINDS"]
+
+#: act on one HTTP answer
+RESPONSE_KINDS = frozenset({"http_429", "http_500", "http_502", "http_503", "http_504", "drop", "delay",
+                            "truncate", "expire", "corrupt"})
+#: act on a job when it is created
+JOB_KINDS = frozenset({"fail", "stuck"})
+#: act on the files a job produces
+OUTPUT_KINDS = frozenset({"wrong_rate", "wrong_channels", "wrong_length"})
+#: act on webhook deliveries
+WEBHOOK_KINDS = frozenset({"webhook_duplicate", "webhook_missing", "webhook_bad_signature"})
+KINDS = RESPONSE_KINDS | JOB_KINDS | OUTPUT_KINDS | WEBHOOK_KINDS
+
+_RE = re.compile(
+    r"^\s*(?P<endpoint>[\w.*-]+)\s*:\s*(?P<kind>\w+)\s*(?:\((?P<args>[^)]*)\))?"
+    r"\s*(?:\*\s*(?P<count>\d+))?\s*(?:@\s*(?P<prob>[0-9.]+))?\s*(?:\+\s*(?P<after>\d+))?\s*$"
+)
+
+
+def _value(v: str) -> Any:
+    v = v.strip()
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    return v
+
+
+@dataclass
+class Fault:
+    endpoint: str
+    kind: str
+    count: int | None = None
+    probability: float | None = None
+    after: int = 0
+    args: dict[str, Any] = field(default_factory=dict)
+    seen: int = 0
+    fired: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"sandbox fault {self.endpoint}:{self.kind}: unknown kind; valid: {sorted(KINDS)}",
+                              field="faults")
+        if self.probability is not None and not 0.0 <= self.probability <= 1.0:
+            raise ConfigError(f"sandbox fault {self.endpoint}:{self.kind}: probability must be in [0, 1], "
+                              f"got {self.probability}", field="faults")
+        if self.count is None and self.probability is None:
+            self.count = 1
+        if self.count is not None and self.count < 0:
+            raise ConfigError(f"sandbox fault {self.endpoint}:{self.kind}: count must be ≥ 0", field="faults")
+
+    @classmethod
+    def parse(cls, text: str) -> "Fault":
+        m = _RE.match(text)
+        if not m:
+            raise ConfigError(
+                f"sandbox fault {text!r}: expected ENDPOINT:KIND[(arg=value,…)][*COUNT][@PROB][+AFTER]",
+                field="faults",
+            )
+        args: dict[str, Any] = {}
+        if m["args"]:
+            for part in m["args"].split(","):
+                if not part.strip():
+                    continue
+                k, eq, v = part.partition("=")
+                if not eq:
+                    raise ConfigError(f"sandbox fault {text!r}: argument {part!r} is not key=value", field="faults")
+                args[k.strip()] = _value(v)
+        return cls(
+            endpoint=m["endpoint"], kind=m["kind"], args=args,
+            count=int(m["count"]) if m["count"] else None,
+            probability=float(m["prob"]) if m["prob"] else None,
+            after=int(m["after"]) if m["after"] else 0,
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Fault":
+        unknown = sorted(set(d) - {"endpoint", "kind", "count", "probability", "after", "args"})
+        if unknown or "endpoint" not in d or "kind" not in d:
+            raise ConfigError(f"sandbox fault {dict(d)!r}: expected keys endpoint, kind "
+                              "[, count, probability, after, args]", field="faults")
+        return cls(endpoint=str(d["endpoint"]), kind=str(d["kind"]), count=d.get("count"),
+                   probability=d.get("probability"), after=int(d.get("after") or 0), args=dict(d.get("args") or {}))
+
+    def describe(self) -> str:
+        a = f"({','.join(f'{k}={v}' for k, v in self.args.items())})" if self.args else ""
+        c = f"*{self.count}" if self.count is not None else ""
+        p = f"@{self.probability:g}" if self.probability is not None else ""
+        after = f"+{self.after}" if self.after else ""
+        return f"{self.endpoint}:{self.kind}{a}{c}{p}{after}"
+
+
+class FaultPlan:
+    """The faults of one sandbox; thread-safe, seeded."""
+
+    def __init__(self, faults: Iterable[Fault | Mapping[str, Any] | str] = (), seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self.faults: list[Fault] = []
+        for f in faults:
+            self.add(f)
+
+    @classmethod
+    def parse(cls, spec: "FaultPlan | str | Sequence[Any] | Mapping[str, Any] | None", seed: int = 0) -> "FaultPlan":
+        if isinstance(spec, FaultPlan):
+            return spec
+        if spec is None:
+            return cls(seed=seed)
+        if isinstance(spec, Mapping):
+            return cls(spec.get("faults", ()), seed=int(spec.get("seed", seed)))
+        if isinstance(spec, str):
+            text = spec.strip()
+            p = Path(text)
+            if text and p.suffix.lower() in (".json", ".yaml", ".yml") and p.is_file():
+                raw = p.read_text()
+                data = json.loads(raw) if p.suffix.lower() == ".json" else _yaml(raw)
+                return cls.parse(data, seed)
+            items: list[str] = [s for s in re.split(r";|\n", text) if s.strip()]
+        else:
+            items = list(spec)  # type: ignore[arg-type]
+        plan = cls(seed=seed)
+        for it in items:
+            if isinstance(it, str) and it.strip().startswith("seed="):
+                plan.reseed(int(it.split("=", 1)[1]))
+            else:
+                plan.add(it)
+        return plan
+
+    def reseed(self, seed: int) -> None:
+        with self._lock:
+            self.seed = seed
+            self._rng = random.Random(seed)
+
+    def add(self, fault: Fault | Mapping[str, Any] | str) -> Fault:
+        f = fault if isinstance(fault, Fault) else Fault.from_dict(fault) if isinstance(fault, Mapping) \
+            else Fault.parse(str(fault))
+        with self._lock:
+            self.faults.append(f)
+        return f
+
+    def clear(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def take(self, endpoint: str, kinds: frozenset[str] | set[str]) -> Fault | None:
+        """The fault that fires for this event at ``endpoint``, if any."""
+        with self._lock:
+            for f in self.faults:
+                if f.kind not in kinds or (f.endpoint != endpoint and f.endpoint != "*"):
+                    continue
+                f.seen += 1
+                if f.seen <= f.after:
+                    continue
+                if f.count is not None and f.fired >= f.count:
+                    continue
+                if f.probability is not None and self._rng.random() >= f.probability:
+                    continue
+                f.fired += 1
+                return f
+        return None
+
+    def fired(self) -> dict[str, int]:
+        with self._lock:
+            return {f.describe(): f.fired for f in self.faults}
+
+    def __repr__(self) -> str:
+        return f"FaultPlan([{'; '.join(f.describe() for f in self.faults)}], seed={self.seed})"
+
+
+def _yaml(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
