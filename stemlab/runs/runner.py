@@ -240,7 +240,7 @@ class Runner:
         return out
 
     def _sandbox_options(self, sel: ProviderSel) -> dict[str, Any]:
-        from .sandboxes import SandboxPool
+        from ..sandbox.pool import SandboxPool
 
         if self._sandboxes is None:
             self._sandboxes = SandboxPool()
