@@ -22,27 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
-
-def _folder_dataset(root: Path, n: int, seconds: float, sr: int = 44100) -> None:
-    """n short synthetic songs in the stem-folder layout (distinct content)."""
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * sr)) / sr
-    for i in range(n):
-        d = root / f"song-{i:04d}"
-        d.mkdir(parents=True, exist_ok=True)
-        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-        stems = {
-            "vocals": 0.2 * np.sin(2 * np.pi * 2 * f0 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t)),
-            "bass": 0.3 * np.sin(2 * np.pi * f0 / 2 * t),
-            "drums": 0.2 * rng.standard_normal(t.size) * (np.sin(2 * np.pi * 2 * t) > 0.9),
-            "other": 0.1 * np.sin(2 * np.pi * 1.5 * f0 * t + i),
-        }
-        for k, v in stems.items():
-            sf.write(d / f"{k}.wav", np.stack([v, 0.9 * v]).T.astype(np.float32), sr, subtype="FLOAT")
-
 
 def bench_overhead(work: Path) -> None:
     from stemlab.runs import run
@@ -71,9 +50,10 @@ def bench_overhead(work: Path) -> None:
 def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
     from stemlab.runs import runner as runner_mod
     from stemlab.sandbox import get_sandbox_class
+    from stemlab.testing import synthetic_folder_dataset
 
     data = work / "songs"
-    _folder_dataset(data, n_jobs, seconds=1.0)
+    synthetic_folder_dataset(data, n_jobs, seconds=1.0)
     import stemlab.datasets as D
 
     tracks = list(D.load("folder", root=str(data)))
