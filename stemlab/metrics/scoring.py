@@ -202,7 +202,9 @@ class ScoreReport:
 
 
 def _estimate_dir(root: Path, track: Track) -> Path | None:
-    for d in (root / track.name, root / (track.subset or "") / track.name):
+    subsets = [track.subset] if track.subset else []
+    subsets += [s for s in ("test", "train", "valid") if s not in subsets]
+    for d in [root / track.name] + [root / s / track.name for s in subsets]:
         if d.is_dir():
             return d
     return None
