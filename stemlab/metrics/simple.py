@@ -91,6 +91,8 @@ Spectral scores (0–100, higher is better, unitless)
     on frequency-weighted, mixture-RMS-normalised differences; the mixture
     defaults to the sum of the references. Its filter is built for 44.1 kHz.
 
+Per frame: :func:`framewise` applies any of them on museval's 1-s frames.
+
 Input checks: references and estimates must have equal shapes with at least
 one source, channel and sample; finite values; ``sample_rate`` a positive
 int. Violations raise :class:`~stemlab.errors.InputError` naming the field.
@@ -124,6 +126,7 @@ __all__ = [
     "mel_filterbank",
     "hann_periodic_f32",
     "check_pair",
+    "framewise",
 ]
 
 #: ε of MSST's ``sdr`` and ``si_sdr`` (energy units, i.e. squared full scale).
@@ -517,6 +520,42 @@ def log_wmse(
         e = torch.from_numpy(np.ascontiguousarray(est[j], dtype=np.float32))[None, None]
         out[j] = float(metric(m, r, e))
     return out
+
+
+# -------------------------------------------------------------- per frame
+
+def framewise(
+    metric: str | Callable[..., Array],
+    references: Any,
+    estimates: Any,
+    sample_rate: int,
+    *,
+    win: int | None = None,
+    hop: int | None = None,
+    **options: Any,
+) -> tuple[Array, Array]:
+    """Any metric of this module per frame: ``(values (n_sources, n_frames),
+    starts (n_frames,) in samples)``. Frames follow museval's framing:
+    ``win`` = ``hop`` = one second by default, ``⌊(T − win + hop)/hop⌋``
+    frames (the trailing partial frame is dropped), or one frame of the
+    whole signal when ``win ≥ T``."""
+    fn = SIMPLE_METRICS[metric] if isinstance(metric, str) else metric
+    ref, est, sr = check_pair(references, estimates, sample_rate, rate_required=True)
+    assert sr is not None
+    win = sr if win is None else int(win)
+    hop = win if hop is None else int(hop)
+    if win <= 0 or hop <= 0:
+        raise InputError(f"win/hop: expected positive sample counts, got {win}/{hop}", field="win")
+    t = ref.shape[2]
+    if win >= t:
+        starts = np.array([0])
+        win = t
+    else:
+        starts = np.arange((t - win + hop) // hop) * hop
+    out = np.empty((ref.shape[0], starts.size))
+    for i, a in enumerate(starts):
+        out[:, i] = fn(ref[..., a : a + win], est[..., a : a + win], sr, **options)
+    return out, starts
 
 
 # --------------------------------------------------------------- registry

@@ -370,3 +370,21 @@ def test_log_wmse_optional():
     good = S.log_wmse(ref, ref + 0.001 * rng.standard_normal(ref.shape), SR)
     bad = S.log_wmse(ref, ref + 0.1 * rng.standard_normal(ref.shape), SR)
     assert np.all(good > bad)
+
+
+def test_framewise_follows_museval_framing():
+    rng = np.random.default_rng(12)
+    ref = _music(rng, n_src=2, seconds=3.6)
+    est = (ref + 0.005 * rng.standard_normal(ref.shape)).astype(np.float32)
+    est[1, :, SR : 2 * SR] *= 0.5  # second 1 of source 1 is worse
+    vals, starts = S.framewise("usdr", ref, est, SR)
+    assert starts.tolist() == [0, SR, 2 * SR]  # 3.6 s → 3 full frames, the partial one dropped
+    for i, a in enumerate(starts):
+        np.testing.assert_allclose(vals[:, i], S.usdr(ref[..., a : a + SR], est[..., a : a + SR]), atol=0)
+    assert vals[1, 1] < vals[1, 0] - 3
+    # options pass through; a window longer than the signal gives one frame
+    v2, s2 = S.framewise(S.usdr_mdx, ref, est, SR, win=10 * SR, dtype=np.float64)
+    assert s2.tolist() == [0]
+    np.testing.assert_allclose(v2[:, 0], S.usdr_mdx(ref, est, SR, dtype=np.float64))
+    v3, s3 = S.framewise("bleedless", ref, est, SR, win=SR // 2, hop=SR // 4)
+    assert v3.shape == (2, (ref.shape[2] - SR // 2 + SR // 4) // (SR // 4))
