@@ -87,6 +87,43 @@ def build_tiny_repo(root: Path, bags: dict[str, tuple[list[str], list[list[float
     return root
 
 
+def _json_args(value: Any) -> Any:
+    """Encode init arguments as demucs.hf._decode_json reads them (fractions)."""
+    if isinstance(value, Fraction):
+        return {"_type": "fraction", "numerator": value.numerator, "denominator": value.denominator}
+    if isinstance(value, dict):
+        return {k: _json_args(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_args(v) for v in value]
+    return value
+
+
+def write_hf_snapshot(cache: Path, name: str, models: dict[str, Any], repo_name: str,
+                      revision: str = "0123456789abcdef") -> Path:
+    """Write ``name`` as demucs 4.1's Hugging Face cache holds it:
+    ``models--adefossez--{repo_name}/snapshots/{rev}/{name}.yaml`` and one
+    ``{sig}.safetensors`` per model (class and init args in the metadata, as
+    ``demucs.hf.load_safetensors_model`` reads them), plus ``refs/main``."""
+    import json
+
+    import yaml
+    from safetensors.torch import save_file
+
+    base = cache / f"models--adefossez--{repo_name}"
+    snap = base / "snapshots" / revision
+    snap.mkdir(parents=True, exist_ok=True)
+    (base / "refs").mkdir(exist_ok=True)
+    (base / "refs" / "main").write_text(revision)
+    for sig, model in models.items():
+        args, kwargs = model._init_args_kwargs
+        meta = {"klass": f"{type(model).__module__}.{type(model).__name__}",
+                "args": json.dumps(_json_args(list(args))), "kwargs": json.dumps(_json_args(kwargs))}
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(snap / f"{sig}.safetensors"), metadata=meta)
+    (snap / f"{name}.yaml").write_text(yaml.safe_dump({"models": list(models)}))
+    return snap
+
+
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demucs local repo of tiny models (read-only for tests: copy it to modify)."""
