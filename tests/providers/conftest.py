@@ -185,7 +185,7 @@ def _sandboxed(family: str, spec: str | None = None) -> Callable[[Path, Any], Ma
         import stemlab.providers as P
         from stemlab.sandbox.pool import SandboxPool
 
-        pool = SandboxPool(scale=0.001)
+        pool = SandboxPool()  # the runner's default clock scale
         pool.register(track)
         prov = P.create(spec or family, **pool.options_for(family))
         return Made(prov, remote=True, cleanup=pool.close)
