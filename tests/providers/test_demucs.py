@@ -385,3 +385,18 @@ def test_status_is_cheap(tiny_repo) -> None:
 def test_silent_input_stays_finite(tiny_repo) -> None:
     sep = make("demucs:tinyht?shifts=0", tiny_repo).separate(Track.from_arrays("silence", np.zeros((2, SR // 2), np.float32), SR))
     assert all(np.isfinite(a).all() for _, a in sep.stems.items())
+
+
+def test_overhead_benchmark_runs(capsys, tiny_repo) -> None:
+    """benchmarks/demucs_overhead.py end to end on a short input: the provider
+    adds little around apply_model (the goal, ≤ 1.05, is for 20 s inputs)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "demucs_overhead.py"
+    spec = importlib.util.spec_from_file_location("demucs_overhead", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--seconds", "3", "--repeats", "1", "--shifts", "0", "--model", "tinyht", "--repo", str(tiny_repo)]) == 0
+    out = dict(line.split("=", 1) for line in capsys.readouterr().out.split() if "=" in line)
+    assert out["model"] == "tinyht"
+    assert 1.0 <= float(out["overhead_ratio"]) < 1.25

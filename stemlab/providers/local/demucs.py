@@ -48,6 +48,7 @@ warning. ``threads`` — torch intra-op threads for the call (restored after).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -671,11 +672,13 @@ class DemucsProvider(Provider):
             warnings.append(f"resampled {sr} Hz → {msr} Hz for the model and back")
         if ch != mch:
             x = to_channels(x, mch, name=f"track {t.name!r}")
+        mean, std = 0.0, 1.0
+        if c["normalize"]:  # as demucs.api: stats of the mono mix, unbiased std + 1e-8
+            ref = x.mean(axis=0, dtype=np.float64)
+            mean, std = float(ref.mean()), float(ref.std(ddof=1)) + 1e-8
+            x = np.subtract(x, np.float32(mean), dtype=np.float32)  # a new array: the track's is never modified
+            x /= np.float32(std)
         wav = torch.from_numpy(np.ascontiguousarray(x))
-        if c["normalize"]:
-            ref = wav.mean(0)
-            mean, std = ref.mean(), ref.std() + 1e-8
-            wav = (wav - mean) / std
 
         prec = c["precision"]
         autocast: Any = nullcontext()
@@ -686,7 +689,7 @@ class DemucsProvider(Provider):
         with _RUN_LOCK, _scoped_threads(self.options.get("threads")), _scoped_seed(c["seed"]), peak_rss() as mem:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
-            with torch.inference_mode(), autocast:
+            with torch.no_grad(), autocast:
                 out = apply_model(model, wav[None], shifts=c["shifts"], split=c["split"], overlap=c["overlap"],
                                   segment=seg, device=device, progress=False)
             if cuda:
@@ -694,7 +697,7 @@ class DemucsProvider(Provider):
         t3 = time.perf_counter()
         y = out[0].float()
         if c["normalize"]:
-            y = y * std + mean
+            y.mul_(std).add_(mean)  # in place: no second copy of the stems
         est = y.cpu().numpy()
         del out, y
         stems: dict[str, np.ndarray] = {}
@@ -734,6 +737,7 @@ def _model_segment(model: Any) -> float | None:
     return min(segs) if segs else None
 
 
+@functools.lru_cache(maxsize=None)
 def _demucs_version() -> str:
     try:
         from importlib.metadata import version
