@@ -46,16 +46,19 @@ mean over songs) into ``sdr_<stem>``; the leaderboard sorts by them.
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.parser
 import email.policy
 import hashlib
 import io
+import json
 import math
 import re
 import time
 import uuid
 import zipfile
 from datetime import datetime, timezone
+from importlib import resources
 from typing import Any, ClassVar, Mapping, Sequence
 from urllib.parse import parse_qsl
 
@@ -66,7 +69,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..audio import decode_bytes, encode_bytes
 from ..errors import InputError
-from ..providers.remote.mvsep import Algorithm, credits_for, load_snapshot, stems_for
+from ..providers.remote.mvsep import Algorithm, credits_for, parse_algorithms, stems_for
 from .server import Handler, Sandbox, SandboxJob, localhost_url
 
 __all__ = ["MVSepSandbox", "QC_DATASETS", "parse_form"]
@@ -152,13 +155,24 @@ class MVSepSandbox(Sandbox):
         self.qc_songs = int(qc_songs)
         self.qc_song_seconds = float(qc_song_seconds)
         self.refund_failed = refund_failed
-        self.algorithms: dict[int, Algorithm] = load_snapshot()
+        self.algorithm_list: list[dict[str, Any]] = []
+        self.algorithms: dict[int, Algorithm] = {}
+        self.set_algorithms(None)
         self.long_filenames: dict[str, bool] = {}
         self.qc_entries: dict[int, dict[str, Any]] = {}
         self._qc_next = 7001
         self._qc_cache: dict[int, dict[str, dict[str, np.ndarray]]] = {}
         self._refunded: set[str] = set()
         self._mirror_calls = 0
+
+    def set_algorithms(self, raw: list[dict[str, Any]] | None) -> None:
+        """Serve ``raw`` (the ``/app/algorithms`` array) instead of the
+        shipped snapshot — e.g. with another ``price_coefficient``."""
+        if raw is None:
+            text = resources.files("stemlab.providers.remote").joinpath("mvsep_algorithms.json").read_text("utf-8")
+            raw = json.loads(text)["algorithms"]
+        self.algorithm_list = copy.deepcopy(list(raw))
+        self.algorithms = parse_algorithms(self.algorithm_list)
 
     # ---------------------------------------------------------------- wire
     def routes(self) -> list[tuple[str, str, str, Handler]]:
@@ -437,11 +451,7 @@ class MVSepSandbox(Sandbox):
         return self.ok({"message": "The separation was cancelled and the credits refunded"})
 
     async def _algorithms(self, request: Request) -> Response:
-        import json
-        from importlib import resources
-
-        raw = resources.files("stemlab.providers.remote").joinpath("mvsep_algorithms.json").read_text("utf-8")
-        return JSONResponse(json.loads(raw)["algorithms"])
+        return JSONResponse(self.algorithm_list)
 
     async def _queue(self, request: Request) -> Response:
         token = request.query_params.get("api_token")
@@ -521,17 +531,18 @@ class MVSepSandbox(Sandbox):
             songs: dict[str, dict[str, np.ndarray]] = {}
             for s in range(self.qc_songs):
                 parts: dict[str, np.ndarray] = {}
-                for k, stem in enumerate(x for x in stems if x != "instrum"):
+                derive = "instrum" in stems and len(stems) > 2  # Multi: instrum = the sum of the others
+                for k, stem in enumerate(x for x in stems if not (derive and x == "instrum")):
                     f0 = 110.0 * (k + 1) * (1.0 + 0.25 * rng.rand())
                     env = 0.5 + 0.5 * np.sin(2 * np.pi * (0.5 + rng.rand()) * t + rng.rand() * 6)
                     tone = sum(np.sin(2 * np.pi * f0 * h * t + rng.rand() * 6) / h for h in range(1, 6))
                     sig = (0.15 * env * tone + 0.01 * rng.randn(n)).astype(np.float32)
                     pan = rng.rand()
                     parts[stem] = np.stack([sig * (1 - 0.5 * pan), sig * (0.5 + 0.5 * pan)]).astype(np.float32)
-                if "instrum" in stems:
+                if derive:
                     parts["instrum"] = sum((v for k, v in parts.items() if k != "vocals"),
                                            np.zeros((2, n), np.float32)).astype(np.float32)
-                parts["mixture"] = sum((v for k, v in parts.items() if k != "instrum"),
+                parts["mixture"] = sum((v for k, v in parts.items() if not (derive and k == "instrum")),
                                        np.zeros((2, n), np.float32)).astype(np.float32)
                 songs[f"song_{s:03d}"] = parts
             self._qc_cache[dataset_type] = songs
