@@ -296,7 +296,9 @@ def test_plan_sets_parallel_jobs_and_free_accounts_run_one_at_a_time(track):
         a, b = asyncio.run(two())
         assert free.max_concurrency == 1 and free._limits().slots.peak == 1
         assert sb.count("create") == 2 and all(r.status == 200 for r in sb.requests if r.endpoint == "create")
-        assert sb.ledger.charged() == 0.0  # free accounts pay nothing
+        assert sb.ledger.charged() == 0.0  # free accounts pay nothing …
+        assert a.cost.credits == b.cost.credits == 0.0 and free.premium is False  # … and stemlab knows it
+        assert sb.count("user") == 2  # one plan lookup per provider, shared by concurrent jobs
         # the sandbox itself refuses a second parallel job of a free account
         with MVSepSandbox(scale=SCALE, queue_seconds=1e6) as sb2:
             _create_raw(sb2, track, 40, token=sb2.free_keys[0])

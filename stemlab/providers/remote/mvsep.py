@@ -319,9 +319,9 @@ class MVSep(RemoteProvider):
     3. Defaults: seed ``sep_type`` 11 / ``output_format`` 0 (mp3); CLI 20 /
        1 (wav). stemlab always sends both explicitly (variant default
        ``demucs4ht``, param ``output_format`` default ``wav``).
-    4. ``add_optN``: the CLI sends them only when non-empty; so does stemlab,
-       filling in the algorithm's ``default_key`` for the model field only
-       when the ``model`` param is given.
+    4. ``add_optN``: the CLI sends them only when non-empty; so does
+       stemlab — only the fields set by ``model`` / ``add_optN``; the service
+       applies each field's ``default_key`` to the rest.
     5. Chunk fields: the seed shows ``finished_chunks/all_chunks`` under
        ``distributing``, the CLI prints them under ``merging``; both are read
        (journal note ``chunks``).
@@ -340,7 +340,7 @@ class MVSep(RemoteProvider):
     Concurrency: Premium accounts may run 10 jobs at once, others 1. Option
     ``plan`` = ``"auto"`` (default: asks ``/app/user`` once for
     ``premium_enabled``), ``"premium"`` or ``"free"``; an explicit
-    ``max_concurrency`` wins.
+    ``max_concurrency`` wins. Free accounts spend no credits (cost 0).
 
     Cost: credits as :func:`credits_for` with the algorithm's
     ``price_coefficient`` (live list, else the snapshot). USD =
@@ -375,11 +375,13 @@ class MVSep(RemoteProvider):
         super().__init__(variant, params, **options)
         if not options.get("base_url"):
             self.base_url = MIRRORS[str(self.options.get("mirror") or "main")] + "/api"
-        self._plan_checked = "max_concurrency" in self.options
         plan = self.options.get("plan", "auto")
-        if not self._plan_checked and plan in ("free", "premium"):
-            self.max_concurrency = 1 if plan == "free" else 10
-            self._plan_checked = True
+        #: True/False once known (option plan or /app/user); None: assume premium (pays credits)
+        self.premium: bool | None = None if plan == "auto" else plan == "premium"
+        self._plan_checked = plan != "auto"
+        self._plan_task: asyncio.Future[None] | None = None
+        if self.premium is not None and "max_concurrency" not in self.options:
+            self.max_concurrency = 10 if self.premium else 1
 
     # ------------------------------------------------------------ config
     def validate(self) -> None:
@@ -480,6 +482,8 @@ class MVSep(RemoteProvider):
             return 1.0
 
     def cost_for_seconds(self, seconds: float) -> Cost:
+        if self.premium is False:  # free accounts (premium_enabled 0) spend no credits
+            return Cost(credits=0.0, credit_unit="mvsep_credits", estimated=True)
         credits = float(credits_for(seconds, self.price_coefficient()))
         if self.options.get("download_mirror"):
             credits += 1.0
@@ -539,15 +543,24 @@ class MVSep(RemoteProvider):
                 raise ProviderOutputError(f"{self.id}: the algorithm list is empty", provider=self.id)
         except ProviderError as e:
             log.warning("%s: algorithm list unavailable (%s); using the shipped snapshot", self.id, e.message)
+            _ALGO_CACHE[self.base_url] = (time.monotonic() - _ALGO_TTL + 600.0, load_snapshot())  # ask again in 10 min
             return load_snapshot()
         _ALGO_CACHE[self.base_url] = (time.monotonic(), algos)
         return algos
 
     # ---------------------------------------------------------------- plan
     async def _ensure_plan(self) -> None:
+        """Ask ``/app/user`` once whether the account is Premium (10
+        parallel jobs, pays credits) or not (1 job, free); concurrent callers
+        wait for the same answer."""
         if self._plan_checked:
             return
-        self._plan_checked = True
+        t = self._plan_task
+        if t is None or t.get_loop() is not asyncio.get_running_loop():
+            t = self._plan_task = asyncio.ensure_future(self._detect_plan())
+        await t
+
+    async def _detect_plan(self) -> None:
         try:
             user = await self.auser()
             premium = str(user.get("premium_enabled", "0")) in ("1", "True", "true")
@@ -555,8 +568,11 @@ class MVSep(RemoteProvider):
             log.warning("%s: could not read the account plan (%s); assuming a free account (1 job at a time)",
                         self.id, e.message)
             premium = False
-        self.max_concurrency = 10 if premium else 1
-        self._limits()  # tightens the shared job slots of this account
+        self.premium = premium
+        if "max_concurrency" not in self.options:
+            self.max_concurrency = 10 if premium else 1
+            self._limits()  # tightens the shared job slots of this account
+        self._plan_checked = True
 
     async def aseparate(self, track: Track, journal: JobJournal | None = None) -> Separation:
         self._require_key()
