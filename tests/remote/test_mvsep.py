@@ -437,3 +437,18 @@ def test_quality_checker_refusals():
     assert dataset_type("multi") == 1 and dataset_type("11") == 11
     with pytest.raises(ConfigError, match="synth"):
         dataset_type("karaoke")
+
+
+def test_public_url_input_is_sent_as_url_not_uploaded(track):
+    with MVSepSandbox(scale=SCALE) as sb:
+        sb.register_track(track)
+        url = sb.host_file(encode_bytes(track.mixture, track.sample_rate, "wav"), "public_song.wav", "audio/wav")
+        p = make("mvsep:bs_roformer", sb)
+        sep = p.separate(track.replace(metadata={"url": url}))
+        (job,) = sb.ledger.jobs.values()
+        assert job.filename == "public_song.wav" and sep.provenance["input"] == "url"
+        assert "upload_bytes" not in sep.provenance
+        assert sdr(track.references["vocals"], sep.stems["vocals"]) > sdr(track.references["vocals"], track.mixture)
+        # get-remote (documented for url jobs) points at the finished separation
+        r = httpx.get(sb.base_url + "/separation/get-remote", params={"hash": job.id}).json()
+        assert r["status"] == "done" and r["data"]["hash"] == job.id and job.id in r["data"]["link"]
