@@ -22,7 +22,14 @@ from importlib import resources
 from typing import Any, ClassVar, Mapping
 
 from ...audio import encode_bytes
-from ...errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected
+from ...errors import (
+    ConfigError,
+    ProviderError,
+    ProviderOutputError,
+    ProviderRejected,
+    ProviderUnavailable,
+    StemlabError,
+)
 from ...types import Cost, Separation, Track
 from ..base import JobJournal, Param
 from ._http import (
@@ -510,6 +517,17 @@ class MVSep(RemoteProvider):
             if isinstance(errs, dict) and errs:
                 return "", "; ".join(f"{k}: {v[0] if isinstance(v, list) and v else v}" for k, v in errs.items())
         return "", resp.excerpt(160)
+
+    def error_for(self, resp: Response) -> StemlabError:
+        """As the base, plus: the ``app/*`` endpoints answer a bad token with
+        HTTP 400 (not 401) — still an authentication failure."""
+        if resp.status == 400:
+            _, msg = self.parse_error(resp)
+            if re.search(r"api[_ ]?(token|key)", msg, re.I):
+                return ProviderUnavailable(
+                    f"{resp.what}: authentication failed (HTTP 400: {msg}); check ${self.env_var} or the api_key "
+                    "option", provider=self.id, status=400)
+        return super().error_for(resp)
 
     def _body(self, resp: Response, *, allow_false: bool = False) -> dict[str, Any]:
         body = resp.json()
