@@ -120,12 +120,13 @@ def test_every_status_is_mapped(body, status, extra):
     if body.get("status") == "failed":
         assert st.error_message == "GPU out of memory"
     if body.get("success") is False:
-        assert st.error_code == "not_found" and "deleted or expired" in (st.error_message + " deleted or expired")
+        assert st.error_code == "not_found"
+        assert st.error_message == (body["data"].get("message") or "the job is unknown, deleted or expired")
 
 
 def test_sandbox_status_sequence_with_distributed_chunks(track):
     """A job longer than chunk_seconds goes waiting → distributing → merging → done."""
-    with MVSepSandbox(scale=0.01, chunk_seconds=1.0, queue_seconds=100.0, processing_seconds=100.0) as sb:
+    with MVSepSandbox(scale=0.01, chunk_seconds=1.0, queue_seconds=200.0, processing_seconds=100.0) as sb:
         sb.register_track(track)
         p = make("mvsep:demucs4ht", sb)
 
