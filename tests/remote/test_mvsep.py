@@ -311,7 +311,7 @@ def test_plan_sets_parallel_jobs_and_free_accounts_run_one_at_a_time(track):
 # ------------------------------------------------------ faults, reconcile
 def test_faults_are_survived(track):
     faults = ("status:http_429(retry_after=date,seconds=1)*1; status:http_503*1+2; algorithms:http_500*1; "
-              "download:expire*1; download:truncate*1+1")
+              "download:expire*1; download:truncate*1+1; output:wrong_rate(rate=22050)")
     with MVSepSandbox(scale=SCALE, faults=faults) as sb:
         sb.register_track(track)
         p = make("mvsep:bs_roformer", sb)
@@ -319,6 +319,9 @@ def test_faults_are_survived(track):
         assert sorted(sep.stems) == ["accompaniment", "vocals"]
         assert all(n == 1 for n in sb.faults_fired().values()), sb.faults_fired()
         assert sep.provenance.get("url_refreshes") == 1
+        # stems at the wrong rate are delivered as they are (the metrics layer resamples), and say so
+        assert sep.provenance["output"]["sample_rate"] == 22050
+        assert abs(sep.stems["vocals"].shape[1] - round(track.seconds * 22050)) <= 2
         assert len(sb.ledger.charges) == 1
 
 
