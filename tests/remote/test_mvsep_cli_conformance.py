@@ -59,7 +59,7 @@ def sdr(ref: np.ndarray, est: np.ndarray) -> float:
 
 
 def stemlab_provider(spec: str, sb: MVSepSandbox):
-    return P.create(spec, **sb.provider_options(), poll_interval=10.0, poll_initial=5.0, max_wait=36000.0)
+    return P.create(spec, **{**sb.provider_options(), "poll_interval": 10.0, "poll_initial": 5.0, "max_wait": 36000.0})
 
 
 def test_python_api_create_status_wait_download(track, wav, tmp_path, capsys):
