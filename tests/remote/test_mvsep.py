@@ -124,6 +124,21 @@ def test_every_status_is_mapped(body, status, extra):
         assert st.error_message == (body["data"].get("message") or "the job is unknown, deleted or expired")
 
 
+def test_result_files_are_matched_to_stems_by_name():
+    p = P.create("mvsep:ensemble_all_in", api_key="tok_unit_test_123")
+    files = [{"url": f"https://h.example/r/{n}", "download": n} for n in (
+        "My Song - Take 2_vocals_(BS Roformer ver 2025.07).wav", "My Song - Take 2_lead_vocals.wav",
+        "My Song - Take 2_back_vocals.wav", "My Song - Take 2_drums_scnet_xl.wav", "My Song_bass.wav",
+        "My Song_instrum.wav", "readme.txt")]
+    files.append({"url": "https://h.example/r/opaque-1", "name": "Piano"})
+    out = p.state_from({"success": True, "status": "done", "data": {"files": files}}).outputs
+    assert {k: v.rsplit("/", 1)[-1] for k, v in out.items()} == {
+        "vocals": "My Song - Take 2_vocals_(BS Roformer ver 2025.07).wav",
+        "lead_vocals": "My Song - Take 2_lead_vocals.wav", "back_vocals": "My Song - Take 2_back_vocals.wav",
+        "drums": "My Song - Take 2_drums_scnet_xl.wav", "bass": "My Song_bass.wav",
+        "accompaniment": "My Song_instrum.wav", "piano": "opaque-1"}
+
+
 def test_sandbox_status_sequence_with_distributed_chunks(track):
     """A job longer than chunk_seconds goes waiting → distributing → merging → done."""
     with MVSepSandbox(scale=0.01, chunk_seconds=1.0, queue_seconds=200.0, processing_seconds=100.0) as sb:

@@ -158,6 +158,20 @@ def stems_of(text: str) -> tuple[str, ...] | None:
     return None
 
 
+def _stem_in_name(name: str) -> str | None:
+    """The stem a result file name ends with: the last stem word in it
+    (``song_vocals`` → vocals; ``Song_instrum_bs_roformer_81`` → instrum;
+    ``x_lead_vocals`` → lead_vocals)."""
+    tokens = [t for t in re.split(r"[^a-z]+", name.lower()) if t]
+    for i in range(len(tokens) - 1, -1, -1):
+        t = tokens[i]
+        if t == "vocals" and i > 0 and tokens[i - 1] in ("lead", "back"):
+            return f"{tokens[i - 1]}_vocals"
+        if t in _STEM_WORDS and t not in ("lead", "back"):
+            return t
+    return None
+
+
 @dataclass(frozen=True)
 class AlgorithmField:
     """One ``add_optN`` field: ``options`` key → label, ``default_key``."""
@@ -679,9 +693,7 @@ class MVSep(RemoteProvider):
                     break
             if stem is None:
                 fname = str(f.get("download") or f["url"].split("?", 1)[0].rsplit("/", 1)[-1])
-                base = fname.rsplit(".", 1)[0].lower()
-                m = re.search(r"_(lead_vocals|back_vocals|[a-z]+)$", base)
-                stem = m.group(1) if m else None
+                stem = _stem_in_name(fname.rsplit(".", 1)[0])
             if stem is None:
                 continue
             if has_vocals and stem in _ACCOMP_WORDS:
