@@ -471,3 +471,16 @@ def test_public_url_input_is_sent_as_url_not_uploaded(track):
         # get-remote (documented for url jobs) points at the finished separation
         r = httpx.get(sb.base_url + "/separation/get-remote", params={"hash": job.id}).json()
         assert r["status"] == "done" and r["data"]["hash"] == job.id and job.id in r["data"]["link"]
+
+
+def test_algorithm_list_outage_falls_back_to_the_snapshot(track, caplog):
+    with MVSepSandbox(scale=SCALE, faults="algorithms:http_503*9") as sb:
+        sb.register_track(track)
+        p = make("mvsep:demucs4ht?model=htdemucs_ft", sb, max_attempts=2)
+        sep = p.separate(track)
+        assert sorted(sep.stems) == ["bass", "drums", "other", "vocals"]
+        assert sb.count("algorithms") == 2  # one request + one retry, then the snapshot
+        assert "shipped snapshot" in caplog.text
+        assert sb.ledger.jobs[sep.remote_id].extra["add_opts"] == {"add_opt1": "0"}
+        p.separate(track)
+        assert sb.count("algorithms") == 2  # the fallback is remembered, not re-asked per job
