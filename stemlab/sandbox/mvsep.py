@@ -19,6 +19,10 @@ Endpoints under ``/api`` (fault endpoint names in brackets)::
     GET  /dl/{token}/{file}, /mirror/dl/{token}/{file}  [redirect]  302 → the signed file URL
     GET  /files/{token}/{file}?expires&sig              [download]
 
+stemlab's provider takes ``base_url`` = :attr:`base_url` (``…/api``);
+mvsep-cli takes the root (``MVSEP_API(token, base_url=sandbox.root_url)``,
+it appends ``/api``) — the only change its flows need.
+
 Answers: ``{"success": true, "data": …}``; errors ``{"success": false,
 "data": {"message": …}}`` with HTTP 400 (bad/missing field, too many
 parallel jobs, not enough credits) or 401 (bad token on create/QC add).
