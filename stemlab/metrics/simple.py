@@ -219,10 +219,14 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def usdr(references: Any, estimates: Any, sample_rate: int | None = None, *, eps: float = MSST_EPS) -> Array:
     """MSST/MDX "uSDR" in dB, float64: ``10·log10((Σs² + ε)/(Σ(s−ŝ)² + ε))``."""
     ref, est, _ = check_pair(references, estimates, sample_rate)
-    s = ref.astype(np.float64, copy=False)
-    e = s - est.astype(np.float64, copy=False)
-    num = _dot(s, s) + eps
-    den = _dot(e, e) + eps
+    num = np.empty(ref.shape[0])
+    den = np.empty(ref.shape[0])
+    for j in range(ref.shape[0]):  # one source at a time: bounded memory
+        s = ref[j].astype(np.float64).ravel()
+        e = est[j].astype(np.float64).ravel()
+        np.subtract(s, e, out=e)
+        num[j] = np.einsum("i,i->", s, s) + eps
+        den[j] = np.einsum("i,i->", e, e) + eps
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(num / den)
 
