@@ -154,17 +154,17 @@ def align(
     total = np.zeros((n_ch, n), dtype=np.float64)
     for v in stems.values():
         total += v
-    max_shift = int(round(max_shift_ms * rate / 1000.0))
+    max_shift = int(round(float(max_shift_ms) * rate / 1000.0))
     lags, rho_all = _xcorr(total, mix_r, max_shift)
     i = int(np.argmax(rho_all)) if rho_all.any() else int(np.searchsorted(lags, 0))
     offset, rho = int(lags[i]), float(rho_all[i])
     to_ref = sr / rate
     corrections.update(
-        input_samples=int(round(n * to_ref)),
-        offset_samples=int(round(offset * to_ref)),
+        input_samples=round(n * to_ref),
+        offset_samples=round(offset * to_ref),
         offset_ms=1000.0 * offset / rate,
         correlation=rho,
-        search_samples=int(round(max_shift * to_ref)),
+        search_samples=round(max_shift * to_ref),
         at_search_limit=bool(max_shift > 0 and abs(offset) == max_shift),
     )
     if rate != sr:
@@ -203,8 +203,8 @@ def align(
         return out
 
     corrections.update(
-        padded_samples=int(round((pad_start + pad_end) * to_ref)),
-        trimmed_samples=int(round((trim_start + trim_end) * to_ref)),
+        padded_samples=round((pad_start + pad_end) * to_ref),
+        trimmed_samples=round((trim_start + trim_end) * to_ref),
     )
     aligned = {k: place(v) for k, v in stems.items()}
     s = np.zeros((n_ch, t), dtype=np.float64)

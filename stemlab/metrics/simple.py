@@ -103,7 +103,8 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -490,7 +491,7 @@ def fullness(references: Any, estimates: Any, sample_rate: int, **options: Any) 
 def _log_wmse_available() -> bool:
     try:
         import torch_log_wmse  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken optional install must not break stemlab
         return False
     return True
 

@@ -115,7 +115,7 @@ def _amplitude_to_db(th, x, top_db=80.0):
     return x_db.reshape(shape)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _librosa_mel(sr, n_fft, n_mels):
     librosa = pytest.importorskip("librosa")
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
@@ -403,5 +403,5 @@ def test_framewise_follows_museval_framing():
     v2, s2 = S.framewise(S.usdr_mdx, ref, est, SR, win=10 * SR, dtype=np.float64)
     assert s2.tolist() == [0]
     np.testing.assert_allclose(v2[:, 0], S.usdr_mdx(ref, est, SR, dtype=np.float64))
-    v3, s3 = S.framewise("bleedless", ref, est, SR, win=SR // 2, hop=SR // 4)
+    v3, _ = S.framewise("bleedless", ref, est, SR, win=SR // 2, hop=SR // 4)
     assert v3.shape == (2, (ref.shape[2] - SR // 2 + SR // 4) // (SR // 4))
