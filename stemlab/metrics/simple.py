@@ -177,11 +177,13 @@ def check_pair(
     the sample rate. ``Stems`` estimates are ordered by the references' names."""
     ref, names, ref_sr = _as_sources(references, "references")
     est, _, est_sr = _as_sources(estimates, "estimates", names)
+    if sample_rate is not None:
+        sample_rate = _check_rate(sample_rate)
     for arr_sr, fld in ((ref_sr, "references"), (est_sr, "estimates")):
         if arr_sr is not None:
             if sample_rate is None:
                 sample_rate = arr_sr
-            elif int(sample_rate) != arr_sr:
+            elif sample_rate != arr_sr:
                 raise InputError(
                     f"{fld}: sample rate {arr_sr} Hz differs from sample_rate={sample_rate} Hz", field="sample_rate"
                 )
@@ -202,10 +204,6 @@ def check_pair(
             bad = int((~np.isfinite(a)).sum())
             raise InputError(f"{fld}: {bad} NaN/Inf samples", field=fld, reason="nonfinite")
     return ref, est, sr
-
-
-def _sum_sources(x: np.ndarray) -> np.ndarray:
-    return x.reshape(x.shape[0], -1).sum(axis=1)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
