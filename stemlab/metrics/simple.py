@@ -86,10 +86,13 @@ Spectral scores (0–100, higher is better, unitless)
     as run exactly by MSST's own float32 rounding. ``dtype=np.float32``
     computes in float32 (not closer to MSST: its rounding differs).
 
-``log_wmse`` (only when ``torch_log_wmse`` is importable)
-    MSST ``LogWMSE_metric`` through the package: ``−4·ln(mean d² + 1e-8)``
-    on frequency-weighted, mixture-RMS-normalised differences; the mixture
+``log_wmse`` (only when ``torch_log_wmse`` < 1.0 is importable)
+    MSST ``LogWMSE_metric`` through the package (0.3.1 tested):
+    ``−4·ln(mean d² + 1e-8)`` on frequency-weighted, mixture-RMS-normalised
+    differences, mean over mixture × stem channel pairs; the mixture
     defaults to the sum of the references. Its filter is built for 44.1 kHz.
+    torch_log_wmse 1.0 removed the arguments MSST passes and changed the
+    metric, so 1.x is not used.
 
 Per frame: :func:`framewise` applies any of them on museval's 1-s frames.
 
@@ -486,12 +489,21 @@ def fullness(references: Any, estimates: Any, sample_rate: int, **options: Any) 
 
 # --------------------------------------------------------------- log-WMSE
 
-def _log_wmse_available() -> bool:
+def _log_wmse_version() -> str | None:
+    """Version of an importable ``torch_log_wmse``, else None."""
     try:
-        import torch_log_wmse  # noqa: F401
+        import torch_log_wmse
     except Exception:  # noqa: BLE001 - a broken optional install must not break stemlab
-        return False
-    return True
+        return None
+    return str(getattr(torch_log_wmse, "__version__", "0"))
+
+
+def _log_wmse_available() -> bool:
+    """MSST's call needs the 0.x API (``audio_length``/``return_as_loss``,
+    removed in 1.0, which also changed the metric: no −68 dB gate, power-mean
+    pooling), so only torch_log_wmse < 1.0 gives MSST's numbers."""
+    v = _log_wmse_version()
+    return v is not None and v.split(".")[0] == "0"
 
 
 def log_wmse(
@@ -504,14 +516,15 @@ def log_wmse(
     """MSST's log-WMSE through ``torch_log_wmse`` (optional dependency).
     ``mixture`` ``(channels, samples)`` defaults to the sum of references."""
     ref, est, sr = check_pair(references, estimates, sample_rate, rate_required=True)
-    try:
-        import torch
-        from torch_log_wmse import LogWMSE
-    except ImportError:
+    if not _log_wmse_available():
+        v = _log_wmse_version()
         raise InputError(
-            "log_wmse: needs the optional package torch_log_wmse (pip install torch-log-wmse)",
+            "log_wmse: needs the optional package torch_log_wmse < 1.0 as MSST uses it "
+            "(pip install 'torch-log-wmse<1')" + (f"; found {v}, whose API and metric differ" if v else ""),
             field="metrics",
-        ) from None
+        )
+    import torch
+    from torch_log_wmse import LogWMSE
     mix = ref.sum(axis=0) if mixture is None else np.asarray(mixture)
     if mix.shape != ref.shape[1:]:
         raise InputError(f"mixture: shape {mix.shape}, expected {ref.shape[1:]}", field="mixture")
