@@ -19,8 +19,9 @@ truncated, shifted by encoder delay. :func:`align` undoes this, in order:
    *late* by ``d*`` samples.
 3. **Refusal**: if ``ρ[d*] < min_correlation`` (default 0.5) the output is
    not the separated mixture (wrong file, silence, an offset beyond the
-   search range), and likewise when ``−min ρ > max ρ`` (inverted polarity:
-   periodic material would otherwise match half a period away), and
+   search range), and likewise when ``−min ρ > max ρ`` and
+   ``−min ρ ≥ min_correlation`` (inverted polarity: periodic material would
+   otherwise match half a period away), and
    :class:`~stemlab.errors.ProviderOutputError` is raised — with ρ, the
    threshold and a hint (silence, polarity) — instead of scoring garbage.
 4. **Shift and length**: ``ŝ[n] ← ŝ[n + d*]``, zero-padding or trimming both
@@ -116,7 +117,9 @@ def align(
         raise InputError(f"estimates: expected Stems, got {type(estimates).__name__}", field="estimates")
     sr = _positive_rate(sample_rate)
     mix = check_audio(mixture, "mixture")
-    if not (isinstance(max_shift_ms, numbers.Real) and math.isfinite(max_shift_ms) and max_shift_ms >= 0):
+    if isinstance(max_shift_ms, bool) or not (
+        isinstance(max_shift_ms, numbers.Real) and math.isfinite(max_shift_ms) and max_shift_ms >= 0
+    ):
         raise InputError(f"max_shift_ms: expected a finite number ≥ 0 (ms), got {max_shift_ms!r}", field="max_shift_ms")
     if not (isinstance(min_correlation, numbers.Real) and -1.0 <= min_correlation <= 1.0):
         raise InputError(
@@ -154,33 +157,38 @@ def align(
     total = np.zeros((n_ch, n), dtype=np.float64)
     for v in stems.values():
         total += v
-    max_shift = int(round(max_shift_ms * rate / 1000.0))
+    max_shift = int(round(float(max_shift_ms) * rate / 1000.0))
     lags, rho_all = _xcorr(total, mix_r, max_shift)
     i = int(np.argmax(rho_all)) if rho_all.any() else int(np.searchsorted(lags, 0))
     offset, rho = int(lags[i]), float(rho_all[i])
     to_ref = sr / rate
     corrections.update(
-        input_samples=int(round(n * to_ref)),
-        offset_samples=int(round(offset * to_ref)),
+        input_samples=round(n * to_ref),
+        offset_samples=round(offset * to_ref),
         offset_ms=1000.0 * offset / rate,
         correlation=rho,
-        search_samples=int(round(max_shift * to_ref)),
+        search_samples=round(max_shift * to_ref),
         at_search_limit=bool(max_shift > 0 and abs(offset) == max_shift),
     )
     if rate != sr:
         corrections["offset_samples_native"] = offset
     rho_min = float(rho_all.min())
-    inverted = -rho_min > rho  # the strongest match is a polarity flip
+    # the strongest match is a convincing polarity flip (periodic material
+    # would otherwise be "aligned" half a period away)
+    inverted = -rho_min > rho and -rho_min >= min_correlation
     if inverted or not rho >= min_correlation:
-        why = ""
-        if not total.any():
-            why = " (the stems sum to silence)"
-        elif inverted:
-            why = f" (polarity inverted: the correlation reaches {rho_min:.3f})"
+        where = f"at {corrections['offset_samples']} samples, search ±{corrections['search_samples']}"
+        if inverted:
+            msg = (
+                f"polarity inverted: the normalised correlation reaches {rho_min:.3f}, stronger than "
+                f"the best positive peak {rho:.3f} ({where}; threshold {min_correlation})"
+            )
+        else:
+            msg = f"peak normalised correlation {rho:.3f} ({where}) is below the threshold {min_correlation}"
+            if not total.any():
+                msg = "the stems sum to silence; " + msg
         raise ProviderOutputError(
-            f"cannot align the stems to the mixture{why}: peak normalised correlation {rho:.3f} "
-            f"(at {corrections['offset_samples']} samples, search ±{corrections['search_samples']}) "
-            f"is below the threshold {min_correlation}",
+            f"cannot align the stems to the mixture: {msg}",
             correlation=rho,
             threshold=min_correlation,
             offset_samples=corrections["offset_samples"],
@@ -203,8 +211,8 @@ def align(
         return out
 
     corrections.update(
-        padded_samples=int(round((pad_start + pad_end) * to_ref)),
-        trimmed_samples=int(round((trim_start + trim_end) * to_ref)),
+        padded_samples=round((pad_start + pad_end) * to_ref),
+        trimmed_samples=round((trim_start + trim_end) * to_ref),
     )
     aligned = {k: place(v) for k, v in stems.items()}
     s = np.zeros((n_ch, t), dtype=np.float64)
