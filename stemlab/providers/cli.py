@@ -38,6 +38,8 @@ def catalog() -> list[dict[str, Any]]:
                 cost = f"${est.usd:.3f}/min"
             elif est.credits:
                 cost = f"{est.credits:g} {est.credit_unit}/min"
+            elif est.compute_seconds:
+                cost = f"~{est.compute_seconds:.3g} s compute/min"
             rows.append({
                 "id": pid, "kind": cls.kind, "stems": stems,
                 "status": "ready" if status.ready else f"unavailable: {status.detail}",

@@ -110,6 +110,9 @@ def test_shifts_are_deterministic_with_a_seed(tiny_repo, noise) -> None:
     for k in FOUR:
         np.testing.assert_array_equal(a.stems[k], b.stems[k])
     assert max(float(np.abs(a.stems[k] - c.stems[k]).max()) for k in FOUR) > 1e-4  # the seed matters
+    assert make("demucs:tinyht?shifts=2&seed=5", tiny_repo).deterministic
+    assert not make("demucs:tinyht?shifts=2&seed=-1", tiny_repo).deterministic
+    assert make("demucs:tinyht?shifts=0&seed=-1", tiny_repo).deterministic  # no random shifts at all
 
 
 def test_bag_averages_its_models(tiny_repo, noise) -> None:

@@ -38,7 +38,8 @@ and given the input's channel count and length. ``split=true`` runs the
 model on one segment at a time, so the model's working memory does not grow
 with the track (only the input and output arrays do). The random time
 shifts of ``shifts ≥ 1`` draw from Python's ``random``; ``seed`` (default 0)
-seeds it for the call and restores it after, so runs repeat exactly.
+seeds it for the call and restores it after, so runs repeat exactly
+(``seed=-1``: unseeded, and the instance no longer claims determinism).
 
 Options (not part of the id; also accepted in the spec string):
 ``device`` — ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``,
@@ -427,7 +428,7 @@ def _scoped_threads(n: int | None) -> Iterator[None]:
 
 @contextmanager
 def _scoped_seed(seed: int | None) -> Iterator[None]:
-    if seed is None:
+    if seed is None or seed < 0:
         yield
         return
     state = random.getstate()
@@ -455,7 +456,7 @@ class DemucsProvider(Provider):
     description = "Demucs v4/v3 pretrained models (htdemucs, htdemucs_ft, htdemucs_6s, hdemucs_mmi, mdx*) via apply_model"
     variants = tuple(PRETRAINED)
     default_variant = "htdemucs"
-    deterministic = True  # with a seed (default 0); seed=none with shifts ≥ 1 is not
+    deterministic = True  # with a seed (default 0); seed=-1 with shifts ≥ 1 is not (set per instance)
     params_schema = (
         Param("shifts", int, 1, "random time shifts (0–0.5 s) averaged; 0 = none (demucs' CLI default: 1)",
               unit="count", min=0, max=20),
@@ -463,8 +464,8 @@ class DemucsProvider(Provider):
         Param("segment", float, None, "segment length; none = the model's own (7.8 s for htdemucs; at most "
               "that for transformer models)", unit="seconds", min=0.1, max=600.0, nullable=True),
         Param("overlap", float, 0.25, "overlap between segments", unit="fraction of a segment", min=0.0, max=0.95),
-        Param("seed", int, 0, "seed of the random shifts (none: unseeded, not repeatable)", unit="count",
-              min=0, nullable=True),
+        Param("seed", int, 0, "seed of the random shifts; -1 = unseeded (not repeatable when shifts ≥ 1)",
+              min=-1),
         Param("precision", str, "float32", "compute precision; bfloat16/float16 run under torch.autocast",
               choices=("float32", "bfloat16", "float16")),
         Param("normalize", bool, True, "normalise the input by its mono mix mean/std and undo it on the output "
@@ -485,6 +486,8 @@ class DemucsProvider(Provider):
         self.variant = name
         if self._custom:
             self._check_custom(str(name))
+        if self.config["seed"] < 0 and self.config["shifts"] > 0:
+            self.deterministic = False  # type: ignore[misc]  # random shifts, unseeded
         self._model: Any = None
         self._plan: WeightsPlan | None = None
         self._load_lock = threading.Lock()
