@@ -665,6 +665,10 @@ class DemucsProvider(Provider):
         if warn:
             warnings.append(warn)
             log.warning("%s: %s", self.id, warn)
+        have, want = next(model.parameters()).device, torch.device(device)
+        if have.type != want.type or (want.index is not None and have.index != want.index):
+            with self._load_lock:  # once: apply_model would move every model of a bag there and back per call
+                model.to(device)
         sr, n, ch = t.sample_rate, mix.shape[1], mix.shape[0]
         msr, mch = int(model.samplerate), int(model.audio_channels)
 
