@@ -300,9 +300,10 @@ def test_hugging_face_cache(tiny_repo, empty_caches, noise) -> None:
     write_hf_snapshot(empty_caches / "hf", "htdemucs_6s", {"5c90dfd2": models["7e5a0001"]}, "HTDemucs-6s")
     p = P.create("demucs:htdemucs_6s?shifts=0", threads=1)
     assert p.status().ready and p.status().detail.startswith("hf-cache")
+    assert p.stems == tuple(FOUR) + ("guitar", "piano")  # what htdemucs_6s declares before loading
     sep = p.separate(noise[:, :SR], SR)
     # the stand-in has 4 sources: stems come from the model actually loaded
-    assert sep.stems.names == tuple(FOUR) and sep.provenance["weights"] == "hf-cache"
+    assert sep.stems.names == tuple(FOUR) == p.stems and sep.provenance["weights"] == "hf-cache"
     # the same seeded model as tiny_repo's tinyht (stored there in half precision)
     ref = make("demucs:tinyht?shifts=0", tiny_repo).separate(noise[:, :SR], SR)
     for k in FOUR:

@@ -547,8 +547,10 @@ class DemucsProvider(Provider):
 
     @property
     def stems(self) -> tuple[str, ...]:
-        """The model's sources (known for pretrained names; other models are
-        loaded to read them)."""
+        """The model's sources: those of the loaded model once loaded; before
+        that, known for pretrained names (other models are loaded to read them)."""
+        if self._model is not None:
+            return tuple(self._model.sources)
         if not self._custom:
             return PRETRAINED[str(self.variant)]
         return tuple(self.model().sources)
