@@ -15,16 +15,15 @@ import pytest
 pytest.importorskip("demucs")
 torch = pytest.importorskip("torch")
 
-import stemlab.providers as P  # noqa: E402
-from stemlab.errors import ConfigError, InputError, ProviderUnavailable  # noqa: E402
-from stemlab.types import Track  # noqa: E402
+import stemlab.providers as P
+from stemlab.errors import ConfigError, InputError, ProviderUnavailable
+from stemlab.types import Track
 
-from .conftest import (  # noqa: E402
+from .conftest import (
     FOUR,
     TINY_BAGS,
     TINY_SINGLE_SIG,
     TINY_SINGLE_SOURCES,
-    excerpt,
     finite_noise,
     make_tiny_models,
     write_hf_snapshot,
@@ -328,8 +327,8 @@ def test_env_repo_and_catalog(tiny_repo, empty_caches, monkeypatch) -> None:
 @pytest.mark.parametrize(
     "spec,needle",
     [
-        ("demucs:tinyht?shift=2", "unknown parameter(s) ['shift']; valid: ['normalize', 'overlap', 'precision', "
-                                  "'repo', 'seed', 'segment', 'shifts', 'split']"),
+        ("demucs:tinyht?shift=2", ("unknown parameter(s) ['shift']; valid: ['normalize', 'overlap', 'precision', "
+                                   "'repo', 'seed', 'segment', 'shifts', 'split']")),
         ("demucs:tinyht?overlap=1", "demucs.params.overlap: expected float in [0.0, 0.95], got 1.0"),
         ("demucs:tinyht?shifts=-1", "demucs.params.shifts: expected int in [0, 20], got -1"),
         ("demucs:tinyht?precision=int8", "expected one of ['float32', 'bfloat16', 'float16'], got 'int8'"),
@@ -404,3 +403,14 @@ def test_overhead_benchmark_runs(capsys, tiny_repo) -> None:
     out = dict(line.split("=", 1) for line in capsys.readouterr().out.split() if "=" in line)
     assert out["model"] == "tinyht"
     assert 1.0 <= float(out["overhead_ratio"]) < 1.25
+
+
+def test_broken_bag_yaml_is_reported(tiny_repo, tmp_path) -> None:
+    repo = tmp_path / "broken"
+    shutil.copytree(tiny_repo, repo)
+    (repo / "tinybag.yaml").write_text("weights: [1, 2]\n")
+    p = P.create(f"demucs:tinybag?repo={repo}")
+    st = p.status()
+    assert not st.ready and f"demucs bag file {repo / 'tinybag.yaml'}: expected a YAML mapping" in st.detail
+    with pytest.raises(ProviderUnavailable, match="models: \\[sig, ...\\]"):
+        p.separate(finite_noise(2, 1000), SR)

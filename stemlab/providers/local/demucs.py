@@ -63,7 +63,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -182,7 +182,8 @@ def _read_bag(path: Path) -> dict[str, Any]:
         bag = yaml.safe_load(path.read_text())
         models = [str(s) for s in bag["models"]]
     except Exception as e:
-        raise ProviderUnavailable(f"demucs bag file {path}: expected a YAML mapping with 'models: [sig, ...]' ({e})")
+        raise ProviderUnavailable(f"demucs bag file {path}: expected a YAML mapping with 'models: [sig, ...]' ({e})"
+                                  ) from None
     return {"models": models, "weights": bag.get("weights"), "segment": bag.get("segment")}
 
 
@@ -562,7 +563,10 @@ class DemucsProvider(Provider):
             return Status(False, "demucs not installed (pip install demucs==4.1.0)")
         if self.variant in _QUANTIZED and importlib.util.find_spec("diffq") is None:
             return Status(False, "needs diffq (pip install diffq)")
-        plans = self.plans()
+        try:
+            plans = self.plans()
+        except ProviderUnavailable as e:  # an unreadable bag yaml
+            return Status(False, str(e))
         p = plans[0]
         if p.ready:
             return Status(True, f"{p.where}: {p.root}")
