@@ -414,3 +414,28 @@ def test_broken_bag_yaml_is_reported(tiny_repo, tmp_path) -> None:
     assert not st.ready and f"demucs bag file {repo / 'tinybag.yaml'}: expected a YAML mapping" in st.detail
     with pytest.raises(ProviderUnavailable, match="models: \\[sig, ...\\]"):
         p.separate(finite_noise(2, 1000), SR)
+
+
+def test_runs_in_the_harness(tiny_repo, tmp_path, monkeypatch) -> None:
+    """The runner separates the demo set through demucs, records device and
+    real-time factor, and a re-run finds every separation in its cache (the
+    provider's params hash is stable)."""
+    from stemlab.runs import run
+    from stemlab.runs import runner as runner_mod
+    from tests.fakes import fake_score
+
+    monkeypatch.setattr(runner_mod, "score_stems", fake_score)
+    spec = {"datasets": [{"name": "demo", "options": {"tracks": 2, "seconds": 4.0}}],
+            "providers": [f"demucs:tinyht?shifts=0&threads=1&repo={tiny_repo}"], "metrics": ["usdr"],
+            "output": str(tmp_path / "res")}
+    calls: list[str] = []
+    real = P.get_class("demucs").separate
+    monkeypatch.setattr(P.get_class("demucs"), "separate", lambda self, *a, **k: calls.append(self.id) or real(self, *a, **k))
+    r1 = run(spec, quiet=True)
+    jobs = r1.jobs
+    assert len(jobs) == 2 and set(jobs.status) == {"done"}, jobs[["status", "error"]]
+    assert len(calls) == 2
+    assert set(r1.scores.target) == set(FOUR)
+    calls.clear()
+    r2 = run(spec, quiet=True)
+    assert calls == [] and set(r2.jobs.status) == {"done"}
