@@ -90,7 +90,8 @@ def _info(args: argparse.Namespace) -> int:
     if info["options"]:
         print(f"  options: {', '.join(info['options'])}")
     e = info["estimate_per_minute"]
-    print(f"  cost of 1 min: ${e['usd']:.4f}, {e['credits']:g} {e['credit_unit']}")
+    print(f"  cost of 1 min: ${e['usd']:.4f}, {e['credits']:g} {e['credit_unit']}".rstrip()
+          + (f", ~{e['compute_seconds']:.3g} s compute" if e["compute_seconds"] else ""))
     return 0
 
 
