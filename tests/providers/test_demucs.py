@@ -439,3 +439,25 @@ def test_runs_in_the_harness(tiny_repo, tmp_path, monkeypatch) -> None:
     calls.clear()
     r2 = run(spec, quiet=True)
     assert calls == [] and set(r2.jobs.status) == {"done"}
+
+
+@pytest.mark.parametrize("n", [1, 10])
+def test_very_short_input(tiny_repo, n) -> None:
+    sep = make("demucs:tinyht?shifts=1", tiny_repo).separate(np.full((2, n), 0.1, np.float32), SR)
+    assert sep.stems.num_samples == n and all(np.isfinite(a).all() for _, a in sep.stems.items())
+
+
+def test_out_of_memory_is_a_rejection(tiny_repo, monkeypatch, noise) -> None:
+    import demucs.apply
+
+    from stemlab.errors import ProviderRejected
+
+    def oom(*a, **k):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(demucs.apply, "apply_model", oom)
+    with pytest.raises(ProviderRejected, match=r"out of memory on cpu for 1.5 s of audio; use split=true"):
+        make("demucs:tinyht", tiny_repo).separate(noise, SR)
+    monkeypatch.setattr(demucs.apply, "apply_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):  # other failures are bugs: not disguised
+        make("demucs:tinyht", tiny_repo).separate(noise, SR)

@@ -67,7 +67,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ...errors import ConfigError, InputError, ProviderUnavailable
+from ...errors import ConfigError, InputError, ProviderRejected, ProviderUnavailable
 from ...types import Cost, Separation, Stems, Track
 from ..base import Param, Provider, Status, as_track
 from ._common import check_mixture, peak_rss
@@ -110,6 +110,9 @@ _HF_NAMESPACE = "adefossez"  # demucs.hf.DEFAULT_NAMESPACE
 #: replaces it with the measured factor of this provider instance.
 _RTF_CPU = 0.6
 _RTF_GPU = 0.03
+
+#: shortest input handed to demucs (shorter input is zero-padded, the output cut back)
+_MIN_SAMPLES = 64
 
 # One demucs run at a time per process: ``threads`` changes torch's global
 # thread count and ``seed`` the global ``random`` state for the call.
@@ -685,6 +688,8 @@ class DemucsProvider(Provider):
             warnings.append(f"resampled {sr} Hz → {msr} Hz for the model and back")
         if ch != mch:
             x = to_channels(x, mch, name=f"track {t.name!r}")
+        if x.shape[1] < _MIN_SAMPLES:  # demucs' chunking asserts on a single sample; pad, cut after
+            x = np.pad(x, ((0, 0), (0, _MIN_SAMPLES - x.shape[1])))
         mean, std = 0.0, 1.0
         if c["normalize"]:  # as demucs.api: stats of the mono mix, unbiased std + 1e-8
             ref = x.mean(axis=0, dtype=np.float64)
@@ -702,9 +707,16 @@ class DemucsProvider(Provider):
         with _RUN_LOCK, _scoped_threads(self.options.get("threads")), _scoped_seed(c["seed"]), peak_rss() as mem:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
-            with torch.no_grad(), autocast:
-                out = apply_model(model, wav[None], shifts=c["shifts"], split=c["split"], overlap=c["overlap"],
-                                  segment=seg, device=device, progress=False)
+            try:
+                with torch.no_grad(), autocast:
+                    out = apply_model(model, wav[None], shifts=c["shifts"], split=c["split"], overlap=c["overlap"],
+                                      segment=seg, device=device, progress=False)
+            except RuntimeError as e:
+                if "out of memory" not in str(e).lower():
+                    raise
+                raise ProviderRejected(
+                    f"{self.id}: out of memory on {device} for {n / sr:.1f} s of audio; use split=true, a shorter "
+                    f"segment, fewer shifts or device=cpu ({e})", provider=self.id, track=t.name) from None
             if cuda:
                 mem["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         t3 = time.perf_counter()
