@@ -11,9 +11,10 @@ with the same model object, shifts, seed, split, overlap and torch threads.
 ``timings["separate"]``): the two share one run, so machine noise between
 runs does not enter. As a cross-check that the wrapper adds nothing around
 that call (locks, thread and seed scoping, memory tracking), bare
-``apply_model`` calls are timed too, interleaved with the provider calls
-(provider, direct, provider, …) after one warm-up of each, and the ratios of
-medians and of minima are printed (noisy on a shared machine).
+``apply_model`` calls are timed too, interleaved with the provider calls in
+ABBA order (provider, direct, direct, provider, …) after one warm-up of
+each, and the ratios of medians and of minima are printed (noisy on a
+shared machine).
 
 The model is the pretrained one when its weights are present (``--model``,
 default ``htdemucs``), else the tiny HTDemucs of the test suite
@@ -115,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     within.clear()
     extra.clear()
     tp, td = [], []
-    for _ in range(args.repeats):
-        tp.append(provider())
-        td.append(direct())
+    for i in range(args.repeats):  # ABBA order: neither side always runs right after the other
+        if i % 2 == 0:
+            tp.append(provider())
+            td.append(direct())
+        else:
+            td.append(direct())
+            tp.append(provider())
     mp, md = statistics.median(tp), statistics.median(td)
     print(f"input_seconds={args.seconds:g} shifts={args.shifts} threads={args.threads} repeats={args.repeats}")
     print("provider_s=" + ",".join(f"{x:.3f}" for x in tp))

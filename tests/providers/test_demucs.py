@@ -15,16 +15,15 @@ import pytest
 pytest.importorskip("demucs")
 torch = pytest.importorskip("torch")
 
-import stemlab.providers as P  # noqa: E402
-from stemlab.errors import ConfigError, InputError, ProviderUnavailable  # noqa: E402
-from stemlab.types import Track  # noqa: E402
+import stemlab.providers as P
+from stemlab.errors import ConfigError, InputError, ProviderUnavailable
+from stemlab.types import Track
 
-from .conftest import (  # noqa: E402
+from .conftest import (
     FOUR,
     TINY_BAGS,
     TINY_SINGLE_SIG,
     TINY_SINGLE_SOURCES,
-    excerpt,
     finite_noise,
     make_tiny_models,
     write_hf_snapshot,
@@ -110,6 +109,9 @@ def test_shifts_are_deterministic_with_a_seed(tiny_repo, noise) -> None:
     for k in FOUR:
         np.testing.assert_array_equal(a.stems[k], b.stems[k])
     assert max(float(np.abs(a.stems[k] - c.stems[k]).max()) for k in FOUR) > 1e-4  # the seed matters
+    assert make("demucs:tinyht?shifts=2&seed=5", tiny_repo).deterministic
+    assert not make("demucs:tinyht?shifts=2&seed=-1", tiny_repo).deterministic
+    assert make("demucs:tinyht?shifts=0&seed=-1", tiny_repo).deterministic  # no random shifts at all
 
 
 def test_bag_averages_its_models(tiny_repo, noise) -> None:
@@ -297,9 +299,10 @@ def test_hugging_face_cache(tiny_repo, empty_caches, noise) -> None:
     write_hf_snapshot(empty_caches / "hf", "htdemucs_6s", {"5c90dfd2": models["7e5a0001"]}, "HTDemucs-6s")
     p = P.create("demucs:htdemucs_6s?shifts=0", threads=1)
     assert p.status().ready and p.status().detail.startswith("hf-cache")
+    assert p.stems == tuple(FOUR) + ("guitar", "piano")  # what htdemucs_6s declares before loading
     sep = p.separate(noise[:, :SR], SR)
     # the stand-in has 4 sources: stems come from the model actually loaded
-    assert sep.stems.names == tuple(FOUR) and sep.provenance["weights"] == "hf-cache"
+    assert sep.stems.names == tuple(FOUR) == p.stems and sep.provenance["weights"] == "hf-cache"
     # the same seeded model as tiny_repo's tinyht (stored there in half precision)
     ref = make("demucs:tinyht?shifts=0", tiny_repo).separate(noise[:, :SR], SR)
     for k in FOUR:
@@ -324,8 +327,8 @@ def test_env_repo_and_catalog(tiny_repo, empty_caches, monkeypatch) -> None:
 @pytest.mark.parametrize(
     "spec,needle",
     [
-        ("demucs:tinyht?shift=2", "unknown parameter(s) ['shift']; valid: ['normalize', 'overlap', 'precision', "
-                                  "'repo', 'seed', 'segment', 'shifts', 'split']"),
+        ("demucs:tinyht?shift=2", ("unknown parameter(s) ['shift']; valid: ['normalize', 'overlap', 'precision', "
+                                   "'repo', 'seed', 'segment', 'shifts', 'split']")),
         ("demucs:tinyht?overlap=1", "demucs.params.overlap: expected float in [0.0, 0.95], got 1.0"),
         ("demucs:tinyht?shifts=-1", "demucs.params.shifts: expected int in [0, 20], got -1"),
         ("demucs:tinyht?precision=int8", "expected one of ['float32', 'bfloat16', 'float16'], got 'int8'"),
@@ -400,3 +403,61 @@ def test_overhead_benchmark_runs(capsys, tiny_repo) -> None:
     out = dict(line.split("=", 1) for line in capsys.readouterr().out.split() if "=" in line)
     assert out["model"] == "tinyht"
     assert 1.0 <= float(out["overhead_ratio"]) < 1.25
+
+
+def test_broken_bag_yaml_is_reported(tiny_repo, tmp_path) -> None:
+    repo = tmp_path / "broken"
+    shutil.copytree(tiny_repo, repo)
+    (repo / "tinybag.yaml").write_text("weights: [1, 2]\n")
+    p = P.create(f"demucs:tinybag?repo={repo}")
+    st = p.status()
+    assert not st.ready and f"demucs bag file {repo / 'tinybag.yaml'}: expected a YAML mapping" in st.detail
+    with pytest.raises(ProviderUnavailable, match="models: \\[sig, ...\\]"):
+        p.separate(finite_noise(2, 1000), SR)
+
+
+def test_runs_in_the_harness(tiny_repo, tmp_path, monkeypatch) -> None:
+    """The runner separates the demo set through demucs, records device and
+    real-time factor, and a re-run finds every separation in its cache (the
+    provider's params hash is stable)."""
+    from stemlab.runs import run
+    from stemlab.runs import runner as runner_mod
+    from tests.fakes import fake_score
+
+    monkeypatch.setattr(runner_mod, "score_stems", fake_score)
+    spec = {"datasets": [{"name": "demo", "options": {"tracks": 2, "seconds": 4.0}}],
+            "providers": [f"demucs:tinyht?shifts=0&threads=1&repo={tiny_repo}"], "metrics": ["usdr"],
+            "output": str(tmp_path / "res")}
+    calls: list[str] = []
+    real = P.get_class("demucs").separate
+    monkeypatch.setattr(P.get_class("demucs"), "separate", lambda self, *a, **k: calls.append(self.id) or real(self, *a, **k))
+    r1 = run(spec, quiet=True)
+    jobs = r1.jobs
+    assert len(jobs) == 2 and set(jobs.status) == {"done"}, jobs[["status", "error"]]
+    assert len(calls) == 2
+    assert set(r1.scores.target) == set(FOUR)
+    calls.clear()
+    r2 = run(spec, quiet=True)
+    assert calls == [] and set(r2.jobs.status) == {"done"}
+
+
+@pytest.mark.parametrize("n", [1, 10])
+def test_very_short_input(tiny_repo, n) -> None:
+    sep = make("demucs:tinyht?shifts=1", tiny_repo).separate(np.full((2, n), 0.1, np.float32), SR)
+    assert sep.stems.num_samples == n and all(np.isfinite(a).all() for _, a in sep.stems.items())
+
+
+def test_out_of_memory_is_a_rejection(tiny_repo, monkeypatch, noise) -> None:
+    import demucs.apply
+
+    from stemlab.errors import ProviderRejected
+
+    def oom(*a, **k):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(demucs.apply, "apply_model", oom)
+    with pytest.raises(ProviderRejected, match=r"out of memory on cpu for 1.5 s of audio; use split=true"):
+        make("demucs:tinyht", tiny_repo).separate(noise, SR)
+    monkeypatch.setattr(demucs.apply, "apply_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):  # other failures are bugs: not disguised
+        make("demucs:tinyht", tiny_repo).separate(noise, SR)

@@ -38,7 +38,8 @@ and given the input's channel count and length. ``split=true`` runs the
 model on one segment at a time, so the model's working memory does not grow
 with the track (only the input and output arrays do). The random time
 shifts of ``shifts ≥ 1`` draw from Python's ``random``; ``seed`` (default 0)
-seeds it for the call and restores it after, so runs repeat exactly.
+seeds it for the call and restores it after, so runs repeat exactly
+(``seed=-1``: unseeded, and the instance no longer claims determinism).
 
 Options (not part of the id; also accepted in the spec string):
 ``device`` — ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``,
@@ -62,11 +63,11 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ...errors import ConfigError, InputError, ProviderUnavailable
+from ...errors import ConfigError, InputError, ProviderRejected, ProviderUnavailable
 from ...types import Cost, Separation, Stems, Track
 from ..base import Param, Provider, Status, as_track
 from ._common import check_mixture, peak_rss
@@ -109,6 +110,9 @@ _HF_NAMESPACE = "adefossez"  # demucs.hf.DEFAULT_NAMESPACE
 #: replaces it with the measured factor of this provider instance.
 _RTF_CPU = 0.6
 _RTF_GPU = 0.03
+
+#: shortest input handed to demucs (shorter input is zero-padded, the output cut back)
+_MIN_SAMPLES = 64
 
 # One demucs run at a time per process: ``threads`` changes torch's global
 # thread count and ``seed`` the global ``random`` state for the call.
@@ -181,7 +185,8 @@ def _read_bag(path: Path) -> dict[str, Any]:
         bag = yaml.safe_load(path.read_text())
         models = [str(s) for s in bag["models"]]
     except Exception as e:
-        raise ProviderUnavailable(f"demucs bag file {path}: expected a YAML mapping with 'models: [sig, ...]' ({e})")
+        raise ProviderUnavailable(f"demucs bag file {path}: expected a YAML mapping with 'models: [sig, ...]' ({e})"
+                                  ) from None
     return {"models": models, "weights": bag.get("weights"), "segment": bag.get("segment")}
 
 
@@ -427,7 +432,7 @@ def _scoped_threads(n: int | None) -> Iterator[None]:
 
 @contextmanager
 def _scoped_seed(seed: int | None) -> Iterator[None]:
-    if seed is None:
+    if seed is None or seed < 0:
         yield
         return
     state = random.getstate()
@@ -455,7 +460,7 @@ class DemucsProvider(Provider):
     description = "Demucs v4/v3 pretrained models (htdemucs, htdemucs_ft, htdemucs_6s, hdemucs_mmi, mdx*) via apply_model"
     variants = tuple(PRETRAINED)
     default_variant = "htdemucs"
-    deterministic = True  # with a seed (default 0); seed=none with shifts ≥ 1 is not
+    deterministic = True  # with a seed (default 0); seed=-1 with shifts ≥ 1 is not (set per instance)
     params_schema = (
         Param("shifts", int, 1, "random time shifts (0–0.5 s) averaged; 0 = none (demucs' CLI default: 1)",
               unit="count", min=0, max=20),
@@ -463,8 +468,8 @@ class DemucsProvider(Provider):
         Param("segment", float, None, "segment length; none = the model's own (7.8 s for htdemucs; at most "
               "that for transformer models)", unit="seconds", min=0.1, max=600.0, nullable=True),
         Param("overlap", float, 0.25, "overlap between segments", unit="fraction of a segment", min=0.0, max=0.95),
-        Param("seed", int, 0, "seed of the random shifts (none: unseeded, not repeatable)", unit="count",
-              min=0, nullable=True),
+        Param("seed", int, 0, "seed of the random shifts; -1 = unseeded (not repeatable when shifts ≥ 1)",
+              min=-1),
         Param("precision", str, "float32", "compute precision; bfloat16/float16 run under torch.autocast",
               choices=("float32", "bfloat16", "float16")),
         Param("normalize", bool, True, "normalise the input by its mono mix mean/std and undo it on the output "
@@ -485,6 +490,8 @@ class DemucsProvider(Provider):
         self.variant = name
         if self._custom:
             self._check_custom(str(name))
+        if self.config["seed"] < 0 and self.config["shifts"] > 0:
+            self.deterministic = False  # type: ignore[misc]  # random shifts, unseeded
         self._model: Any = None
         self._plan: WeightsPlan | None = None
         self._load_lock = threading.Lock()
@@ -544,8 +551,10 @@ class DemucsProvider(Provider):
 
     @property
     def stems(self) -> tuple[str, ...]:
-        """The model's sources (known for pretrained names; other models are
-        loaded to read them)."""
+        """The model's sources: those of the loaded model once loaded; before
+        that, known for pretrained names (other models are loaded to read them)."""
+        if self._model is not None:
+            return tuple(self._model.sources)
         if not self._custom:
             return PRETRAINED[str(self.variant)]
         return tuple(self.model().sources)
@@ -557,7 +566,10 @@ class DemucsProvider(Provider):
             return Status(False, "demucs not installed (pip install demucs==4.1.0)")
         if self.variant in _QUANTIZED and importlib.util.find_spec("diffq") is None:
             return Status(False, "needs diffq (pip install diffq)")
-        plans = self.plans()
+        try:
+            plans = self.plans()
+        except ProviderUnavailable as e:  # an unreadable bag yaml
+            return Status(False, str(e))
         p = plans[0]
         if p.ready:
             return Status(True, f"{p.where}: {p.root}")
@@ -662,6 +674,10 @@ class DemucsProvider(Provider):
         if warn:
             warnings.append(warn)
             log.warning("%s: %s", self.id, warn)
+        have, want = next(model.parameters()).device, torch.device(device)
+        if have.type != want.type or (want.index is not None and have.index != want.index):
+            with self._load_lock:  # once: apply_model would move every model of a bag there and back per call
+                model.to(device)
         sr, n, ch = t.sample_rate, mix.shape[1], mix.shape[0]
         msr, mch = int(model.samplerate), int(model.audio_channels)
 
@@ -672,6 +688,8 @@ class DemucsProvider(Provider):
             warnings.append(f"resampled {sr} Hz → {msr} Hz for the model and back")
         if ch != mch:
             x = to_channels(x, mch, name=f"track {t.name!r}")
+        if x.shape[1] < _MIN_SAMPLES:  # demucs' chunking asserts on a single sample; pad, cut after
+            x = np.pad(x, ((0, 0), (0, _MIN_SAMPLES - x.shape[1])))
         mean, std = 0.0, 1.0
         if c["normalize"]:  # as demucs.api: stats of the mono mix, unbiased std + 1e-8
             ref = x.mean(axis=0, dtype=np.float64)
@@ -689,9 +707,16 @@ class DemucsProvider(Provider):
         with _RUN_LOCK, _scoped_threads(self.options.get("threads")), _scoped_seed(c["seed"]), peak_rss() as mem:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
-            with torch.no_grad(), autocast:
-                out = apply_model(model, wav[None], shifts=c["shifts"], split=c["split"], overlap=c["overlap"],
-                                  segment=seg, device=device, progress=False)
+            try:
+                with torch.no_grad(), autocast:
+                    out = apply_model(model, wav[None], shifts=c["shifts"], split=c["split"], overlap=c["overlap"],
+                                      segment=seg, device=device, progress=False)
+            except RuntimeError as e:
+                if "out of memory" not in str(e).lower():
+                    raise
+                raise ProviderRejected(
+                    f"{self.id}: out of memory on {device} for {n / sr:.1f} s of audio; use split=true, a shorter "
+                    f"segment, fewer shifts or device=cpu ({e})", provider=self.id, track=t.name) from None
             if cuda:
                 mem["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         t3 = time.perf_counter()
