@@ -263,11 +263,13 @@ def synthesize(spec: SongSpec, seed: int) -> dict[str, np.ndarray]:
     # 16-bit with TPDF dither (±1 LSB), as a mastered recording would be: it
     # also gives every stem the white noise floor real recordings have —
     # without it the band-limited bass line is numerically rank-deficient and
-    # BSSEval's 512-tap distortion filters become an ill-posed solve
+    # BSSEval's 512-tap distortion filters become an ill-posed solve.
+    # Dither only while a part plays: rests stay digitally silent.
     drng = np.random.RandomState(int.from_bytes(digest[4:8], "little"))
     out = {}
     for k, v in scaled.items():
         tpdf = drng.random_sample(v.shape) - drng.random_sample(v.shape)
+        tpdf[v == 0.0] = 0.0  # digital silence stays silent (museval's silent frames)
         out[k] = np.clip(np.round(v * g * 32767.0 + tpdf), -32768, 32767).astype(np.int16)
     total = np.sum([v.astype(np.int32) for v in out.values()], axis=0)
     if np.abs(total).max() > 32767:  # pragma: no cover - guarded by the 0.89 peak
