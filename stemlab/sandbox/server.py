@@ -458,8 +458,10 @@ class Sandbox:
             return
 
         def run() -> dict[str, str]:
-            a = np.asarray(audio() if callable(audio) else audio, dtype=np.float32)
-            return self._separate_files(job, a, sr)
+            # real DSP time must not count 1/scale times on the virtual clock
+            with self.clock.hold():
+                a = np.asarray(audio() if callable(audio) else audio, dtype=np.float32)
+                return self._separate_files(job, a, sr)
 
         async def work() -> None:
             try:
