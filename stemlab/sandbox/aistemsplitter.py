@@ -104,6 +104,11 @@ class AIStemSplitterSandbox(Sandbox):
             return {"success": False, "error": {"code": code, "message": message}}
         return {"error": {"code": code, "message": message}}
 
+    def endpoint_error_response(self, endpoint: str, status: int, code: str, message: str) -> Response:
+        if endpoint == "upload":  # the storage worker's flat shape, which the SDK parses
+            return JSONResponse({"success": False, "error": code, "message": message}, status_code=status)
+        return super().endpoint_error_response(endpoint, status, code, message)
+
     def ok(self, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         body = {"success": True, "data": data} if self.envelope else data
         return JSONResponse(body, status_code=status, headers=headers)
