@@ -319,7 +319,7 @@ class Runner:
             )
         per_provider = {
             label: (sel.budget_usd, sel.budget_credits)
-            for sel, _, label in {(j.sel, None, j.label) for j in jobs}
+            for label, sel in {j.label: j.sel for j in jobs}.items()  # sel may hold a dict spec: not hashable
             if sel.budget_usd is not None or sel.budget_credits is not None
         }
         self.budget = Budget(self.ledger, self.spec.budget_usd, per_provider)
