@@ -5,6 +5,7 @@ Endpoints (fault endpoint names in brackets)::
     GET  /v1/credits                      [credits]         {balance, unit:"seconds"}
     POST /v1/audio/uploads                [upload_reserve]  {uploadId, uploadUrl, uploadHeaders, expiresAt}
     POST /storage/upload/{uploadId}       [upload]          raw bytes + uploadHeaders → {url, key}
+    PUT  /storage/upload/{uploadId}?token [upload]          ``upload_style="seed"``: presigned PUT, empty answer
     POST /v1/audio/splits                 [create]          Idempotency-Key honoured
     GET  /v1/audio/splits                 [list]            recent splits of the key
     GET  /v1/audio/splits/{id}            [status]
@@ -12,7 +13,11 @@ Endpoints (fault endpoint names in brackets)::
 
 Answers use the SDK envelope ``{"success": true, "data": …}`` /
 ``{"success": false, "error": {"code", "message"}}`` (``envelope=False``
-serves the seed's bare JSON instead). Jobs go queued → processing →
+serves the seed's bare JSON instead; ``upload_style="seed"`` the seed's
+presigned-PUT upload: the reservation carries ``method: "PUT"`` and the
+``audio_url`` the file will have, the PUT is answered with an empty 200 as
+object stores do; ``model_names`` limits the accepted ``stemModel`` names
+to the seed's or the SDK's). Jobs go queued → processing →
 succeeded/failed on the scaled clock; credits are seconds of input, charged
 at creation (``ceil(duration)``) and refunded when a job fails. A repeated
 create with the same ``Idempotency-Key`` and body returns the same job
@@ -70,12 +75,16 @@ class AIStemSplitterSandbox(Sandbox):
         initial_credits: float = 360_000.0,
         webhook_secret: str = "whsec_sandbox_0123456789abcdef",
         refund_failed: bool = True,
+        upload_style: str = "sdk",
         api_keys: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(api_keys=api_keys or ["ast_test_sandbox_0001"], **kwargs)
         if model_names not in ("both", "seed", "sdk"):
             raise ValueError("model_names must be 'both', 'seed' or 'sdk'")
+        if upload_style not in ("sdk", "seed"):
+            raise ValueError("upload_style must be 'sdk' or 'seed'")
+        self.upload_style = upload_style
         self.envelope = envelope
         self.model_names = model_names
         self.list_supported = list_supported
@@ -94,6 +103,7 @@ class AIStemSplitterSandbox(Sandbox):
             ("GET", "/v1/credits", "credits", self._credits),
             ("POST", "/v1/audio/uploads", "upload_reserve", self._reserve),
             ("POST", "/storage/upload/{upload_id}", "upload", self._upload),
+            ("PUT", "/storage/upload/{upload_id}", "upload", self._upload),
             ("POST", "/v1/audio/splits", "create", self._create),
             ("GET", "/v1/audio/splits", "list", self._list),
             ("GET", "/v1/audio/splits/{split_id}", "status", self._status),
@@ -145,6 +155,17 @@ class AIStemSplitterSandbox(Sandbox):
         folder = f"audio/api/{acct}/{upl}"
         self.uploads[upl] = {"account": acct, "filename": filename, "contentType": ctype, "contentLength": length,
                              "token": token, "folder": folder, "key": None, "file": None}
+        if self.upload_style == "seed":
+            # the seed's presign flow: a pre-signed PUT URL (auth in the query, S3-style empty answer), then
+            # submit with the returned audio_url
+            self.uploads[upl]["file"] = self.store(b"", ctype, filename)
+            return self.ok({
+                "uploadId": upl,
+                "uploadUrl": f"{self.root_url}/storage/upload/{upl}?token={token}",
+                "method": "PUT",
+                "audio_url": f"{self.root_url}/public/{self.uploads[upl]['file']}/{filename}",
+                "expiresAt": iso(time.time() + 3600),
+            }, status=201)
         return self.ok({
             "uploadId": upl,
             "uploadUrl": f"{self.root_url}/storage/upload/{upl}",
@@ -160,12 +181,16 @@ class AIStemSplitterSandbox(Sandbox):
 
         if upl is None:
             return flat(404, "UPLOAD_NOT_FOUND", "Unknown upload")
-        if request.headers.get("x-upload-token") != upl["token"]:
+        if (request.headers.get("x-upload-token") or request.query_params.get("token")) != upl["token"]:
             return flat(403, "UPLOAD_FORBIDDEN", "Missing or wrong X-Upload-Token")
         data = await request.body()
         if len(data) != upl["contentLength"]:
             return flat(400, "SIZE_MISMATCH", f"Expected {upl['contentLength']} bytes, got {len(data)}")
         key = f"{upl['folder']}/{upl['filename']}"
+        if request.method == "PUT":  # presigned PUT (seed): the object lands under the announced audio_url
+            self.files[upl["file"]].data = data
+            upl["key"] = key
+            return Response(b"", status_code=200)
         token = self.store(data, upl["contentType"], upl["filename"])
         upl["key"], upl["file"] = key, token
         return JSONResponse({"success": True, "data": {"url": f"{self.root_url}/public/{token}/{upl['filename']}",
