@@ -133,6 +133,22 @@ def test_seed_bare_json_wire_shape(excerpt):
         assert r.json() == {"success": True, "data": {"balance": sb2.initial_credits, "unit": "seconds"}}
 
 
+def test_seed_presigned_put_upload(excerpt):
+    """The seed's upload: a pre-signed PUT URL (auth in the URL, empty
+    answer, no uploadHeaders) and the returned ``audio_url``."""
+    with _sandbox(excerpt, upload_style="seed", envelope=False, model_names="seed") as sb:
+        sep = _provider(sb).separate(excerpt)
+        _assert_good_stems(sep, excerpt)
+        up = [r for r in sb.requests if r.endpoint == "upload"]
+        assert [(r.method, r.status) for r in up] == [("PUT", 200)]
+        assert [r.endpoint for r in sb.requests][:3] == ["upload_reserve", "upload", "create"]
+        assert sb.ledger.charged() == 3.0
+        # without the token in the URL the store refuses the PUT
+        upl = next(iter(sb.uploads))
+        r = httpx.put(f"{sb.root_url}/storage/upload/{upl}", content=b"x")
+        assert r.status_code == 403 and r.json()["error"] == "UPLOAD_FORBIDDEN"
+
+
 def test_lost_create_answer_is_retried_without_paying_twice(excerpt):
     """The create ran but its answer was cut (connection dropped): the client
     resends with the same Idempotency-Key and the sandbox replays the job."""
