@@ -96,6 +96,7 @@ class AIStemSplitterSandbox(Sandbox):
         self.idempotency: dict[tuple[str, str], str] = {}
         self.deliveries: list[tuple[str, str, int]] = []  # (event id, type, HTTP status or -1)
         self._refunded: set[str] = set()
+        self._inflight: dict[tuple[str, str], asyncio.Event] = {}
 
     # ---------------------------------------------------------------- wire
     def routes(self) -> list[tuple[str, str, str, Handler]]:
@@ -230,9 +231,25 @@ class AIStemSplitterSandbox(Sandbox):
         raise self.fail(422, "VALIDATION_ERROR", "input.type must be 'direct_url' or 'uploaded_file'")
 
     async def _create(self, request: Request) -> Response:
+        """Requests with the same Idempotency-Key are served one at a time: a
+        retry that arrives while the first is still being processed (the
+        client timed out) waits for it and gets the replay."""
         acct = self.account(request)
-        body = await self._json(request)
         key = request.headers.get("idempotency-key")
+        if not key:
+            return await self._create_once(request, acct, None)
+        ik = (acct, key)
+        while ik in self._inflight:
+            await self._inflight[ik].wait()
+        ev = self._inflight[ik] = asyncio.Event()
+        try:
+            return await self._create_once(request, acct, key)
+        finally:
+            del self._inflight[ik]
+            ev.set()
+
+    async def _create_once(self, request: Request, acct: str, key: str | None) -> Response:
+        body = await self._json(request)
         digest = self.body_hash(body)
         if key and (acct, key) in self.idempotency:
             job = self.ledger.jobs[self.idempotency[(acct, key)]]
