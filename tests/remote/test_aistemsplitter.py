@@ -162,6 +162,27 @@ def test_lost_create_answer_is_retried_without_paying_twice(excerpt):
         assert sb.faults_fired() == {"create:drop*1": 1}
 
 
+def test_retry_while_the_first_create_is_still_running_is_replayed(excerpt):
+    """The create answer is late (the service is slow decoding): the client's
+    read timeout fires and it resends with the same key while the first
+    request is still being processed. One job, one charge."""
+    import time as _time
+
+    with _sandbox(excerpt) as sb:
+        orig = sb._decode_held
+
+        def slow(data):
+            _time.sleep(1.2)
+            return orig(data)
+
+        sb._decode_held = slow
+        sep = _provider(sb, timeout=0.5).separate(excerpt)
+        _assert_good_stems(sep, excerpt)
+        assert sb.count("create") >= 2
+        assert [k for _, k in sb.ledger.creates][0] == "new" and len(sb.ledger.jobs) == 1
+        assert sb.ledger.charged() == 3.0 and sb.ledger.duplicate_charges() == {}
+
+
 @pytest.mark.parametrize("listing,direct", [(True, False), (False, True), (False, False)],
                          ids=["upload-found-in-list", "direct-url-resubmit-same-key", "upload-no-list"])
 def test_resumed_in_doubt_submit_never_pays_twice(excerpt, listing, direct):
