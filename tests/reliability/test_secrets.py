@@ -96,12 +96,17 @@ def test_harness_run_writes_no_key_anywhere(fake_env, tmp_path, caplog, capfd, m
     err = jobs[jobs.status == "failed"].error.iloc[0]
     assert "KEY_REJECTED: key *** is not allowed" in err  # redacted, not dropped
 
+    # the HTML/Markdown/CSV report of the run is written too (it embeds the spec and the errors)
+    from stemlab.reports import build_report
+
+    build_report(out, out / "report.html", clips=False)
     needles = [k.encode() for k in KEYS.values()]
     files, hits = _scan(out, needles)
     cfiles, chits = _scan(fake_env, needles)
     assert files >= 8 and (out / "ledger.sqlite").is_file() and log_file.stat().st_size > 0
     written = {p.suffix for p in out.rglob("*") if p.is_file()}
-    assert {".sqlite", ".log"} <= written and written & {".parquet", ".csv", ".json"}
+    assert {".sqlite", ".log", ".html"} <= written and written & {".parquet", ".csv", ".json"}
+    assert "KEY_REJECTED: key *** is not allowed" in (out / "report.html").read_text()
     assert hits == [] and chits == [], hits + chits
     text = log_file.read_text()
     assert "***" in text  # the failure was logged, redacted
