@@ -171,3 +171,14 @@ def test_stemlab_client_passes_the_same_flows(sandbox, excerpt):
     # the SDK-downloaded and the stemlab-decoded vocals are the same audio
     audio, _ = decode_bytes(_download_like_the_readme(sdk_view["stems"]["vocals"]))
     assert np.allclose(audio, sep.stems["vocals"], atol=1e-6)
+
+
+def test_the_sdk_needs_the_envelope():
+    """Why the sandbox defaults to the envelope: SDK 0.1.1 rejects the seed's
+    bare JSON (a 200 without ``success``/``data`` is an HTTP_ERROR), while
+    stemlab's client reads both (tests/remote/test_aistemsplitter.py)."""
+    with AIStemSplitterSandbox(envelope=False) as sb:
+        with pytest.raises(sdk.AIStemSplitterError) as ei:
+            _client(sb).get_credits()
+        assert (ei.value.status_code, ei.value.code) == (200, "HTTP_ERROR")
+        assert ei.value.details == {"balance": sb.initial_credits, "unit": "seconds"}
