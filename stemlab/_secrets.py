@@ -18,6 +18,7 @@ __all__ = [
     "REDACTED",
     "register_secret",
     "redact",
+    "redact_obj",
     "get_secret",
     "Secret",
     "install_log_filter",
@@ -60,6 +61,27 @@ def redact(text: object) -> str:
     if pat is None:
         return s
     return pat.sub(REDACTED, s)
+
+
+#: mapping keys whose values are credentials whatever they hold
+SENSITIVE_KEYS = frozenset({"api_key", "api_token", "apikey", "token", "secret", "password", "authorization",
+                            "webhook_secret"})
+
+
+def redact_obj(obj: object) -> object:
+    """A copy of a JSON-like structure safe to write: values under
+    :data:`SENSITIVE_KEYS` become ``***``, every string is :func:`redact`-ed,
+    :class:`Secret` values are masked."""
+    if isinstance(obj, Secret):
+        return REDACTED
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: (REDACTED if isinstance(k, str) and k.lower() in SENSITIVE_KEYS and v not in (None, "")
+                    else redact_obj(v)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(redact_obj(v) for v in obj)
+    return obj
 
 
 class Secret:

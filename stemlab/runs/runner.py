@@ -351,11 +351,13 @@ class Runner:
         return result
 
     def _meta(self) -> dict[str, Any]:
+        from .._secrets import redact_obj
+
         return {
             "name": self.spec.name,
             "spec_hash": self.spec.spec_hash,
             "metrics_hash": self.spec.metrics_hash,
-            "spec": self.spec.raw,
+            "spec": redact_obj(self.spec.raw),  # an api_key written into the spec never reaches disk
             "versions": package_versions(),
             "git_commit": _git_commit(),
             "host": platform.node(),

@@ -5,6 +5,7 @@ Endpoints (fault endpoint names in brackets)::
     GET  /v1/credits                      [credits]         {balance, unit:"seconds"}
     POST /v1/audio/uploads                [upload_reserve]  {uploadId, uploadUrl, uploadHeaders, expiresAt}
     POST /storage/upload/{uploadId}       [upload]          raw bytes + uploadHeaders → {url, key}
+    PUT  /storage/upload/{uploadId}?token [upload]          ``upload_style="seed"``: presigned PUT, empty answer
     POST /v1/audio/splits                 [create]          Idempotency-Key honoured
     GET  /v1/audio/splits                 [list]            recent splits of the key
     GET  /v1/audio/splits/{id}            [status]
@@ -12,7 +13,11 @@ Endpoints (fault endpoint names in brackets)::
 
 Answers use the SDK envelope ``{"success": true, "data": …}`` /
 ``{"success": false, "error": {"code", "message"}}`` (``envelope=False``
-serves the seed's bare JSON instead). Jobs go queued → processing →
+serves the seed's bare JSON instead; ``upload_style="seed"`` the seed's
+presigned-PUT upload: the reservation carries ``method: "PUT"`` and the
+``audio_url`` the file will have, the PUT is answered with an empty 200 as
+object stores do; ``model_names`` limits the accepted ``stemModel`` names
+to the seed's or the SDK's). Jobs go queued → processing →
 succeeded/failed on the scaled clock; credits are seconds of input, charged
 at creation (``ceil(duration)``) and refunded when a job fails. A repeated
 create with the same ``Idempotency-Key`` and body returns the same job
@@ -70,12 +75,16 @@ class AIStemSplitterSandbox(Sandbox):
         initial_credits: float = 360_000.0,
         webhook_secret: str = "whsec_sandbox_0123456789abcdef",
         refund_failed: bool = True,
+        upload_style: str = "sdk",
         api_keys: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(api_keys=api_keys or ["ast_test_sandbox_0001"], **kwargs)
         if model_names not in ("both", "seed", "sdk"):
             raise ValueError("model_names must be 'both', 'seed' or 'sdk'")
+        if upload_style not in ("sdk", "seed"):
+            raise ValueError("upload_style must be 'sdk' or 'seed'")
+        self.upload_style = upload_style
         self.envelope = envelope
         self.model_names = model_names
         self.list_supported = list_supported
@@ -87,6 +96,7 @@ class AIStemSplitterSandbox(Sandbox):
         self.idempotency: dict[tuple[str, str], str] = {}
         self.deliveries: list[tuple[str, str, int]] = []  # (event id, type, HTTP status or -1)
         self._refunded: set[str] = set()
+        self._inflight: dict[tuple[str, str], asyncio.Event] = {}
 
     # ---------------------------------------------------------------- wire
     def routes(self) -> list[tuple[str, str, str, Handler]]:
@@ -94,6 +104,7 @@ class AIStemSplitterSandbox(Sandbox):
             ("GET", "/v1/credits", "credits", self._credits),
             ("POST", "/v1/audio/uploads", "upload_reserve", self._reserve),
             ("POST", "/storage/upload/{upload_id}", "upload", self._upload),
+            ("PUT", "/storage/upload/{upload_id}", "upload", self._upload),
             ("POST", "/v1/audio/splits", "create", self._create),
             ("GET", "/v1/audio/splits", "list", self._list),
             ("GET", "/v1/audio/splits/{split_id}", "status", self._status),
@@ -103,6 +114,11 @@ class AIStemSplitterSandbox(Sandbox):
         if self.envelope:
             return {"success": False, "error": {"code": code, "message": message}}
         return {"error": {"code": code, "message": message}}
+
+    def endpoint_error_response(self, endpoint: str, status: int, code: str, message: str) -> Response:
+        if endpoint == "upload":  # the storage worker's flat shape, which the SDK parses
+            return JSONResponse({"success": False, "error": code, "message": message}, status_code=status)
+        return super().endpoint_error_response(endpoint, status, code, message)
 
     def ok(self, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         body = {"success": True, "data": data} if self.envelope else data
@@ -140,6 +156,17 @@ class AIStemSplitterSandbox(Sandbox):
         folder = f"audio/api/{acct}/{upl}"
         self.uploads[upl] = {"account": acct, "filename": filename, "contentType": ctype, "contentLength": length,
                              "token": token, "folder": folder, "key": None, "file": None}
+        if self.upload_style == "seed":
+            # the seed's presign flow: a pre-signed PUT URL (auth in the query, S3-style empty answer), then
+            # submit with the returned audio_url
+            self.uploads[upl]["file"] = self.store(b"", ctype, filename)
+            return self.ok({
+                "uploadId": upl,
+                "uploadUrl": f"{self.root_url}/storage/upload/{upl}?token={token}",
+                "method": "PUT",
+                "audio_url": f"{self.root_url}/public/{self.uploads[upl]['file']}/{filename}",
+                "expiresAt": iso(time.time() + 3600),
+            }, status=201)
         return self.ok({
             "uploadId": upl,
             "uploadUrl": f"{self.root_url}/storage/upload/{upl}",
@@ -155,12 +182,16 @@ class AIStemSplitterSandbox(Sandbox):
 
         if upl is None:
             return flat(404, "UPLOAD_NOT_FOUND", "Unknown upload")
-        if request.headers.get("x-upload-token") != upl["token"]:
+        if (request.headers.get("x-upload-token") or request.query_params.get("token")) != upl["token"]:
             return flat(403, "UPLOAD_FORBIDDEN", "Missing or wrong X-Upload-Token")
         data = await request.body()
         if len(data) != upl["contentLength"]:
             return flat(400, "SIZE_MISMATCH", f"Expected {upl['contentLength']} bytes, got {len(data)}")
         key = f"{upl['folder']}/{upl['filename']}"
+        if request.method == "PUT":  # presigned PUT (seed): the object lands under the announced audio_url
+            self.files[upl["file"]].data = data
+            upl["key"] = key
+            return Response(b"", status_code=200)
         token = self.store(data, upl["contentType"], upl["filename"])
         upl["key"], upl["file"] = key, token
         return JSONResponse({"success": True, "data": {"url": f"{self.root_url}/public/{token}/{upl['filename']}",
@@ -200,9 +231,25 @@ class AIStemSplitterSandbox(Sandbox):
         raise self.fail(422, "VALIDATION_ERROR", "input.type must be 'direct_url' or 'uploaded_file'")
 
     async def _create(self, request: Request) -> Response:
+        """Requests with the same Idempotency-Key are served one at a time: a
+        retry that arrives while the first is still being processed (the
+        client timed out) waits for it and gets the replay."""
         acct = self.account(request)
-        body = await self._json(request)
         key = request.headers.get("idempotency-key")
+        if not key:
+            return await self._create_once(request, acct, None)
+        ik = (acct, key)
+        while ik in self._inflight:
+            await self._inflight[ik].wait()
+        ev = self._inflight[ik] = asyncio.Event()
+        try:
+            return await self._create_once(request, acct, key)
+        finally:
+            del self._inflight[ik]
+            ev.set()
+
+    async def _create_once(self, request: Request, acct: str, key: str | None) -> Response:
+        body = await self._json(request)
         digest = self.body_hash(body)
         if key and (acct, key) in self.idempotency:
             job = self.ledger.jobs[self.idempotency[(acct, key)]]
@@ -224,7 +271,7 @@ class AIStemSplitterSandbox(Sandbox):
         sr = 0
         if data is not None:
             try:
-                audio, sr = await asyncio.to_thread(decode_bytes, data)
+                audio, sr = await asyncio.to_thread(self._decode_held, data)
             except InputError:
                 failure = ("INVALID_AUDIO", "The input could not be decoded as audio")
         duration = audio.shape[1] / sr if audio is not None else 0.0
@@ -249,6 +296,10 @@ class AIStemSplitterSandbox(Sandbox):
         if hook:
             self.spawn(self._deliver_webhook(job))
         return self.ok(self._split(job), status=201)
+
+    def _decode_held(self, data: bytes) -> tuple[np.ndarray, int]:
+        with self.clock.hold():  # real decoding time is not service time ×1/scale
+            return decode_bytes(data)
 
     def _refund_if_failed(self, job: SandboxJob, status: str) -> None:
         if status == "failed" and self.refund_failed and job.id not in self._refunded:

@@ -529,11 +529,7 @@ class RemoteProvider(Provider):
                 raise self.failed_error(job, state)
             blobs = await self._download(job, state)
             crashpoint("remote.after_download")
-            with job.timed("decode", local=True):
-                stems, report, warns = await asyncio.to_thread(
-                    assemble_stems, blobs, expected=self.stems, label=self.id, input_seconds=t.seconds,
-                    input_channels=None, min_coverage=self.min_coverage,
-                )
+            stems, report, warns = await self._assemble(job, state, blobs)
         job.warnings.extend(warns)
         final_cost = state.cost or cost or self.estimate_cost(t)
         job.timings["total"] = self.clock.now() - t_start
@@ -552,6 +548,34 @@ class RemoteProvider(Provider):
             remote_id=rid,
             provenance=prov,
         )
+
+    async def _assemble(self, job: JobContext, state: JobState, blobs: dict[str, bytes]):
+        """Decode the stems; a stem that does not decode (garbled in
+        transit) is downloaded once more before the job fails."""
+        fetched_again: set[str] = set()
+        while True:
+            try:
+                with job.timed("decode", local=True):
+                    return await asyncio.to_thread(
+                        assemble_stems, blobs, expected=self.stems, label=self.id, input_seconds=job.track.seconds,
+                        input_channels=job.track.mixture.shape[0], min_coverage=self.min_coverage,
+                    )
+            except ProviderOutputError as e:
+                stem = e.details.get("stem")
+                if "does not decode" not in e.message or stem not in blobs or stem in fetched_again:
+                    raise
+                fetched_again.add(stem)
+                log.warning("%s; downloading stem %r again", e.message, stem)
+                job.note("redownloads", len(fetched_again))
+                assert job.remote_id is not None
+                urls = await self.resolve_outputs(job, await self.fetch_state(job, job.remote_id))
+                if stem not in urls:
+                    raise
+                with job.timed("download"):
+                    blobs[stem] = await job.client.download(
+                        urls[stem], max_bytes=self.max_download_bytes,
+                        what=f"{self.id}: download of stem {stem!r} of job {job.remote_id}",
+                    )
 
     # ----------------------------------------------------------- lifecycle
     async def reconcile(self, job: JobContext) -> RemoteJobInfo | None:
@@ -615,9 +639,21 @@ class RemoteProvider(Provider):
         delays = self.poll.delays()
         if self.poll.initial > 0:
             await self._pause(job, remote_id, self.poll.initial)
-        polls = 0
+        polls = bad = 0
         while True:
-            state = await self.fetch_state(job, remote_id)
+            try:
+                state = await self.fetch_state(job, remote_id)
+            except ProviderOutputError as e:
+                # a garbled status answer (not JSON, a field missing): polling is read-only, so ask again
+                # a few times before giving up; the job itself is not affected
+                bad += 1
+                if bad >= self.retry.max_attempts or self.clock.now() >= deadline:
+                    raise
+                log.warning("%s: unusable status answer for %s (%s); polling again", self.id, remote_id, e.message)
+                job.note("bad_status_answers", job.notes.get("bad_status_answers", 0) + 1)
+                await self._pause(job, remote_id, min(next(delays), max(0.0, deadline - self.clock.now())))
+                continue
+            bad = 0
             crashpoint("remote.poll")
             polls += 1
             now = self.clock.now()

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Mapping
 from urllib.parse import quote
 
 from ...audio import encode_bytes
-from ...errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected
+from ...errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
 from ...types import Cost
 from ..base import Param
 from ._http import (
@@ -132,8 +132,10 @@ class AIStemSplitter(RemoteProvider):
     9. Idempotency-Key: only in the SDK; stemlab always sends it.
 
     Cost: 1 credit = 1 s of input (``creditsUsed``; rounding up assumed);
-    USD at ``usd_per_minute`` (option; default the 50-minute pack's
-    $0.1398/min, the dearest — safe for budget caps). The 10 free minutes
+    USD at ``usd_per_minute`` (option), else at the minute pack named by
+    the option ``pack`` (``"50 min"`` $0.1398/min, ``"150 min"`` $0.10/min,
+    ``"500 min"`` ≈$0.08/min; default the 50-minute pack, the dearest — safe
+    for budget caps). The 10 free minutes
     are not subtracted (stemlab cannot see the account's remaining free
     minutes). Table: :data:`PRICING` (dated).
     """
@@ -145,7 +147,7 @@ class AIStemSplitter(RemoteProvider):
     params_schema: ClassVar[tuple[Param, ...]] = (
         Param("output_format", str, "wav", help="format the service returns the stems in", choices=("wav", "mp3")),
     )
-    option_names: ClassVar[tuple[str, ...]] = COMMON_OPTIONS + ("model_names", "usd_per_minute")
+    option_names: ClassVar[tuple[str, ...]] = COMMON_OPTIONS + ("model_names", "usd_per_minute", "pack")
     default_base_url: ClassVar[str] = "https://api.aistemsplitter.org/v1"
     # the SDK polls every 2 s for up to 300 s; long tracks need longer
     default_poll: ClassVar[PollSchedule] = PollSchedule(initial=2.0, interval=2.0, max_interval=10.0, backoff=1.25,
@@ -164,6 +166,10 @@ class AIStemSplitter(RemoteProvider):
         if upm is not None and (not isinstance(upm, (int, float)) or isinstance(upm, bool) or upm < 0):
             raise ConfigError(f"provider aistemsplitter: option usd_per_minute expects a number ≥ 0, got {upm!r}",
                               field="aistemsplitter.options.usd_per_minute")
+        pack = self.options.get("pack")
+        if pack is not None and pack not in [p[0] for p in self.pricing.packs]:
+            raise ConfigError(f"provider aistemsplitter: option pack expects one of "
+                              f"{[p[0] for p in self.pricing.packs]}, got {pack!r}", field="aistemsplitter.options.pack")
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -174,7 +180,7 @@ class AIStemSplitter(RemoteProvider):
     def cost_for_seconds(self, seconds: float) -> Cost:
         credits = float(math.ceil(max(0.0, seconds)))
         upm = self.options.get("usd_per_minute")
-        rate = float(upm) if upm is not None else self.pricing.usd_per_minute()
+        rate = float(upm) if upm is not None else self.pricing.usd_per_minute(self.options.get("pack"))
         return Cost(usd=credits / 60.0 * rate, credits=credits, credit_unit="seconds", estimated=True)
 
     def _cost_from(self, data: Mapping[str, Any]) -> Cost | None:
@@ -282,6 +288,33 @@ class AIStemSplitter(RemoteProvider):
         return str(url) if url else None
 
     async def create(self, job: JobContext, prepared: Any) -> Submission:
+        try:
+            return await self._create_any_name(job, prepared)
+        except ProviderRejected as e:
+            if str(e.details.get("code") or "").upper() != "IDEMPOTENCY_CONFLICT":
+                raise
+            return await self._adopt_conflicting(job, e)
+
+    async def _adopt_conflicting(self, job: JobContext, e: ProviderRejected) -> Submission:
+        """The service already holds a split under this Idempotency-Key but
+        with another body — a resumed run re-uploaded the input (new
+        uploadId). That split is ours: find it in the job list (by key or the
+        job tag of the upload name); never submit under a new key."""
+        jobs = await self.list_recent(job)
+        for info in jobs or []:
+            if info.idempotency_key == job.idempotency_key or (info.filename and job.tag in info.filename):
+                job.note("reconciled", info.remote_id)
+                return Submission(info.remote_id, self.adopt_cost(info) or self.estimate_cost(job.track),
+                                  {"reconciled": True})
+        where = "its job list does not show it" if jobs is not None else "the service offers no job list"
+        raise ProviderUnavailable(
+            f"{self.id}: a split for {job.track.name!r} was already submitted under Idempotency-Key "
+            f"{job.idempotency_key} (the service refused the resend: {e.message}) and {where}; "
+            "nothing was charged again — inspect the account, then rerun with --force to submit anew",
+            provider=self.id, code="IDEMPOTENCY_CONFLICT",
+        ) from None
+
+    async def _create_any_name(self, job: JobContext, prepared: Any) -> Submission:
         mode = self.options.get("model_names", "auto")
         alias_first = mode == "sdk"
         try:
@@ -356,7 +389,10 @@ class AIStemSplitter(RemoteProvider):
                                         what=f"{self.id}: list recent splits")
         if resp.status in (404, 405):
             return None
-        items = sequence_of(self._data(resp), "items", "splits", "data", "jobs")
+        return self._infos(self._data(resp))
+
+    def _infos(self, data: Any) -> list[RemoteJobInfo]:
+        items = sequence_of(data, "items", "splits", "data", "jobs")
         out = []
         for it in items:
             if isinstance(it, dict) and it.get("id"):
@@ -367,6 +403,25 @@ class AIStemSplitter(RemoteProvider):
                     created_at=it.get("createdAt"), cost=self._cost_from(it),
                 ))
         return out
+
+    async def alist_splits(self, limit: int = 50) -> list[RemoteJobInfo] | None:
+        """Recent split jobs of the account, newest first (None when the
+        service has no list endpoint)."""
+        self._require_key()
+        resp = await self._client().request("GET", "/audio/splits", params={"limit": int(limit)},
+                                            accept_status=frozenset({404, 405}), what=f"{self.id}: list recent splits")
+        if resp.status in (404, 405):
+            return None
+        return self._infos(self._data(resp))
+
+    def list_splits(self, limit: int = 50) -> list[RemoteJobInfo] | None:
+        async def _run() -> list[RemoteJobInfo] | None:
+            try:
+                return await self.alist_splits(limit)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(_run())
 
     # ------------------------------------------------------------- credits
     async def aget_credits(self) -> dict[str, Any]:
