@@ -23,6 +23,7 @@ __all__ = [
     "Sandbox",
     "AIStemSplitterSandbox",
     "SunoSandbox",
+    "DangoSandbox",
     "SANDBOXES",
     "SandboxPool",
     "get_sandbox_class",
@@ -32,6 +33,7 @@ __all__ = [
 SANDBOXES: dict[str, str] = {
     "aistemsplitter": "stemlab.sandbox.aistemsplitter:AIStemSplitterSandbox",
     "suno": "stemlab.sandbox.suno:SunoSandbox",
+    "dango": "stemlab.sandbox.dango:DangoSandbox",
 }
 
 
@@ -56,6 +58,8 @@ def __getattr__(name: str) -> Any:
         return get_sandbox_class("aistemsplitter")
     if name == "SunoSandbox":
         return get_sandbox_class("suno")
+    if name == "DangoSandbox":
+        return get_sandbox_class("dango")
     if name == "SandboxPool":
         from .pool import SandboxPool
 
