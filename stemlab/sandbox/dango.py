@@ -483,6 +483,7 @@ class DangoSandbox(Sandbox):
             token = self.store(data, ctype, name)
             job.extra["tokens"][(ext, item)] = token
         job.extra["downloads_left"] -= 1
+        now = self.clock.now()  # after encoding: the URL's 20 minutes start when it is handed out
         url = self.signed_url(token)
         job.extra["issued"][(ext, item)] = (url, now + self.url_ttl)
         self.download_log.append((job.id, ext, item, now, True))

@@ -115,53 +115,94 @@ def _english(message: str) -> str:
 
 
 class _StatusBatcher:
-    """Coalesces the status polls of concurrent jobs into one
-    ``POST /vocal-remover/{id1},{id2},…`` per ``window`` seconds.
+    """One status request for every Dango job this event loop is waiting on.
 
-    The first poll opens a window; every poll arriving in it rides on the
-    same request. Jobs answered together sleep the same interval, so they
-    stay in step and later polls keep sharing requests."""
+    Each answer is kept for ``max_age`` seconds (the poll interval): a poll
+    finding a fresh answer returns it without a request; otherwise it joins
+    the next batch, which starts ``max_age`` after the previous one (at once
+    if that is past) and asks for every active song whose answer is at least
+    ``max_age`` old. So however many jobs run, the account sees one status
+    request per interval, each song is asked at most once per interval, and
+    a song is first asked only when its own job first polls (after the
+    initial 40–60 s)."""
 
-    def __init__(self, provider: "Dango", window: float) -> None:
+    def __init__(self, provider: "Dango", max_age: float) -> None:
         self.provider = provider
-        self.window = window
-        self.pending: dict[str, list[asyncio.Future[Any]]] = {}
-        self.flush: asyncio.Task[None] | None = None
-        self.requests = 0
-        self.ids_asked = 0
+        self.max_age = max_age
+        self.active: dict[str, float] = {}  # musicId → when its job last polled
+        self.cache: dict[str, tuple[float, dict[str, Any]]] = {}  # musicId → (asked at, item)
+        self.waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self.flush: asyncio.Future[None] | None = None
+        self.last: float | None = None  # when the last batch was sent
+        self.inflight: dict[str, asyncio.Future[Any]] = {}  # musicId → its batch's answer, while asked
+        self.sent: list[tuple[float, int]] = []  # (clock time, ids) of every batch request
 
     async def get(self, job: JobContext, music_id: str) -> dict[str, Any]:
+        now = job.clock.now()
+        self.active[music_id] = now
+        hit = self.cache.get(music_id)
+        if hit is not None and now - hit[0] < self.max_age:
+            return hit[1]
+        batch = self.inflight.get(music_id)
+        if batch is not None:  # being asked right now: share that answer
+            found = await asyncio.shield(batch)
+            if music_id in found:
+                return found[music_id]
+            raise _AskAlone()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending.setdefault(music_id, []).append(fut)
+        self.waiters.setdefault(music_id, []).append(fut)
         if self.flush is None:
-            self.flush = asyncio.ensure_future(self._flush(job))
+            due = now if self.last is None else max(now, self.last + self.max_age)
+            self.flush = asyncio.ensure_future(self._flush(job, due - now))
         return await fut
 
-    async def _flush(self, job: JobContext) -> None:
+    async def _flush(self, job: JobContext, delay: float) -> None:
+        waiters: dict[str, list[asyncio.Future[Any]]] | None = None
         try:
-            await job.clock.sleep(self.window)
-        finally:
-            pending, self.pending, self.flush = self.pending, {}, None
-        ids = list(pending)
-        try:
+            if delay > 0:
+                await job.clock.sleep(delay)
+            waiters, self.waiters, self.flush = self.waiters, {}, None
+            now = job.clock.now()
+            self.last = now
+            for m in [m for m, t in self.active.items() if now - t > 4 * self.max_age + 60.0]:
+                self.active.pop(m, None)  # its job stopped polling (ended elsewhere)
+                self.cache.pop(m, None)
+            ids = list(waiters) + [m for m in self.active if m not in waiters and m not in self.inflight and
+                                   (m not in self.cache or now - self.cache[m][0] >= self.max_age)]
             for i in range(0, len(ids), MAX_BATCH):
                 chunk = ids[i:i + MAX_BATCH]
-                self.requests += 1
-                self.ids_asked += len(chunk)
+                answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                for m in chunk:
+                    self.inflight[m] = answer
+                self.sent.append((job.clock.now(), len(chunk)))
                 try:
                     found = await self.provider._query_status(job, chunk)
                 except Exception as e:  # handed to every waiter of this chunk
-                    _settle(pending, chunk, error=e)
+                    answer.set_exception(e)
+                    answer.exception()  # retrieved: no "never retrieved" warning when nobody shares it
+                    _settle(waiters, chunk, error=e)
                     continue
-                _settle(pending, chunk, found=found)
+                finally:
+                    for m in chunk:
+                        self.inflight.pop(m, None)
+                answer.set_result(found)
+                for m in chunk:
+                    item = found.get(m)
+                    if item is None or str(item.get("status")) in ("1", "2"):
+                        self.active.pop(m, None)  # final (or unknown): nothing more to ask
+                    if item is not None:
+                        self.cache[m] = (now, item)
+                _settle(waiters, chunk, found=found)
         finally:  # cancelled mid-way: nobody may wait forever
-            _settle(pending, ids, error=_AskAlone())
+            if waiters is None:
+                waiters, self.waiters, self.flush = self.waiters, {}, None
+            _settle(waiters, list(waiters), error=_AskAlone())
 
 
-def _settle(pending: Mapping[str, list[asyncio.Future[Any]]], ids: list[str], *,
+def _settle(waiters: Mapping[str, list[asyncio.Future[Any]]], ids: list[str], *,
             found: Mapping[str, Any] | None = None, error: BaseException | None = None) -> None:
     for mid in ids:
-        for f in pending[mid]:
+        for f in waiters.get(mid, ()):
             if f.done():
                 continue
             if found is not None and mid in found:
@@ -201,8 +242,10 @@ class Dango(RemoteProvider):
     (:class:`~stemlab.errors.ProviderRejected`, nothing uploaded); an upload
     above the policy's ``content-length-range`` is refused before sending.
     5 requests/s per account (rate limiter); first status poll 45 s after
-    the submit, then every 5 s; polls of concurrent jobs share batch
-    requests (option ``batch_window``, seconds, default 2; 0 disables).
+    the submit, then every 5 s. Concurrent jobs share one batch status
+    request per poll interval (``POST /vocal-remover/{id1},{id2},…``; an
+    answer is reused for ``batch_max_age`` seconds, option, default the poll
+    interval; 0 asks per job).
 
     Downloads: each call of the download endpoint uses one of the song's 7
     downloads (asking again within 20 minutes returns the same URL for
@@ -249,7 +292,7 @@ class Dango(RemoteProvider):
         Param("format", str, "flac", help="format of the downloaded stems", choices=("flac", "mp3")),
     )
     option_names: ClassVar[tuple[str, ...]] = COMMON_OPTIONS + (
-        "points_per_song", "usd_per_point", "batch_window", "download_cache")
+        "points_per_song", "usd_per_point", "batch_max_age", "download_cache")
     default_base_url: ClassVar[str] = "https://api.dango.ai"
     default_poll: ClassVar[PollSchedule] = PollSchedule(initial=45.0, interval=5.0, max_interval=5.0, backoff=1.0,
                                                         max_wait=1800.0)
@@ -278,7 +321,7 @@ class Dango(RemoteProvider):
         # canonical identity: the variant's default style is "auto"
         self.config["style"] = "auto" if style.name == _DEFAULT_STYLE[self.variant or "vocals"] else style.name
         self.style = style
-        for name in ("points_per_song", "usd_per_point", "batch_window"):
+        for name in ("points_per_song", "usd_per_point", "batch_max_age"):
             v = self.options.get(name)
             if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
                 raise ConfigError(f"provider {fam}: option {name} expects a number ≥ 0, got {v!r}",
@@ -447,13 +490,14 @@ class Dango(RemoteProvider):
         entry = self._batchers.get(id(loop))
         if entry is None or entry[0] is not loop:
             self._batchers = {k: v for k, v in self._batchers.items() if not v[0].is_closed()}
-            entry = (loop, _StatusBatcher(self, float(self.options.get("batch_window", 2.0) or 0.0)))
+            age = self.options.get("batch_max_age")
+            entry = (loop, _StatusBatcher(self, self.poll.interval if age is None else float(age)))
             self._batchers[id(loop)] = entry
         return entry[1]
 
     async def _status_item(self, job: JobContext, music_id: str) -> dict[str, Any]:
         b = self._batcher()
-        if b.window > 0:
+        if b.max_age > 0:
             try:
                 return await b.get(job, music_id)
             except _AskAlone:
