@@ -246,19 +246,28 @@ def test_downloads_once_then_cache_never_downloads_again(demo_track: Track, tmp_
         mid = first.remote_id
         n_urls, n_files = len(sb.download_log), sb.count("download")
         assert (n_urls, n_files) == (2, 2)
-        # a resumed job (remote id known) polls, but takes the files from the cache
+        # a resumed job (remote id known) neither polls nor downloads: all from the cache
+        n_status = len(sb.status_log)
         again = asyncio.run(_resume(p, demo_track, mid))
         assert len(sb.download_log) == n_urls and sb.count("download") == n_files
+        assert len(sb.status_log) == n_status and again.provenance["status_from_download_cache"] is True
         assert again.provenance["download_cache_hits"] == 2
         assert np.array_equal(again.stems["vocals"], first.stems["vocals"])
+        assert again.cost.credit_unit == "dango_points" and not again.cost.estimated
         assert sb.downloads_used(mid) == 2 and len(sb.ledger.jobs) == 1 and sb.ledger.duplicate_charges() == {}
-        assert sorted(x.name for x in (tmp_path / mid).iterdir()) == ["flac_instrumental.flac", "flac_vocals.flac"]
+        assert sorted(x.name for x in (tmp_path / mid).iterdir()) == [
+            "flac_instrumental.flac", "flac_vocals.flac", "status.json"]
         # without the cache and with no downloads left: refused before asking for a URL
         sb.ledger.jobs[mid].extra["downloads_left"] = 0
         nocache = create("dango", **sb.provider_options(), download_cache=False)
         with pytest.raises(ProviderOutputError, match="no downloads left"):
             asyncio.run(_resume(nocache, demo_track, mid))
         assert len(sb.download_log) == n_urls
+        # past the 30-day retention the service forgets the song; the cache still has it
+        sb.retention = 0.0
+        with pytest.raises(ProviderOutputError, match=r"expired \(kept 30 days\)"):
+            asyncio.run(_resume(nocache, demo_track, mid))
+        assert np.array_equal(asyncio.run(_resume(p, demo_track, mid)).stems["vocals"], first.stems["vocals"])
     finally:
         sb.stop()
 

@@ -222,8 +222,8 @@ class Dango(RemoteProvider):
     Spec: ``dango:vocals?style=v5&format=flac``. ``style`` names the
     algorithm (numbers are accepted too): ``v5`` (9, default for
     ``vocals``), ``v5_better_vocals`` (10), ``v5_harmony`` (11), ``v4`` (5),
-    ``multitrack_v3`` (12, default and required-kind for ``4stems``, with
-    ``multitrack_v2`` = 0), and the deprecated ``v4_better_vocals`` (6),
+    ``multitrack_v3`` (12; default for ``4stems``, which needs a multitrack
+    style: this or ``multitrack_v2`` = 0), and the deprecated ``v4_better_vocals`` (6),
     ``v4_harmony`` (7), ``v4_aggressive`` (8), ``multitrack_v2`` (0) — a
     warning on every result. ``format``: ``flac`` (default; stemlab uploads
     lossless FLAC, which the service requires for FLAC output) or ``mp3``.
@@ -250,9 +250,10 @@ class Dango(RemoteProvider):
     Downloads: each call of the download endpoint uses one of the song's 7
     downloads (asking again within 20 minutes returns the same URL for
     free), and songs are deleted after 30 days, so the files are cached on
-    disk per musicId (``$STEMLAB_CACHE/remote/dango/<musicId>/``; option
-    ``download_cache``: a directory, or False) and a resumed or repeated job
-    never downloads again. A URL refused as expired is replaced after the
+    disk per musicId with its final status (``$STEMLAB_CACHE/remote/dango/
+    <musicId>/``; option ``download_cache``: a directory, or False): a
+    resumed or repeated job neither polls nor downloads again, even after
+    the service deleted the song. A URL refused as expired is replaced after the
     job's status is checked again (at most twice; each replacement may use
     one download).
 
@@ -277,8 +278,8 @@ class Dango(RemoteProvider):
        by asking for that id before anything is resent.
     5. The 4-stem zip's members are told apart by name (English or Chinese
        stem words).
-    6. Status 0 covers queue and processing: the whole wait is reported as
-       ``processing``.
+    6. Status 0 covers queue and processing: the ``queue`` phase is the wait
+       until the first poll (≈ 45 s), ``processing`` the rest.
     """
 
     family: ClassVar[str] = "dango"
@@ -331,6 +332,7 @@ class Dango(RemoteProvider):
             raise ConfigError(f"provider {fam}: option download_cache expects a directory or False, got {dc!r}",
                               field=f"{fam}.options.download_cache")
         self._batchers: dict[int, tuple[asyncio.AbstractEventLoop, _StatusBatcher]] = {}
+        self._done_items: dict[str, dict[str, Any]] = {}  # musicId → its final status item (until cached)
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -508,12 +510,16 @@ class Dango(RemoteProvider):
         return found[music_id]
 
     async def fetch_state(self, job: JobContext, remote_id: str) -> JobState:
+        cached = self._cached_state(job, remote_id)
+        if cached is not None:  # finished and downloaded before: no request at all
+            return cached
         item = await self._status_item(job, remote_id)
         raw = item.get("status")
         info = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
         if "download" in item:
             job.notes["downloads_left"] = item["download"]
         if raw in (2, "2"):
+            self._done_items[remote_id] = dict(item)
             return JobState(DONE, cost=self._cost_from(item), service_status="2", info=info)
         if raw in (1, "1"):
             return JobState(FAILED, error_code="1", service_status="1", info=info, cost=Cost(
@@ -531,6 +537,26 @@ class Dango(RemoteProvider):
         base = Path(opt) if opt else cache_dir("remote", "dango")
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in music_id)
         return base / safe
+
+    def _cache_file(self, where: Path, item: str) -> Path:
+        fmt = self.config["format"]
+        return where / f"{fmt}_{item}.{'zip' if item == '4stems' else fmt}"
+
+    def _cached_state(self, job: JobContext, music_id: str) -> JobState | None:
+        """The final state of a song whose files are all in the download
+        cache (from its ``status.json``), else None."""
+        where = self._cache_dir(music_id)
+        if where is None or not (where / "status.json").is_file():
+            return None
+        if not all(self._cache_file(where, it).is_file() for it in self.items):
+            return None
+        try:
+            item = json.loads((where / "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+        job.note("status_from_download_cache", True)
+        info = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
+        return JobState(DONE, cost=self._cost_from(item), service_status="2 (stemlab download cache)", info=info)
 
     async def _download_url(self, job: JobContext, item: str) -> str:
         assert job.remote_id is not None
@@ -571,12 +597,11 @@ class Dango(RemoteProvider):
 
     async def _download(self, job: JobContext, state: JobState) -> dict[str, bytes]:
         assert job.remote_id is not None
-        fmt = self.config["format"]
         where = self._cache_dir(job.remote_id)
         files: dict[str, bytes] = {}
         with job.timed("download"):
             for item in self.items:
-                path = where / f"{fmt}_{item}.{'zip' if item == '4stems' else fmt}" if where else None
+                path = self._cache_file(where, item) if where else None
                 if path is not None and path.is_file():
                     files[item] = path.read_bytes()
                     job.note("download_cache_hits", job.notes.get("download_cache_hits", 0) + 1)
@@ -593,6 +618,9 @@ class Dango(RemoteProvider):
                     tmp.write_bytes(data)
                     os.replace(tmp, path)
                 files[item] = data
+            done = self._done_items.pop(job.remote_id, None)
+            if where is not None and done is not None and not (where / "status.json").is_file():
+                (where / "status.json").write_text(json.dumps(done, ensure_ascii=False))
         if self.style.deprecated:
             job.warnings.append(f"style {self.style.name} ({self.style.code}) is deprecated by Dango")
         if self.variant == "4stems":
