@@ -364,6 +364,33 @@ def test_sandbox_enforces_five_qps() -> None:
     assert len(sb.qps_violations) == len(limited)
 
 
+def test_client_stays_under_five_qps() -> None:
+    """A burst of 12 requests: stemlab's limiter spaces them (≥ 2.4 s for 12
+    at 4.5/s, no 429); without it the sandbox refuses some, and the client
+    waits out Retry-After and still gets every answer."""
+    async def burst(p: Dango) -> tuple[float, list[int]]:
+        c = p._client()
+        try:
+            await c.request("POST", "/vocal-remover/" + "0" * 32)  # opens the connection (slow once)
+            await p.clock.sleep(1.5)
+            t0 = p.clock.now()
+            rs = await asyncio.gather(*(c.request("POST", "/vocal-remover/" + "0" * 32) for _ in range(12)))
+            return p.clock.now() - t0, [r.json()["code"] for r in rs]
+        finally:
+            await p.aclose()
+
+    out = {}
+    for rate in (None, 0):
+        with _sandbox(scale=0.5) as sb:  # near real time: connection-setup jitter (~20 ms) stays small
+            opts = {} if rate is None else {"rate_limit": rate}
+            p = create("dango", **sb.provider_options(), **opts)
+            out[rate] = (*asyncio.run(burst(p)), len(sb.qps_violations), sb.count("status"))
+    took, codes, violations, seen = out[None]
+    assert codes == [-1] * 12 and violations == 0 and seen == 13 and took >= 11 / 4.5 - 0.1
+    took, codes, violations, seen = out[0]
+    assert codes == [-1] * 12 and violations >= 1 and seen == 13 + violations
+
+
 def test_survives_rate_limits_and_lost_paid_answer(demo_track: Track) -> None:
     """429s with Retry-After are waited out; a dropped answer to the paid
     'result' call is reconciled through the status of the channel's id, never
