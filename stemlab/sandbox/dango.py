@@ -60,7 +60,7 @@ from ..audio import decode_bytes
 from ..errors import InputError
 from .faults import OUTPUT_KINDS
 from .separators import derive_stems
-from .server import Handler, Sandbox, SandboxJob, iso
+from .server import Handler, Sandbox, SandboxJob, _HTTPError, iso
 
 __all__ = ["DangoSandbox", "parse_multipart"]
 
@@ -419,7 +419,7 @@ class DangoSandbox(Sandbox):
         return 2 if st == "succeeded" else 0
 
     def _item(self, job: SandboxJob) -> dict[str, Any]:
-        return {"status": self._code(job), "length": int(round(job.duration)), "name": job.filename,
+        return {"status": self._code(job), "length": round(job.duration), "name": job.filename,
                 "loseless": bool(job.extra.get("lossless")), "download": int(job.extra.get("downloads_left", 0)),
                 "cost": 0 if job.extra.get("pool") == "free" else int(job.extra.get("points", 0))}
 
@@ -448,7 +448,7 @@ class DangoSandbox(Sandbox):
         for mid in ids:
             try:
                 job = self._job(acct, mid)
-            except Exception:  # unknown/expired ids are left out of a batch answer
+            except _HTTPError:  # unknown/expired ids are left out of a batch answer
                 continue
             self._audit_poll(mid, job, now)
             out[mid] = self._item(job)

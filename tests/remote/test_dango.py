@@ -13,7 +13,13 @@ import httpx
 import numpy as np
 import pytest
 
-from stemlab.errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
+from stemlab.errors import (
+    ConfigError,
+    ProviderError,
+    ProviderOutputError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from stemlab.providers import NullJournal, create
 from stemlab.providers.remote.dango import STYLES, Dango, points_for_seconds
 from stemlab.sandbox.dango import MSG_NO_DOWNLOADS, MSG_TOO_LONG, DangoSandbox
@@ -305,7 +311,7 @@ def test_points_estimate_and_charge() -> None:
     assert (c.credits, round(c.usd, 6), c.credit_unit, c.estimated) == (120.0, 1.2, "dango_points", True)
     assert Dango(api_key="dango-test-key-123456", points_per_song=60).estimate_cost(45.0).credits == 60.0
     # a 40-s song: the sandbox charges its 60-point tier; stemlab reports the service's figure
-    track = _synthetic("forty", 40.0)
+    track = _synthetic("forty", 40.0, sr=8000)
     sb = _sandbox(track)
     try:
         p = create("dango", **sb.provider_options(), usd_per_point=0.01)
@@ -404,6 +410,19 @@ def test_survives_rate_limits_and_lost_paid_answer(demo_track: Track) -> None:
     assert all(n >= 1 for n in sb.faults_fired().values()), sb.faults_fired()
     assert sb.count("result") == 1 and len(sb.ledger.jobs) == 1 and len(sb.ledger.charges) == 1
     assert sep.remote_id in sb.ledger.jobs and sep.stems.names == ("vocals", "accompaniment")
+
+
+def test_not_enough_points(demo_track: Track) -> None:
+    # channel: the service predicts the balance cannot pay any song
+    with _sandbox(demo_track, free_points=0, paid_points=0) as sb:
+        with pytest.raises(ProviderUnavailable, match=r"not enough points .*code -10"):
+            create("dango", **sb.provider_options()).separate(demo_track)
+        assert sb.count("upload") == 0 and sb.ledger.jobs == {}
+    # result: paid points left, but a 3-s song needs 12 free points
+    with _sandbox(demo_track, free_points=0, paid_points=100) as sb:
+        with pytest.raises(ProviderUnavailable, match=r"start processing.*not enough points"):
+            create("dango", **sb.provider_options()).separate(demo_track)
+        assert sb.count("upload") == 1 and sb.ledger.jobs == {} and sb.ledger.charges == []
 
 
 def test_styles_by_name_and_config_errors() -> None:

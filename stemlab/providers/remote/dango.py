@@ -22,7 +22,13 @@ from urllib.parse import quote
 
 from ..._paths import cache_dir
 from ...audio import encode_bytes
-from ...errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
+from ...errors import (
+    ConfigError,
+    ProviderError,
+    ProviderOutputError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from ...types import Cost
 from ..base import Param
 from ._client import DownloadRefused
@@ -177,7 +183,7 @@ class _StatusBatcher:
                 self.sent.append((job.clock.now(), len(chunk)))
                 try:
                     found = await self.provider._query_status(job, chunk)
-                except Exception as e:  # handed to every waiter of this chunk
+                except Exception as e:  # noqa: BLE001 - handed to every waiter of this chunk
                     answer.set_exception(e)
                     answer.exception()  # retrieved: no "never retrieved" warning when nobody shares it
                     _settle(waiters, chunk, error=e)
