@@ -188,10 +188,14 @@ class _StatusBatcher:
                     answer.exception()  # retrieved: no "never retrieved" warning when nobody shares it
                     _settle(waiters, chunk, error=e)
                     continue
+                else:
+                    answer.set_result(found)
                 finally:
                     for m in chunk:
                         self.inflight.pop(m, None)
-                answer.set_result(found)
+                    if not answer.done():  # cancelled: sharers ask alone
+                        answer.set_exception(_AskAlone())
+                        answer.exception()
                 for m in chunk:
                     item = found.get(m)
                     if item is None or str(item.get("status")) in ("1", "2"):
