@@ -163,7 +163,7 @@ class DangoSandbox(Sandbox):
         qps_slack: float = 0.1,
         first_poll: float = 40.0,
         poll_gap: float = 5.0,
-        poll_slack: float = 0.5,
+        poll_slack: float = 1.0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("queue_seconds", 0.0)
