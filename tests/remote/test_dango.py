@@ -418,6 +418,21 @@ def test_survives_rate_limits_and_lost_paid_answer(demo_track: Track) -> None:
     assert sep.remote_id in sb.ledger.jobs and sep.stems.names == ("vocals", "accompaniment")
 
 
+def test_upload_answer_lost_then_overwrite_refused_counts_as_uploaded(demo_track: Track) -> None:
+    """The object store stored the file but answered too late; the retried
+    upload meets x-oss-forbid-overwrite (409), which after a retry means our
+    first attempt landed."""
+    sb = _sandbox(demo_track, faults="upload:delay(seconds=1.5)")
+    try:
+        p = create("dango", **sb.provider_options(), timeout=0.5)  # read timeout, real seconds
+        sep = p.separate(demo_track)
+    finally:
+        sb.stop()
+    assert [s for _, _, s in sb.upload_log] == [204, 409] and len(sb.objects) == 1
+    assert sep.provenance["upload_overwrite_refused_after_retry"] is True
+    assert len(sb.ledger.jobs) == 1 and sep.stems.num_samples == demo_track.num_samples
+
+
 def test_not_enough_points(demo_track: Track) -> None:
     # channel: the service predicts the balance cannot pay any song
     with _sandbox(demo_track, free_points=0, paid_points=0) as sb:
