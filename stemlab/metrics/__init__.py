@@ -1,0 +1,44 @@
+"""Quality metrics, each under an explicit name (never a bare "SDR").
+
+* ``bsseval_v4`` — museval 0.4.1's framewise SDR/ISR/SIR/SAR (images mode,
+  512-tap time-invariant filters, 1-s frames), identical to museval to
+  ~1e-10 dB and ~20× faster (:mod:`.bsseval`); rows ``sdr_bsseval_v4`` …
+* ``sdr_bsseval_v4`` — museval's SDR alone, without the distortion filters
+  (the same numbers by construction, ~100× faster).
+* the whole-track metrics of :mod:`.simple` (``usdr``, ``usdr_mdx``,
+  ``si_sdr``, ``sdr_gain``, ``l1_freq``, ``bleedless``, ``fullness``,
+  ``log_wmse`` when its package is installed).
+
+:func:`evaluate` scores one track; :mod:`.scoring` scores separations and
+directories of estimates (``stemlab score``). See ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["available_metrics", "evaluate", "TrackEvaluation", "aggregate_tracks"]
+
+#: the metrics :mod:`.simple` provides (used when it cannot be imported, so a
+#: spec naming them still validates; evaluate() then says what is missing)
+_SIMPLE_NAMES = ("usdr", "usdr_mdx", "si_sdr", "sdr_gain", "l1_freq", "bleedless", "fullness")
+BSSEVAL_NAMES = ("bsseval_v4", "sdr_bsseval_v4")
+
+
+def available_metrics() -> list[str]:
+    """Every metric name :func:`evaluate` and run specs accept."""
+    try:
+        from .simple import SIMPLE_METRICS
+
+        simple = list(SIMPLE_METRICS)
+    except ImportError:
+        simple = list(_SIMPLE_NAMES)
+    return list(BSSEVAL_NAMES) + [m for m in simple if m not in BSSEVAL_NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("evaluate", "TrackEvaluation", "aggregate_tracks"):
+        from . import evaluation as _ev
+
+        return getattr(_ev, name)
+    raise AttributeError(f"module 'stemlab.metrics' has no attribute {name!r}")

@@ -349,7 +349,9 @@ def _solve_filters(G: np.ndarray, D: np.ndarray) -> np.ndarray:
     except (np.linalg.LinAlgError, sla.LinAlgError):
         pass
     try:
-        return sla.solve(A, D, assume_a="sym", check_finite=False)
+        with warnings.catch_warnings():  # ill-conditioned is expected here (museval solves it silently)
+            warnings.simplefilter("ignore", sla.LinAlgWarning)
+            return sla.solve(A, D, assume_a="sym", check_finite=False)
     except (np.linalg.LinAlgError, sla.LinAlgError):  # museval's fallback
         return np.linalg.lstsq(G, D, rcond=None)[0]
 

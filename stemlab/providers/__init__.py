@@ -37,6 +37,7 @@ BUILTIN: dict[str, str] = {
     "aistemsplitter": "stemlab.providers.remote.aistemsplitter:AIStemSplitter",
     "suno": "stemlab.providers.remote.suno:Suno",
     "dango": "stemlab.providers.remote.dango:Dango",
+    "mvsep": "stemlab.providers.remote.mvsep:MVSep",
 }
 
 _registered: dict[str, type[Provider]] = {}

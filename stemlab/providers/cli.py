@@ -38,6 +38,8 @@ def catalog() -> list[dict[str, Any]]:
                 cost = f"${est.usd:.3f}/min"
             elif est.credits:
                 cost = f"{est.credits:g} {est.credit_unit}/min"
+            elif est.compute_seconds:
+                cost = f"~{est.compute_seconds:.3g} s compute/min"
             rows.append({
                 "id": pid, "kind": cls.kind, "stems": stems,
                 "status": "ready" if status.ready else f"unavailable: {status.detail}",
@@ -88,7 +90,8 @@ def _info(args: argparse.Namespace) -> int:
     if info["options"]:
         print(f"  options: {', '.join(info['options'])}")
     e = info["estimate_per_minute"]
-    print(f"  cost of 1 min: ${e['usd']:.4f}, {e['credits']:g} {e['credit_unit']}")
+    print(f"  cost of 1 min: ${e['usd']:.4f}, {e['credits']:g} {e['credit_unit']}".rstrip()
+          + (f", ~{e['compute_seconds']:.3g} s compute" if e["compute_seconds"] else ""))
     return 0
 
 

@@ -53,6 +53,10 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         overrides["metrics"] = [m for m in args.metrics.split(",") if m]
     if args.live:
         overrides["sandbox"] = False
+    if args.executor:
+        overrides["executor"] = args.executor
+    if args.address:
+        overrides["executor_options"] = {"address": args.address}
     if args.spec:
         if args.dataset or args.provider:
             print("stemlab run: give a SPEC file or --dataset/--provider, not both", file=sys.stderr)
@@ -176,6 +180,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 if any job failed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary (papermill/CI)")
     p.add_argument("--report", help="also write the HTML report to this path")
+    p.add_argument("--executor", choices=("local", "ray"), help="run local providers in threads (default) or Ray actors")
+    p.add_argument("--address", help="Ray cluster to join with --executor ray (auto, ray://host:10001 …)")
     p.set_defaults(func=_run)
 
     r = sub.add_parser("results", help="inspect a results directory")

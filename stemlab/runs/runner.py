@@ -318,9 +318,9 @@ class Runner:
                 params=j.provider.config, estimate=j.estimate,
             )
         per_provider = {
-            label: (sel.budget_usd, sel.budget_credits)
-            for sel, _, label in {(j.sel, None, j.label) for j in jobs}
-            if sel.budget_usd is not None or sel.budget_credits is not None
+            j.label: (j.sel.budget_usd, j.sel.budget_credits)
+            for j in jobs
+            if j.sel.budget_usd is not None or j.sel.budget_credits is not None
         }
         self.budget = Budget(self.ledger, self.spec.budget_usd, per_provider)
         self.stem_cache = StemCache(self.output / "cache")

@@ -24,6 +24,7 @@ __all__ = [
     "AIStemSplitterSandbox",
     "SunoSandbox",
     "DangoSandbox",
+    "MVSepSandbox",
     "SANDBOXES",
     "SandboxPool",
     "get_sandbox_class",
@@ -34,6 +35,7 @@ SANDBOXES: dict[str, str] = {
     "aistemsplitter": "stemlab.sandbox.aistemsplitter:AIStemSplitterSandbox",
     "suno": "stemlab.sandbox.suno:SunoSandbox",
     "dango": "stemlab.sandbox.dango:DangoSandbox",
+    "mvsep": "stemlab.sandbox.mvsep:MVSepSandbox",
 }
 
 
@@ -60,6 +62,8 @@ def __getattr__(name: str) -> Any:
         return get_sandbox_class("suno")
     if name == "DangoSandbox":
         return get_sandbox_class("dango")
+    if name == "MVSepSandbox":
+        return get_sandbox_class("mvsep")
     if name == "SandboxPool":
         from .pool import SandboxPool
 

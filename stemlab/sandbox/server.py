@@ -240,6 +240,10 @@ class Sandbox:
     default_quality: ClassVar[float] = 0.85
     default_output_format: ClassVar[str] = "wav"
 
+    #: real seconds a client pointed here waits before giving up on a job
+    #: (see :meth:`provider_options`); tests of stuck jobs lower it
+    real_max_wait: float = 300.0
+
     def __init__(
         self,
         *,
@@ -319,8 +323,15 @@ class Sandbox:
         return self.api_keys[0]
 
     def provider_options(self) -> dict[str, Any]:
-        """Options that point a stemlab provider at this sandbox."""
-        return {"base_url": self.base_url, "api_key": self.api_key, "clock": self.clock}
+        """Options that point a stemlab provider at this sandbox.
+
+        ``max_wait`` is raised so that a client waits at least
+        :attr:`real_max_wait` real seconds: the sandbox separates in real
+        time, which a strongly scaled clock would otherwise count as hours
+        of virtual service time."""
+        scale = getattr(self.clock, "scale", 1.0)
+        return {"base_url": self.base_url, "api_key": self.api_key, "clock": self.clock,
+                "max_wait": max(1800.0, self.real_max_wait / scale)}
 
     def __repr__(self) -> str:
         where = self._server.url if self._server else "stopped"

@@ -63,6 +63,7 @@ from ...errors import (
     ProviderUnavailable,
     StemlabError,
 )
+from ..._crash import crashpoint
 from ...types import Cost, Separation, Track
 from ..base import JobJournal, NullJournal, Provider, Status, as_track
 from ._client import Ambiguous, Auth, DownloadRefused, HttpClient, Response, RetryPolicy, Timeouts
@@ -527,6 +528,7 @@ class RemoteProvider(Provider):
             if state.status == FAILED:
                 raise self.failed_error(job, state)
             blobs = await self._download(job, state)
+            crashpoint("remote.after_download")
             with job.timed("decode", local=True):
                 stems, report, warns = await asyncio.to_thread(
                     assemble_stems, blobs, expected=self.stems, label=self.id, input_seconds=t.seconds,
@@ -578,6 +580,7 @@ class RemoteProvider(Provider):
         prepared = await self.prepare(job)
         estimate = self.estimate_cost(job.track)
         job.journal.submitting(estimate)  # durable before the paid request
+        crashpoint("remote.before_submit")
         with job.timed("submit"):
             try:
                 sub = await self.create(job, prepared)
@@ -588,6 +591,7 @@ class RemoteProvider(Provider):
                     sub = Submission(found.remote_id, self.adopt_cost(found) or estimate, {"reconciled": True})
                 else:
                     sub = await self.create(job, prepared)
+        crashpoint("remote.after_submit")
         job.journal.submitted(sub.remote_id, sub.cost, dict(sub.info) or None)
         job.remote_id = sub.remote_id
         log.info("%s: submitted %r as %s", self.id, job.track.name, sub.remote_id)
@@ -614,6 +618,7 @@ class RemoteProvider(Provider):
         polls = 0
         while True:
             state = await self.fetch_state(job, remote_id)
+            crashpoint("remote.poll")
             polls += 1
             now = self.clock.now()
             if state.status == QUEUED:

@@ -1,0 +1,520 @@
+"""Track-level evaluation: every metric under an explicit name, with its
+aggregation, from one call.
+
+>>> ev = evaluate(track.references, estimates, 44100, metrics=("bsseval_v4", "usdr"))
+>>> ev.rows[0]
+{'target': 'vocals', 'metric': 'sdr_bsseval_v4', 'value': 6.1, 'aggregation': 'median_frames', ...}
+>>> json.dumps(ev.museval_json())          # museval's TrackStore schema
+
+Names (never a bare "SDR"):
+
+* ``bsseval_v4`` → rows ``sdr_bsseval_v4``, ``isr_bsseval_v4``,
+  ``sir_bsseval_v4``, ``sar_bsseval_v4``, each once with aggregation
+  ``median_frames`` (museval's number) and once with ``mean_frames``;
+  per-frame values go to :attr:`TrackEvaluation.frames` (metric ``SDR`` …).
+* ``sdr_bsseval_v4`` → the SDR rows only, through the filter-free path (the
+  same numbers as museval's SDR, ~100× faster).
+* every name of :data:`stemlab.metrics.simple.SIMPLE_METRICS` (``usdr``,
+  ``si_sdr`` …) → one row per target, aggregation ``track``.
+
+museval's conventions are kept: estimates are zero-padded/truncated to the
+references' length; targets are evaluated jointly, except that when both
+``vocals`` and ``accompaniment`` are scored, {vocals, accompaniment} is its
+own 2-source problem and vocals' score comes from it; frame values are
+stored rounded to 5 decimals with ±inf as NaN, and the frame aggregation
+skips NaN frames — which :attr:`rows` count in ``frames_dropped``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..types import MUSDB_TARGETS, Stems
+from . import bsseval as B
+
+__all__ = [
+    "BSSEVAL_METRICS",
+    "NAN_POLICIES",
+    "TrackEvaluation",
+    "evaluate",
+    "evaluation_groups",
+    "with_accompaniment",
+    "aggregate_tracks",
+    "AGGREGATIONS",
+]
+
+#: per-frame BSSEval criteria, museval's names and JSON key order
+BSSEVAL_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "ISR")
+_ROW_ORDER = ("SDR", "ISR", "SIR", "SAR")
+NAN_POLICIES = ("museval", "target")
+DEFAULT_METRICS = ("bsseval_v4", "usdr", "si_sdr")
+#: musdb's target order (track.targets): accompaniment and linear_mix last
+_MUSDB_ORDER = MUSDB_TARGETS + ("accompaniment", "linear_mix")
+#: units of the simple metrics that are not in dB (0–100 scores, higher is better)
+_SCORE_UNITS = {"l1_freq": "score", "bleedless": "score", "fullness": "score", "log_wmse": "score"}
+
+
+def _simple_metrics() -> dict[str, Callable[..., np.ndarray]]:
+    try:
+        from .simple import SIMPLE_METRICS
+    except ImportError:
+        return {}
+    return dict(SIMPLE_METRICS)
+
+
+def _unit(name: str) -> str:
+    try:
+        from . import simple
+
+        units = getattr(simple, "UNITS", None) or getattr(simple, "METRIC_UNITS", None) or {}
+        if name in units:
+            return str(units[name])
+    except ImportError:
+        pass
+    return _SCORE_UNITS.get(name, "dB")
+
+
+# ------------------------------------------------------------------ results
+
+@dataclass
+class TrackEvaluation:
+    """Scores of one track.
+
+    ``rows``: tidy dicts ``target, metric, value, aggregation, unit,
+    frames_used, frames_dropped``; ``frames``: per-frame BSSEval values
+    ``target, metric (SDR/ISR/SIR/SAR), frame, time, duration, value`` (time
+    and duration in seconds; ±inf stored as NaN as museval does);
+    ``framewise[target][metric]``: the unrounded frame values (``inf`` kept);
+    ``notes``: what was adjusted or could not be scored, in words."""
+
+    targets: tuple[str, ...]
+    sample_rate: int
+    win: float
+    hop: float
+    nan_policy: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    framewise: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    frame_starts: np.ndarray | None = None  # samples
+    frame_stops: np.ndarray | None = None
+    json_order: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_bsseval(self) -> bool:
+        return any(set(m) >= set(BSSEVAL_METRICS) for m in self.framewise.values())
+
+    def value(self, target: str, metric: str, aggregation: str | None = None) -> float:
+        """One row's value (first match; ``aggregation`` None = any)."""
+        for r in self.rows:
+            if r["target"] == target and r["metric"] == metric and (aggregation in (None, r["aggregation"])):
+                return float(r["value"])
+        raise KeyError(f"no row for target={target!r} metric={metric!r} aggregation={aggregation!r}")
+
+    def museval_json(self) -> dict[str, Any] | None:
+        """museval's TrackStore JSON (``{"targets": [{"name", "frames": [{"time",
+        "duration", "metrics": {"SDR", "SIR", "SAR", "ISR"}}]}]}``), values
+        rounded to 5 decimals, ±inf as NaN. None without the full BSSEval."""
+        if not self.has_bsseval:
+            return None
+        targets = []
+        for name in self.json_order:
+            fw = self.framewise[name]
+            n = fw["SDR"].shape[0]
+            frames = [
+                {
+                    "time": i * self.hop,
+                    "duration": self.win,
+                    "metrics": {m: B.museval_round(float(fw[m][i])) for m in BSSEVAL_METRICS},
+                }
+                for i in range(n)
+            ]
+            targets.append({"name": name, "frames": frames})
+        return {"targets": targets, "museval_version": "0.4.1", "generator": "stemlab"}
+
+    def to_frame(self):
+        """``rows`` as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+# ------------------------------------------------------------------ inputs
+
+def with_accompaniment(stems: Mapping[str, np.ndarray], vocals: str = "vocals") -> dict[str, np.ndarray]:
+    """Add ``accompaniment`` = sum of every non-vocal stem (musdb's
+    convention: drums + bass + other), unless present or no vocals."""
+    out = dict(stems)
+    if "accompaniment" in out or vocals not in out:
+        return out
+    rest = [n for n in out if n not in (vocals, "linear_mix", "mixture")]
+    if rest:
+        out["accompaniment"] = np.sum([np.asarray(out[n], dtype=np.float64) for n in rest], axis=0)
+    return out
+
+
+def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] | None) -> tuple[dict[str, np.ndarray], int | None]:
+    """Stems / mapping / (n_src, C, T) array → ({name: float64 (C, T)}, rate)."""
+    rate = None
+    if isinstance(x, Stems):
+        rate = x.sample_rate
+        items = list(x.items())
+    elif isinstance(x, Mapping):
+        items = list(x.items())
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged nested lists
+            raise InputError(f"{what}: cannot be read as an array ({exc})", field=what) from None
+        if arr.dtype == object:
+            raise InputError(f"{what}: ragged input; expected (n_sources, channels, samples) with one length", field=what)
+        if arr.ndim == 2:
+            arr = arr[:, None, :]
+        if arr.ndim != 3:
+            raise InputError(f"{what}: expected (n_sources, channels, samples), got shape {arr.shape}", field=what)
+        nm = list(names) if names is not None else [f"source{i}" for i in range(arr.shape[0])]
+        if len(nm) != arr.shape[0]:
+            raise InputError(f"{what}: {arr.shape[0]} sources but {len(nm)} names {nm}", field=what)
+        items = [(nm[i], arr[i]) for i in range(arr.shape[0])]
+    if not items:
+        raise InputError(f"{what}: no sources given", field=what)
+    out: dict[str, np.ndarray] = {}
+    for k, v in items:
+        fld = f"{what}[{k!r}]"
+        a = np.asarray(v)
+        if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise InputError(f"{fld}: expected numeric samples, got dtype {a.dtype}", field=fld)
+        if a.ndim == 1:
+            a = a[None, :]
+        if a.ndim != 2:
+            raise InputError(f"{fld}: expected (channels, samples), got shape {a.shape}", field=fld)
+        if a.shape[1] == 0 or a.shape[0] == 0:
+            raise InputError(f"{fld}: empty audio, shape {a.shape}", field=fld)
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            bad = int((~np.isfinite(a)).sum())
+            raise InputError(f"{fld}: {bad} NaN/Inf sample(s); expected finite audio", field=fld)
+        out[str(k)] = a
+    if sample_rate is not None and rate is not None and int(rate) != int(sample_rate):
+        raise InputError(f"{what}: sample rate {rate} Hz, expected {sample_rate} Hz", field=f"{what}.sample_rate")
+    return out, rate
+
+
+def evaluation_groups(targets: Sequence[str]) -> tuple[list[tuple[str, ...]], dict[str, int]]:
+    """museval's ``eval_mus_track`` grouping. Returns the jointly evaluated
+    groups and, per target, the index of the group its score comes from.
+
+    All targets but ``accompaniment`` form one group (if ≥ 2); when both
+    ``vocals`` and ``accompaniment`` are present they form their own group and
+    vocals is scored there. stemlab extension: a group of one (museval
+    refuses, "at least two estimates") is evaluated alone — SIR is then
+    undefined (NaN)."""
+    ts = list(targets)
+    has_acc = "vocals" in ts and "accompaniment" in ts
+    main = [t for t in ts if not (has_acc and t == "accompaniment")]
+    groups: list[tuple[str, ...]] = []
+    source: dict[str, int] = {}
+    if len(main) >= 2 or (main and not has_acc):
+        groups.append(tuple(main))
+        for t in main:
+            source[t] = 0
+    if has_acc:
+        groups.append(("vocals", "accompaniment"))
+        source["vocals"] = len(groups) - 1
+        source["accompaniment"] = len(groups) - 1
+    return groups, source
+
+
+def _order(names: Iterable[str]) -> list[str]:
+    names = list(dict.fromkeys(names))
+    known = [n for n in _MUSDB_ORDER if n in names]
+    return known + [n for n in names if n not in known]
+
+
+# ------------------------------------------------------------------ evaluate
+
+def evaluate(
+    references: Stems | Mapping[str, np.ndarray] | np.ndarray,
+    estimates: Stems | Mapping[str, np.ndarray] | np.ndarray,
+    sample_rate: int | None = None,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    win: float = 1.0,
+    hop: float = 1.0,
+    nan_policy: str = "museval",
+    targets: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    filters_len: int = 512,
+) -> TrackEvaluation:
+    """Score ``estimates`` against ``references``.
+
+    ``references``/``estimates``: :class:`Stems`, ``{name: (channels,
+    samples)}`` or ``(n_sources, channels, samples)`` arrays (``names`` gives
+    the array sources' names, default ``source0`` …). ``sample_rate`` in Hz
+    (taken from Stems when None). ``win``/``hop`` in seconds (museval: 1 s).
+    ``nan_policy``: ``museval`` (a frame where any reference or estimate of
+    the group is silent is NaN for every target) or ``target`` (only where the
+    target's own reference or estimate is silent). ``targets``: which to
+    score (default every estimate with a reference; ``accompaniment`` is
+    derived from the references as drums + bass + other when absent)."""
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    metrics = list(dict.fromkeys(metrics))
+    if not metrics:
+        raise InputError("evaluate: no metrics requested", field="metrics")
+    from . import available_metrics
+
+    known = available_metrics()
+    simple = _simple_metrics()
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise InputError(f"evaluate: unknown metric(s) {unknown}; valid: {sorted(known)}", field="metrics")
+    missing = [m for m in metrics if m not in ("bsseval_v4", "sdr_bsseval_v4") and m not in simple]
+    if missing:
+        raise InputError(
+            f"evaluate: metric(s) {missing} need stemlab.metrics.simple, which is not importable", field="metrics"
+        )
+    if nan_policy not in NAN_POLICIES:
+        raise InputError(f"evaluate: nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}", field="nan_policy")
+
+    refs, r_rate = _as_named(references, "references", sample_rate, names)
+    ests, e_rate = _as_named(estimates, "estimates", sample_rate, names)
+    rate = sample_rate if sample_rate is not None else (r_rate or e_rate)
+    if rate is None:
+        raise InputError("evaluate: sample_rate is required for array inputs", field="sample_rate")
+    if r_rate is not None and e_rate is not None and r_rate != e_rate:
+        raise InputError(f"evaluate: estimates are at {e_rate} Hz, references at {r_rate} Hz; resample first "
+                         "(stemlab.metrics.align)", field="estimates.sample_rate")
+    rate = int(rate)
+    if rate <= 0:
+        raise InputError(f"evaluate: sample_rate must be positive (Hz), got {rate}", field="sample_rate")
+    for nm, v in (("win", win), ("hop", hop)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise InputError(f"evaluate: {nm} must be a positive number of seconds, got {v!r}", field=nm)
+
+    notes: list[str] = []  # adjustments worth a warning
+    info_notes: list[str] = []  # routine conventions, recorded only
+    # references: one length and one channel count
+    lens = {k: a.shape[1] for k, a in refs.items()}
+    if len(set(lens.values())) != 1:
+        raise InputError(f"references: stems differ in length {lens} (samples); expected one length", field="references")
+    chans = {k: a.shape[0] for k, a in refs.items()}
+    if len(set(chans.values())) != 1:
+        raise InputError(f"references: stems differ in channel count {chans}", field="references")
+    T = next(iter(lens.values()))
+    C = next(iter(chans.values()))
+
+    # targets and the accompaniment convention
+    if "accompaniment" in ests and "accompaniment" not in refs and "vocals" in refs:
+        refs = with_accompaniment(refs)
+        info_notes.append("reference accompaniment = sum of the non-vocal references (musdb convention)")
+    if targets is None:
+        sel = [t for t in _order(ests) if t in refs]
+        if not sel:
+            raise InputError(f"evaluate: no estimate matches a reference; estimates {list(ests)}, "
+                             f"references {list(refs)}", field="estimates")
+        skipped = [t for t in ests if t not in refs]
+        if skipped:
+            info_notes.append(f"estimates without a reference not scored: {skipped}")
+    else:
+        sel = list(dict.fromkeys(targets))
+        if "accompaniment" in sel:
+            if "accompaniment" not in refs and "vocals" in refs:
+                refs = with_accompaniment(refs)
+            if "accompaniment" not in ests and "vocals" in ests:
+                ests = with_accompaniment(ests)
+                info_notes.append("estimate accompaniment = sum of the non-vocal estimates")
+        for t in sel:
+            if t not in refs:
+                raise InputError(f"evaluate: target {t!r} has no reference; have {list(refs)}", field="targets")
+            if t not in ests:
+                raise InputError(f"evaluate: target {t!r} has no estimate; have {list(ests)}", field="targets")
+        sel = _order(sel)
+
+    # estimates: channels must match; length follows the references (museval)
+    for t in sel:
+        a = ests[t]
+        if a.shape[0] != C:
+            raise InputError(f"estimates[{t!r}]: {a.shape[0]} channel(s), references have {C}; fix the layout "
+                             "first (stemlab.metrics.align)", field=f"estimates[{t!r}]")
+        if a.shape[1] != T:
+            notes.append(f"estimate {t!r} has {a.shape[1]} samples, references {T}: "
+                         f"{'zero-padded' if a.shape[1] < T else 'truncated'} as museval does")
+            ests[t] = a[:, :T] if a.shape[1] > T else np.pad(a, ((0, 0), (0, T - a.shape[1])))
+
+    win_n, hop_n = int(win * rate), int(hop * rate)
+    if win_n < 1 or hop_n < 1:
+        raise InputError(f"evaluate: win/hop of {win}/{hop} s are under one sample at {rate} Hz", field="win")
+    if T < win_n:
+        notes.append(f"signal ({T} samples) is shorter than one window ({win_n}): one frame covers the whole "
+                     "signal (as museval)")
+    for t in sel:
+        if not refs[t].any():
+            notes.append(f"reference {t!r} is silent over the whole track: its frames are NaN"
+                         + (" — and, by museval's rule, every target's frames in its group" if nan_policy == "museval" else ""))
+        if not ests[t].any():
+            notes.append(f"estimate {t!r} is silent over the whole track: its BSSEval frames are NaN"
+                         + (" — and every target's frames in its group" if nan_policy == "museval" else ""))
+
+    ev = TrackEvaluation(tuple(sel), rate, float(win), float(hop), nan_policy, notes=info_notes + notes)
+    ev.info.update({"samples": T, "channels": C, "win_samples": win_n, "hop_samples": hop_n})
+    starts, stops = B.framing(T, win_n, hop_n)
+    ev.frame_starts, ev.frame_stops = starts, stops
+    want_full = "bsseval_v4" in metrics
+    want_sdr = want_full or "sdr_bsseval_v4" in metrics
+    if want_sdr:
+        _bsseval(ev, refs, ests, sel, win_n, hop_n, full=want_full, filters_len=filters_len)
+    for m in metrics:
+        if m in ("bsseval_v4", "sdr_bsseval_v4"):
+            continue
+        R = np.stack([refs[t] for t in sel])
+        E = np.stack([ests[t] for t in sel])
+        vals = np.asarray(simple[m](R, E, rate), dtype=np.float64).reshape(-1)
+        if vals.shape[0] != len(sel):
+            raise RuntimeError(f"metric {m}: returned {vals.shape[0]} values for {len(sel)} targets")
+        for t, v in zip(sel, vals):
+            ev.rows.append({"target": t, "metric": m, "value": float(v), "aggregation": "track",
+                            "unit": _unit(m), "frames_used": None, "frames_dropped": None})
+    for n in notes + [x for x in ev.notes if x.startswith("group ")]:
+        warnings.warn(f"stemlab.metrics: {n}", RuntimeWarning, stacklevel=2)
+    return ev
+
+
+def _bsseval(ev: TrackEvaluation, refs: dict[str, np.ndarray], ests: dict[str, np.ndarray], sel: list[str],
+             win_n: int, hop_n: int, *, full: bool, filters_len: int) -> None:
+    groups, source = evaluation_groups(sel)
+    results: list[B.BssEvalResult] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # evaluate() reports silence in its notes
+        for g in groups:
+            R = np.stack([refs[t] for t in g])
+            E = np.stack([ests[t] for t in g])
+            n_coef = R.shape[0] * R.shape[1] * filters_len
+            if full and R.shape[2] < n_coef:
+                # fewer samples than filter coefficients: the least-squares
+                # projection is underdetermined (museval returns arbitrary
+                # values here); keep SDR, which needs no filters
+                res = B.sdr_frames(R, E, win_n, hop_n, nan_policy=ev.nan_policy)
+                nan = np.full_like(res.sdr, np.nan)
+                res.isr, res.sir, res.sar = nan, nan.copy(), nan.copy()
+                res.info["solver"] = "underdetermined"
+                ev.notes.append(f"group {list(g)}: {R.shape[2]} samples < {n_coef} filter coefficients "
+                                f"({R.shape[0]} sources × {R.shape[1]} channels × {filters_len} taps): ISR/SIR/SAR "
+                                "are undetermined (NaN), SDR is kept")
+            elif full:
+                res = B.bss_eval_v4(R, E, win_n, hop_n, filters_len=filters_len, nan_policy=ev.nan_policy)
+            else:
+                res = B.sdr_frames(R, E, win_n, hop_n, nan_policy=ev.nan_policy)
+            results.append(res)
+    if full and any(len(g) == 1 for g in groups):
+        ev.notes.append("a single target was evaluated alone (museval refuses this): its SIR is undefined (NaN)")
+    # museval's JSON order: the main group (minus vocals when scored with
+    # accompaniment), then vocals and accompaniment
+    order = [t for t in (groups[0] if groups else ()) if source[t] == 0] + [
+        t for g in groups[1:] for t in g]
+    ev.json_order = tuple(order)
+    rate = ev.sample_rate
+    starts, stops = ev.frame_starts, ev.frame_stops
+    assert starts is not None and stops is not None
+    for t in _order(order):
+        gi = source[t]
+        res = results[gi]
+        j = groups[gi].index(t)
+        fw = {k: v[j].astype(np.float64) for k, v in res.metrics().items()}
+        if full and len(groups[gi]) == 1:
+            fw["SIR"] = np.full_like(fw["SIR"], np.nan)
+        ev.framewise[t] = fw
+        for metric in _ROW_ORDER:
+            if metric not in fw:
+                continue
+            raw = fw[metric]
+            stored = np.array([B.museval_round(float(x)) for x in raw])  # museval's TrackStore values
+            used = int(np.isfinite(stored).sum())
+            dropped = int(stored.size - used)
+            name = f"{metric.lower()}_bsseval_v4"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = float(np.nanmedian(stored)) if used else float("nan")
+                mean = float(np.nanmean(stored)) if used else float("nan")
+            for agg, v in (("median_frames", med), ("mean_frames", mean)):
+                ev.rows.append({"target": t, "metric": name, "value": v, "aggregation": agg, "unit": "dB",
+                                "frames_used": used, "frames_dropped": dropped})
+            for i in range(raw.size):
+                x = float(raw[i])
+                ev.frames.append({"target": t, "metric": metric, "frame": i, "time": float(starts[i] / rate),
+                                  "duration": float((stops[i] - starts[i]) / rate),
+                                  "value": x if math.isfinite(x) else float("nan")})
+    ev.info["bsseval_groups"] = [list(g) for g in groups]
+    ev.info["bsseval_solver"] = [r.info.get("solver") for r in results if r.info]
+
+
+# ------------------------------------------------------------- aggregation
+
+#: named (frames, tracks) aggregations of published SDRs
+AGGREGATIONS: dict[str, dict[str, str]] = {
+    # sigsep/museval (SiSEC 2018 tables): median over frames, median over tracks
+    "museval": {"metric": "sdr_bsseval_v4", "rows": "median_frames", "tracks": "median"},
+    # demucs papers: per-track median over frames, mean over tracks
+    "demucs": {"metric": "sdr_bsseval_v4", "rows": "median_frames", "tracks": "mean"},
+    # MDX 2021 / SDX 2023 / MSST: whole-track uSDR, mean over tracks
+    "mdx": {"metric": "usdr", "rows": "track", "tracks": "mean"},
+}
+
+
+def aggregate_tracks(
+    rows: Iterable[Mapping[str, Any]] | Any,
+    how: str = "museval",
+    *,
+    metric: str | None = None,
+    tracks: str | None = None,
+    by: Sequence[str] = ("target",),
+) -> list[dict[str, Any]]:
+    """Aggregate per-track rows over tracks.
+
+    ``rows``: dicts or a DataFrame with ``track`` (any hashable), ``target``,
+    ``metric``, ``aggregation``, ``value`` (e.g. the ``rows`` of several
+    :class:`TrackEvaluation` with a ``track`` key added, or a run's
+    ``scores``). ``how``: ``museval`` (median of per-track frame medians),
+    ``demucs`` (mean of per-track frame medians) or ``mdx`` (mean of uSDR);
+    ``metric``/``tracks`` override the preset's metric or track aggregation
+    (``median``/``mean``). NaN tracks are skipped (as pandas/museval do) and
+    counted. Returns dicts ``{*by, metric, aggregation, value, n_tracks,
+    n_nan_tracks}`` where aggregation reads e.g. ``median_frames/median_tracks``."""
+    if how not in AGGREGATIONS:
+        raise InputError(f"aggregate_tracks: how must be one of {sorted(AGGREGATIONS)}, got {how!r}", field="how")
+    preset = AGGREGATIONS[how]
+    metric = metric or preset["metric"]
+    tr = tracks or preset["tracks"]
+    if tr not in ("median", "mean"):
+        raise InputError(f"aggregate_tracks: tracks must be 'median' or 'mean', got {tr!r}", field="tracks")
+    if hasattr(rows, "to_dict"):
+        rows = rows.to_dict("records")
+    want_agg = preset["rows"] if metric == preset["metric"] else None
+    groups: dict[tuple, list[float]] = {}
+    row_agg: dict[tuple, str] = {}
+    for r in rows:
+        if r.get("metric") != metric:
+            continue
+        agg = r.get("aggregation")
+        if want_agg is not None and agg != want_agg:
+            continue
+        if want_agg is None and agg == "mean_frames":
+            continue
+        key = tuple(r.get(b) for b in by)
+        groups.setdefault(key, []).append(float(r["value"]) if r.get("value") is not None else float("nan"))
+        row_agg[key] = str(agg)
+    out = []
+    for key, vals in groups.items():
+        a = np.asarray(vals, dtype=np.float64)
+        ok = a[np.isfinite(a)]
+        v = float("nan") if ok.size == 0 else float(np.median(ok) if tr == "median" else np.mean(ok))
+        out.append({**dict(zip(by, key)), "metric": metric, "aggregation": f"{row_agg[key]}/{tr}_tracks",
+                    "value": v, "n_tracks": int(ok.size), "n_nan_tracks": int(a.size - ok.size)})
+    return out

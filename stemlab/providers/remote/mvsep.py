@@ -1,0 +1,808 @@
+"""MVSEP (mvsep.com): dozens of hosted separation models, billed in credits.
+
+Wire format from the vendor's API docs (seed 002) and the official client
+``mvsep-cli`` 1.2.0 (the live format); see :class:`MVSep` for where they
+differ. Models are chosen by name (``mvsep:demucs4ht?model=htdemucs_ft``,
+``mvsep:bs_roformer``, ``mvsep:ensemble?model=v_2025_06_30``), mapped onto the
+service's numbers (``sep_type``, ``add_opt1..3``) through the algorithm list
+``GET /api/app/algorithms`` — fetched once per host and cached; the shipped
+snapshot ``mvsep_algorithms.json`` lets offline runs plan and validate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, ClassVar, Mapping
+
+from ...audio import encode_bytes
+from ...errors import (
+    ConfigError,
+    ProviderError,
+    ProviderOutputError,
+    ProviderRejected,
+    ProviderUnavailable,
+    StemlabError,
+)
+from ...types import Cost, Separation, Track
+from ..base import JobJournal, Param
+from ._http import (
+    COMMON_OPTIONS,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Auth,
+    JobContext,
+    JobState,
+    PollSchedule,
+    RemoteJobInfo,
+    RemoteProvider,
+    Response,
+    Submission,
+    sequence_of,
+    log,
+)
+
+__all__ = [
+    "MVSep",
+    "Algorithm",
+    "AlgorithmField",
+    "ModelChoice",
+    "VARIANTS",
+    "OUTPUT_FORMATS",
+    "MIRRORS",
+    "STATUS_MAP",
+    "credits_for",
+    "load_snapshot",
+    "parse_algorithms",
+    "stems_of",
+    "stems_for",
+]
+
+#: host of each mirror, as mvsep-cli's ``Config.MIRRORS``; the API lives under ``/api``
+MIRRORS: Mapping[str, str] = {"main": "https://mvsep.com", "mirror": "https://mirror.mvsep.com"}
+
+#: stemlab name → ``output_format`` number (seed 002 / mvsep-cli)
+OUTPUT_FORMATS: Mapping[str, int] = {"mp3": 0, "wav": 1, "flac": 2, "m4a": 3, "wav32": 4, "flac24": 5}
+
+#: every ``status`` of ``GET /separation/get`` → stemlab's job status
+#: (``error``: ZFTurbo's example client stops on it too; ``not_found``: the
+#: job is unknown, deleted or expired — final, the client cannot wait it out)
+STATUS_MAP: Mapping[str, str] = {
+    "waiting": QUEUED,
+    "processing": RUNNING,
+    "distributing": RUNNING,
+    "merging": RUNNING,
+    "done": DONE,
+    "failed": FAILED,
+    "error": FAILED,
+    "not_found": FAILED,
+}
+
+#: stemlab variant → ``sep_type`` (``render_id``). Every other algorithm of the
+#: list is reachable as the slug of its name (:func:`_slug`), e.g. ``mvsep_wind``.
+VARIANTS: Mapping[str, int] = {
+    "demucs4ht": 20,
+    "bs_roformer": 40,
+    "mel_roformer": 48,
+    "bs_roformer_sw": 63,
+    "mdx23c": 25,
+    "scnet": 46,
+    "mdx_b": 23,
+    "ensemble_vocals": 26,  # Ensemble (vocals, instrum)
+    "ensemble": 28,  # Ensemble (vocals, instrum, bass, drums, other)
+    "ensemble_all_in": 30,
+    "demucs4_vocals": 27,
+    "vit_large": 33,
+    "uvr_vr": 9,
+    "mdx_ab": 7,
+    "demucs3": 10,
+    "demucs2": 13,
+    "spleeter": 0,
+    "unmix": 3,
+    "karaoke": 49,
+}
+
+#: service stem words → stemlab stem names (when the algorithm also returns vocals)
+_ACCOMP_WORDS = {"instrum", "instrumental", "music", "instrumentals", "accompaniment", "other_than_vocals"}
+_STEM_WORDS = {"vocals", "drums", "bass", "other", "piano", "guitar", "instrum", "instrumental", "music", "strings",
+               "wind", "organ", "saxophone", "violin", "crowd", "dialog", "speech", "sfx", "effects", "kick", "snare",
+               "cymbals", "toms", "ride", "hh", "crash", "hihat", "lead", "back", "lead_vocals", "back_vocals",
+               "accompaniment", "noreverb"}
+
+
+def credits_for(seconds: float, price_coefficient: float) -> int:
+    """MVSEP credits of one job: ``floor(duration_s · price_coefficient / 60)``,
+    at least 1 (the docs' ``?: 1``)."""
+    return max(1, int(math.floor(max(0.0, float(seconds)) * float(price_coefficient) / 60.0)))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def stems_of(text: str) -> tuple[str, ...] | None:
+    """stemlab stem names from a parenthesised list in an algorithm or model
+    name (``"Demucs4 HT (vocals, drums, bass, other)"``), or None.
+    ``instrum``/``instrumental``/``music`` next to vocals become
+    ``accompaniment``; ``lead/back vocals`` → ``lead_vocals``, ``back_vocals``."""
+    for group in re.findall(r"\(([^()]*)\)", text):
+        words = [w.strip().lower() for w in group.split(",") if w.strip()]
+        if not words:
+            continue
+        out: list[str] = []
+        for w in words:
+            if w == "lead/back vocals":
+                out += ["lead_vocals", "back_vocals"]
+            elif re.fullmatch(r"[a-z ]+", w) and _slug(w) in _STEM_WORDS:
+                out.append(_slug(w))
+            else:
+                out = []
+                break
+        if not out:
+            continue
+        if "vocals" in out:
+            out = ["accompaniment" if w in _ACCOMP_WORDS else w for w in out]
+        seen: list[str] = []
+        for w in out:
+            if w not in seen:
+                seen.append(w)
+        return tuple(seen)
+    return None
+
+
+def _stem_in_name(name: str) -> str | None:
+    """The stem a result file name ends with: the last stem word in it
+    (``song_vocals`` → vocals; ``Song_instrum_bs_roformer_81`` → instrum;
+    ``x_lead_vocals`` → lead_vocals)."""
+    tokens = [t for t in re.split(r"[^a-z]+", name.lower()) if t]
+    for i in range(len(tokens) - 1, -1, -1):
+        t = tokens[i]
+        if t == "vocals" and i > 0 and tokens[i - 1] in ("lead", "back"):
+            return f"{tokens[i - 1]}_vocals"
+        if t in _STEM_WORDS and t not in ("lead", "back"):
+            return t
+    return None
+
+
+@dataclass(frozen=True)
+class AlgorithmField:
+    """One ``add_optN`` field: ``options`` key → label, ``default_key``."""
+
+    name: str  # add_opt1 | add_opt2 | add_opt3
+    text: str
+    options: Mapping[str, str]
+    default_key: str | None
+
+    @property
+    def is_model(self) -> bool:
+        return "model" in self.text.lower()
+
+    def names(self) -> dict[str, str]:
+        """Model name → option key: the slug of each label up to its first
+        parenthesis (``"htdemucs_ft (High Quality, Slow)"`` → ``htdemucs_ft``)
+        and of a version in parentheses (``"… (v. 2025.06.30)"`` →
+        ``v_2025_06_30``); labels whose slugs collide get ``_<key>``."""
+        first: dict[str, list[str]] = {}
+        extra: dict[str, list[str]] = {}
+        for key, label in self.options.items():
+            head = _slug(label.split(" (", 1)[0]) or _slug(label)
+            first.setdefault(head, []).append(key)
+            for par in re.findall(r"\(([^()]*)\)", label):
+                if re.match(r"\s*v(er)?\.?\s*\d{4}", par, re.I):
+                    extra.setdefault(_slug(par), []).append(key)
+        out: dict[str, str] = {}
+        for table in (first, extra):
+            for name, keys in table.items():
+                if len(keys) == 1 and name not in out:
+                    out[name] = keys[0]
+                else:
+                    for k in keys:
+                        out.setdefault(f"{name}_{k}", k)
+        return out
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One entry of ``GET /app/algorithms``."""
+
+    render_id: int
+    name: str
+    price_coefficient: float
+    group: int
+    orientation: int
+    fields: tuple[AlgorithmField, ...]
+
+    @property
+    def slug(self) -> str:
+        for v, rid in VARIANTS.items():
+            if rid == self.render_id:
+                return v
+        return _slug(self.name.split(" (", 1)[0])
+
+    @property
+    def model_field(self) -> AlgorithmField | None:
+        return next((f for f in self.fields if f.is_model), None)
+
+    def field(self, name: str) -> AlgorithmField | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+def stems_for(algo: Algorithm, add_opts: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
+    """(stemlab stems, model label) of ``algo`` run with ``add_opts``: the
+    stems listed in the chosen model's label if it lists any (spleeter,
+    UnMix), else those of the algorithm's name; Demucs' ``6 stems`` model
+    adds guitar and piano. Empty stems: not a separation algorithm."""
+    mf = algo.model_field
+    label = None
+    if mf is not None:
+        label = mf.options.get(str(add_opts.get(mf.name) or mf.default_key or ""))
+    stems = (stems_of(label) if label else None) or stems_of(algo.name) or ()
+    if label and "6 stems" in label and "guitar" not in stems:
+        stems = tuple(stems) + ("guitar", "piano")
+    return tuple(stems), label
+
+
+def parse_algorithms(data: Any) -> dict[int, Algorithm]:
+    """``render_id`` → :class:`Algorithm` from the API's JSON (an array;
+    ``options`` is a JSON-encoded object, as mvsep-cli reads it)."""
+    items = data.get("algorithms") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ProviderOutputError(f"mvsep: algorithm list: expected an array, got {type(items).__name__}")
+    out: dict[int, Algorithm] = {}
+    for it in items:
+        if not isinstance(it, dict) or "render_id" not in it:
+            continue
+        fields = []
+        for f in it.get("algorithm_fields") or []:
+            opts = f.get("options")
+            if isinstance(opts, str):
+                try:
+                    opts = json.loads(opts) if opts.strip() else {}
+                except ValueError:
+                    opts = {}
+            opts = {str(k): str(v) for k, v in (opts or {}).items()} if isinstance(opts, dict) else {}
+            dk = f.get("default_key")
+            fields.append(AlgorithmField(str(f.get("name") or ""), str(f.get("text") or ""), opts,
+                                         None if dk is None else str(dk)))
+        try:
+            rid = int(it["render_id"])
+            pc = float(it.get("price_coefficient") or 1.0)
+        except (TypeError, ValueError):
+            continue
+        out[rid] = Algorithm(rid, str(it.get("name") or ""), pc, int(it.get("algorithm_group_id") or 0),
+                             int(it.get("orientation") or 0), tuple(fields))
+    return out
+
+
+@lru_cache(maxsize=1)
+def load_snapshot() -> dict[int, Algorithm]:
+    """The shipped snapshot of the algorithm list (see its ``_source``)."""
+    raw = resources.files(__package__).joinpath("mvsep_algorithms.json").read_text(encoding="utf-8")
+    return parse_algorithms(json.loads(raw))
+
+
+def _variants() -> tuple[str, ...]:
+    algos = load_snapshot()
+    named = [v for v, rid in VARIANTS.items() if rid in algos]
+    rest = sorted({a.slug for a in algos.values() if stems_of(a.name)} - set(named))
+    return tuple(named + rest)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What a provider configuration sends: ``sep_type`` and the ``add_opt`` values."""
+
+    sep_type: int
+    add_opts: Mapping[str, str]
+    stems: tuple[str, ...]
+    model: str | None  # the model option's label
+
+
+#: the algorithm list of each host, fetched at most once per ``_ALGO_TTL`` seconds
+_ALGO_CACHE: dict[str, tuple[float, dict[int, Algorithm]]] = {}
+_ALGO_TTL = 6 * 3600.0
+
+
+class MVSep(RemoteProvider):
+    """MVSEP: model by name, credits per minute × the algorithm's price coefficient.
+
+    Flow: ``POST /api/separation/create`` (multipart ``api_token``,
+    ``audiofile`` — FLAC 16-bit of the decoded mixture named
+    ``<job tag>_<track>.flac`` — or ``url`` + ``remote_type`` when
+    ``track.metadata["url"]`` is public; ``sep_type``, ``add_opt1..3``,
+    ``output_format``, ``is_demo``) → poll ``GET /api/separation/get?hash=``
+    (waiting → processing | distributing → merging → done | failed;
+    not_found = unknown/expired) → download each ``data.files[].url``
+    (redirects followed, e.g. to a storage host). Cancel, queue, user,
+    history and the algorithm list are methods (:meth:`acancel`,
+    :meth:`aqueue`, :meth:`auser`, :meth:`ahistory`, :meth:`aalgorithms`);
+    the Quality Checker is :class:`~stemlab.providers.remote.quality_checker.QualityChecker`.
+
+    Seed 002 vs mvsep-cli 1.2.0 — stemlab accepts both:
+
+    1. Mirror: the seed's ``mirror=1`` on ``/separation/get`` is a paid
+       (1 credit) alternate download mirror needing ``api_token``; the CLI's
+       "mirror" switches the whole host (``https://mirror.mvsep.com``).
+       stemlab: option ``mirror`` = ``"main"`` | ``"mirror"`` picks the host
+       (``base_url`` overrides both), option ``download_mirror=True`` asks
+       ``mirror=1`` once the job is done (+1 credit, added to the cost).
+       Polls always send ``mirror=0`` like the CLI.
+    2. Final statuses: CLI ``done/failed/not_found``; ZFTurbo's example also
+       ``error``. All four end the wait; anything unknown counts as running.
+    3. Defaults: seed ``sep_type`` 11 / ``output_format`` 0 (mp3); CLI 20 /
+       1 (wav). stemlab always sends both explicitly (variant default
+       ``demucs4ht``, param ``output_format`` default ``wav``).
+    4. ``add_optN``: the CLI sends them only when non-empty; so does
+       stemlab — only the fields set by ``model`` / ``add_optN``; the service
+       applies each field's ``default_key`` to the rest.
+    5. Chunk fields: the seed shows ``finished_chunks/all_chunks`` under
+       ``distributing``, the CLI prints them under ``merging``; both are read
+       (journal note ``chunks``).
+    6. Files: ``data.files[]`` carry ``url`` and ``download`` (filename); the
+       CLI also reads ``name``. The stem is taken from ``type``/``name`` when
+       it names one, else from the last ``_<stem>`` of the file name.
+    7. Retries: the CLI does not retry create/get; stemlab's base retries GETs
+       on 429/5xx/connect errors (``Retry-After`` as seconds *or* HTTP-date —
+       the CLI crashes on dates) and retries the paid create only when the
+       service certainly did not act (connect error, 429, 503); an ambiguous
+       failure is reconciled through ``/app/separation_history`` (the hash
+       embeds the upload file name, which carries the job tag).
+    8. ``/app/algorithms``: the CLI adds ``scopes=single_upload``; stemlab
+       sends it too.
+
+    Concurrency: Premium accounts may run 10 jobs at once, others 1. Option
+    ``plan`` = ``"auto"`` (default: asks ``/app/user`` once for
+    ``premium_enabled``), ``"premium"`` or ``"free"``; an explicit
+    ``max_concurrency`` wins. Free accounts spend no credits (cost 0).
+
+    Cost: credits as :func:`credits_for` with the algorithm's
+    ``price_coefficient`` (live list, else the snapshot). USD =
+    credits × ``usd_per_credit`` (option, default 0: MVSEP publishes no API
+    price per credit).
+    """
+
+    family: ClassVar[str] = "mvsep"
+    description: ClassVar[str] = "MVSEP hosted models (BS/Mel-Roformer, Demucs4 HT, ensembles …; paid in credits)"
+    variants: ClassVar[tuple[str, ...]] = _variants()
+    default_variant: ClassVar[str | None] = "demucs4ht"
+    params_schema: ClassVar[tuple[Param, ...]] = (
+        Param("model", str, None, help="model of the algorithm by name (see 'valid' in the error for a bad one) "
+              "or its option key", nullable=True),
+        Param("output_format", str, "wav", help="format of the returned stems", choices=tuple(OUTPUT_FORMATS)),
+        Param("add_opt1", str, None, help="raw add_opt1 (option key) when not set by 'model'", nullable=True),
+        Param("add_opt2", str, None, help="raw add_opt2 (option key)", nullable=True),
+        Param("add_opt3", str, None, help="raw add_opt3 (option key)", nullable=True),
+    )
+    option_names: ClassVar[tuple[str, ...]] = COMMON_OPTIONS + (
+        "mirror", "download_mirror", "plan", "usd_per_credit", "is_demo", "algorithms",
+    )
+    default_base_url: ClassVar[str] = MIRRORS["main"] + "/api"
+    # free queues can take minutes; the CLI polls every 5 s
+    default_poll: ClassVar[PollSchedule] = PollSchedule(initial=5.0, interval=5.0, max_interval=20.0, backoff=1.2,
+                                                        max_wait=3600.0)
+    default_rate_limit: ClassVar[float | None] = 2.0  # undocumented; conservative
+    default_max_concurrency: ClassVar[int] = 10  # premium; lowered to 1 for free accounts
+    idempotent_submit: ClassVar[bool] = False
+
+    def __init__(self, variant: str | None = None, params: Mapping[str, Any] | None = None, **options: Any) -> None:
+        super().__init__(variant, params, **options)
+        if not options.get("base_url"):
+            self.base_url = MIRRORS[str(self.options.get("mirror") or "main")] + "/api"
+        plan = self.options.get("plan", "auto")
+        #: True/False once known (option plan or /app/user); None: assume premium (pays credits)
+        self.premium: bool | None = None if plan == "auto" else plan == "premium"
+        self._plan_checked = plan != "auto"
+        self._plan_task: asyncio.Future[None] | None = None
+        if self.premium is not None and "max_concurrency" not in self.options:
+            self.max_concurrency = 10 if self.premium else 1
+
+    # ------------------------------------------------------------ config
+    def validate(self) -> None:
+        fam = self.family
+        o = self.options
+        if o.get("mirror", "main") not in MIRRORS:
+            raise ConfigError(f"provider mvsep: option mirror expects one of {sorted(MIRRORS)}, got {o.get('mirror')!r}",
+                              field="mvsep.options.mirror")
+        if o.get("plan", "auto") not in ("auto", "free", "premium"):
+            raise ConfigError(f"provider mvsep: option plan expects 'auto', 'free' or 'premium', got {o.get('plan')!r}",
+                              field="mvsep.options.plan")
+        upc = o.get("usd_per_credit")
+        if upc is not None and (not isinstance(upc, (int, float)) or isinstance(upc, bool) or upc < 0):
+            raise ConfigError(f"provider mvsep: option usd_per_credit expects a number ≥ 0, got {upc!r}",
+                              field="mvsep.options.usd_per_credit")
+        algos = o.get("algorithms")
+        if algos is not None and not isinstance(algos, Mapping):
+            raise ConfigError("provider mvsep: option algorithms expects a mapping render_id → Algorithm "
+                              "(see parse_algorithms)", field=f"{fam}.options.algorithms")
+        self.choice = self.resolve(self.algorithms_offline())
+
+    def algorithms_offline(self) -> dict[int, Algorithm]:
+        """The list used before any request: option ``algorithms``, a cached
+        live list of this host, or the shipped snapshot."""
+        given = self.options.get("algorithms")
+        if given:
+            return dict(given)
+        cached = _ALGO_CACHE.get(getattr(self, "base_url", "") or "")
+        return cached[1] if cached else load_snapshot()
+
+    def algorithm(self, algos: Mapping[int, Algorithm] | None = None) -> Algorithm:
+        algos = algos if algos is not None else self.algorithms_offline()
+        assert self.variant is not None
+        rid = VARIANTS.get(self.variant)
+        if rid is None:
+            rid = next((a.render_id for a in algos.values() if a.slug == self.variant), None)
+        if rid is None or rid not in algos:
+            raise ConfigError(f"provider mvsep: variant {self.variant!r} is not in the algorithm list; valid: "
+                              f"{sorted(a.slug for a in algos.values() if stems_of(a.name))}", field="mvsep.variant")
+        return algos[rid]
+
+    def resolve(self, algos: Mapping[int, Algorithm]) -> ModelChoice:
+        """Map variant + ``model`` + raw ``add_optN`` onto the wire numbers;
+        :class:`ConfigError` naming the valid names for anything unknown."""
+        algo = self.algorithm(algos)
+        opts: dict[str, str] = {}
+        for n in ("add_opt1", "add_opt2", "add_opt3"):
+            raw = self.config.get(n)
+            if raw is None:
+                continue
+            f = algo.field(n)
+            if f is None:
+                raise ConfigError(f"provider mvsep:{self.variant}: parameter {n} is not a field of {algo.name!r} "
+                                  f"(fields: {[x.name for x in algo.fields] or 'none'})", field=f"mvsep.params.{n}")
+            if f.options and str(raw) not in f.options:
+                raise ConfigError(f"provider mvsep:{self.variant}: {n} ({f.text}) = {raw!r} is not an option; valid: "
+                                  f"{sorted(f.options)}", field=f"mvsep.params.{n}")
+            opts[n] = str(raw)
+        model = self.config.get("model")
+        mf = algo.model_field
+        if model is not None:
+            if mf is None:
+                raise ConfigError(f"provider mvsep:{self.variant}: {algo.name!r} has no model choice; drop 'model'",
+                                  field="mvsep.params.model")
+            names = mf.names()
+            key = names.get(_slug(str(model)))
+            if key is None and str(model) in mf.options:
+                key = str(model)
+            if key is None:
+                key = next((k for k, lab in mf.options.items() if lab.lower() == str(model).lower()), None)
+            if key is None:
+                raise ConfigError(f"provider mvsep:{self.variant}: unknown model {model!r} for {algo.name!r}; valid: "
+                                  f"{sorted(names)} (or option keys {sorted(mf.options)})", field="mvsep.params.model")
+            if mf.name in opts and opts[mf.name] != key:
+                raise ConfigError(f"provider mvsep:{self.variant}: model {model!r} (key {key}) contradicts "
+                                  f"{mf.name}={opts[mf.name]!r}", field="mvsep.params.model")
+            opts[mf.name] = key
+        stems, model_label = stems_for(algo, opts)
+        if not stems:
+            raise ConfigError(f"provider mvsep:{self.variant}: cannot tell the stems of {algo.name!r}",
+                              field="mvsep.variant")
+        return ModelChoice(algo.render_id, opts, stems, model_label)
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        return self.choice.stems
+
+    def provenance(self) -> dict[str, Any]:
+        out = super().provenance()
+        out.update(sep_type=self.choice.sep_type, add_opts=dict(self.choice.add_opts), model_label=self.choice.model)
+        return out
+
+    # ---------------------------------------------------------------- cost
+    def price_coefficient(self) -> float:
+        try:
+            return self.algorithm().price_coefficient
+        except ConfigError:  # the live list dropped the algorithm; the submit will say so
+            return 1.0
+
+    def cost_for_seconds(self, seconds: float) -> Cost:
+        if self.premium is False:  # free accounts (premium_enabled 0) spend no credits
+            return Cost(credits=0.0, credit_unit="mvsep_credits", estimated=True)
+        credits = float(credits_for(seconds, self.price_coefficient()))
+        if self.options.get("download_mirror"):
+            credits += 1.0
+        upc = float(self.options.get("usd_per_credit") or 0.0)
+        return Cost(usd=credits * upc, credits=credits, credit_unit="mvsep_credits", estimated=True)
+
+    # ---------------------------------------------------------------- wire
+    def auth(self, key: str) -> Auth:
+        """MVSEP takes the token as a form field on POSTs (query on GETs: see :meth:`_token`)."""
+        return Auth(form={"api_token": key})
+
+    def _token(self) -> dict[str, str]:
+        return {"api_token": self._require_key()}
+
+    def parse_error(self, resp: Response) -> tuple[str, str]:
+        data = resp.json_or_none()
+        if isinstance(data, dict):
+            inner = data.get("data")
+            if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+                return str(data.get("status") or ""), inner["message"]
+            if isinstance(data.get("message"), str):
+                return "", data["message"]
+            errs = data.get("errors")
+            if isinstance(errs, dict) and errs:
+                return "", "; ".join(f"{k}: {v[0] if isinstance(v, list) and v else v}" for k, v in errs.items())
+        return "", resp.excerpt(160)
+
+    def error_for(self, resp: Response) -> StemlabError:
+        """As the base, plus: the ``app/*`` endpoints answer a bad token with
+        HTTP 400 (not 401) — still an authentication failure."""
+        if resp.status == 400:
+            _, msg = self.parse_error(resp)
+            if re.search(r"api[_ ]?(token|key)", msg, re.I):
+                return ProviderUnavailable(
+                    f"{resp.what}: authentication failed (HTTP 400: {msg}); check ${self.env_var} or the api_key "
+                    "option", provider=self.id, status=400)
+        return super().error_for(resp)
+
+    def _body(self, resp: Response, *, allow_false: bool = False) -> dict[str, Any]:
+        body = resp.json()
+        if not isinstance(body, dict):
+            raise ProviderOutputError(f"{resp.what}: expected a JSON object, got {type(body).__name__}",
+                                      provider=self.id)
+        if body.get("success") is False and not allow_false:
+            _, msg = self.parse_error(resp)
+            raise ProviderRejected(f"{resp.what}: service refused ({msg or 'no message'})", provider=self.id,
+                                   status=resp.status)
+        return body
+
+    async def _get(self, job_client: Any, path: str, params: Mapping[str, Any], what: str,
+                   token: bool = False) -> Response:
+        q = dict(params)
+        if token:
+            q.update(self._token())
+        return await job_client.request("GET", path, params=q, auth=False, what=f"{self.id}: {what}")
+
+    # ------------------------------------------------------- algorithm list
+    async def aalgorithms(self, *, refresh: bool = False) -> dict[int, Algorithm]:
+        """The host's algorithm list (cached ``_ALGO_TTL`` s per host); the
+        shipped snapshot when the service cannot be asked."""
+        hit = _ALGO_CACHE.get(self.base_url)
+        if hit and not refresh and time.monotonic() - hit[0] < _ALGO_TTL:
+            return hit[1]
+        try:
+            resp = await self._get(self._client(), "/app/algorithms", {"scopes": "single_upload"}, "algorithm list")
+            algos = parse_algorithms(resp.json())
+            if not algos:
+                raise ProviderOutputError(f"{self.id}: the algorithm list is empty", provider=self.id)
+        except ProviderError as e:
+            log.warning("%s: algorithm list unavailable (%s); using the shipped snapshot", self.id, e.message)
+            _ALGO_CACHE[self.base_url] = (time.monotonic() - _ALGO_TTL + 600.0, load_snapshot())  # ask again in 10 min
+            return load_snapshot()
+        _ALGO_CACHE[self.base_url] = (time.monotonic(), algos)
+        return algos
+
+    # ---------------------------------------------------------------- plan
+    async def _ensure_plan(self) -> None:
+        """Ask ``/app/user`` once whether the account is Premium (10
+        parallel jobs, pays credits) or not (1 job, free); concurrent callers
+        wait for the same answer."""
+        if self._plan_checked:
+            return
+        t = self._plan_task
+        if t is None or t.get_loop() is not asyncio.get_running_loop():
+            t = self._plan_task = asyncio.ensure_future(self._detect_plan())
+        await t
+
+    async def _detect_plan(self) -> None:
+        try:
+            user = await self.auser()
+            premium = str(user.get("premium_enabled", "0")) in ("1", "True", "true")
+        except ProviderError as e:
+            log.warning("%s: could not read the account plan (%s); assuming a free account (1 job at a time)",
+                        self.id, e.message)
+            premium = False
+        self.premium = premium
+        if "max_concurrency" not in self.options:
+            self.max_concurrency = 10 if premium else 1
+            self._limits()  # tightens the shared job slots of this account
+        self._plan_checked = True
+
+    async def aseparate(self, track: Track, journal: JobJournal | None = None) -> Separation:
+        self._require_key()
+        await self._ensure_plan()
+        return await super().aseparate(track, journal)
+
+    # ------------------------------------------------------------- submit
+    async def create(self, job: JobContext, prepared: Any) -> Submission:
+        algos = await self.aalgorithms()
+        try:
+            choice = self.resolve(algos)
+        except ConfigError as e:
+            raise ProviderRejected(f"{self.id}: the live algorithm list no longer accepts this choice: {e.message}",
+                                   provider=self.id) from None
+        if choice != self.choice:
+            job.warnings.append(f"live algorithm list changed the choice: {choice} (was {self.choice})")
+        form: dict[str, str] = {
+            "sep_type": str(choice.sep_type),
+            "output_format": str(OUTPUT_FORMATS[self.config["output_format"]]),
+            "is_demo": "1" if self.options.get("is_demo") else "0",
+        }
+        form.update({k: v for k, v in choice.add_opts.items() if v != ""})
+        files = None
+        if prepared["kind"] == "url":
+            form["url"] = prepared["url"]
+            form["remote_type"] = prepared.get("remote_type", "direct")
+        else:
+            files = {"audiofile": (prepared["filename"], prepared["data"], "audio/flac")}
+        resp = await job.client.request("POST", "/separation/create", data=form, files=files, retry="safe",
+                                        upload=True, what=f"{self.id}: create separation")
+        data = self._body(resp).get("data") or {}
+        rid = data.get("hash") if isinstance(data, dict) else None
+        if not isinstance(rid, str) or not rid:
+            raise ProviderOutputError(f"{self.id}: create answered without a hash ({resp.excerpt(120)!r})",
+                                      provider=self.id)
+        job.note("sep_type", choice.sep_type)
+        job.note("add_opts", dict(choice.add_opts))
+        if data.get("link"):
+            job.note("link", str(data["link"]))
+        return Submission(rid, self.estimate_cost(job.track), {"sep_type": choice.sep_type})
+
+    async def prepare(self, job: JobContext) -> dict[str, Any]:
+        url = job.track.metadata.get("url") or job.track.metadata.get("public_url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            job.note("input", "url")
+            return {"kind": "url", "url": url, "remote_type": str(job.track.metadata.get("remote_type") or "direct")}
+        with job.timed("encode", local=True):
+            data = await asyncio.to_thread(encode_bytes, job.track.mixture, job.track.sample_rate, "flac")
+        job.note("input", "audiofile")
+        job.note("upload_bytes", len(data))
+        return {"kind": "file", "filename": job.upload_filename("flac"), "data": data}
+
+    # ---------------------------------------------------------------- poll
+    def state_from(self, body: Mapping[str, Any]) -> JobState:
+        """A ``/separation/get`` answer in stemlab's terms (every status)."""
+        raw = str(body.get("status") or ("not_found" if body.get("success") is False else "")).lower()
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        status = STATUS_MAP.get(raw, RUNNING)
+        info: dict[str, Any] = {}
+        for k in ("queue_count", "current_order", "finished_chunks", "all_chunks", "algorithm", "output_format"):
+            if data.get(k) is not None:
+                info[k] = data[k]
+        msg = data.get("message")
+        if status == FAILED:
+            reason = str(msg) if msg else ("the job is unknown, deleted or expired" if raw == "not_found"
+                                           else "no reason given")
+            return JobState(FAILED, error_code=raw, error_message=reason, service_status=raw, info=info)
+        outputs: dict[str, str] = {}
+        if status == DONE:
+            outputs = self._outputs(data.get("files"))
+        return JobState(status, outputs=outputs, service_status=raw, info=info)
+
+    def _outputs(self, files: Any) -> dict[str, str]:
+        """stemlab stem → URL from ``data.files``."""
+        out: dict[str, str] = {}
+        if not isinstance(files, list):
+            return out
+        has_vocals = "vocals" in self.stems
+        for f in files:
+            if not isinstance(f, dict) or not isinstance(f.get("url"), str):
+                continue
+            stem = None
+            for cand in (f.get("type"), f.get("name")):
+                if isinstance(cand, str) and _slug(cand) in _STEM_WORDS:
+                    stem = _slug(cand)
+                    break
+            if stem is None:
+                fname = str(f.get("download") or f["url"].split("?", 1)[0].rsplit("/", 1)[-1])
+                stem = _stem_in_name(fname.rsplit(".", 1)[0])
+            if stem is None:
+                continue
+            if has_vocals and stem in _ACCOMP_WORDS:
+                stem = "accompaniment"
+            out.setdefault(stem, f["url"].replace("\\/", "/"))
+        return out
+
+    async def fetch_state(self, job: JobContext, remote_id: str) -> JobState:
+        resp = await self._get(job.client, "/separation/get", {"hash": remote_id, "mirror": "0"},
+                               f"status of {remote_id}")
+        st = self.state_from(self._body(resp, allow_false=True))
+        if st.info.get("all_chunks") is not None:
+            job.notes["chunks"] = f"{st.info.get('finished_chunks')}/{st.info.get('all_chunks')}"
+        if st.status == DONE:
+            if self.options.get("download_mirror"):
+                mresp = await self._get(job.client, "/separation/get", {"hash": remote_id, "mirror": "1"},
+                                        f"mirror links of {remote_id}", token=True)
+                mst = self.state_from(self._body(mresp))
+                if mst.status == DONE and mst.outputs:
+                    st = mst
+                    job.note("download_mirror", True)
+            if not st.outputs:
+                raise ProviderOutputError(f"{self.id}: job {remote_id} is done but lists no files", provider=self.id,
+                                          remote_id=remote_id)
+            st.cost = self.estimate_cost(job.track)
+            st.cost = Cost(st.cost.usd, st.cost.credits, st.cost.credit_unit, estimated=False)
+        return st
+
+    def failed_error(self, job: JobContext, state: JobState) -> ProviderError:
+        err = super().failed_error(job, state)
+        if state.error_code == "not_found":
+            return ProviderOutputError(f"{self.id}: remote job {job.remote_id} not found (unknown, deleted or expired) "
+                                       f"on track {job.track.name!r}", **err.details)
+        return err
+
+    # --------------------------------------------------------- reconcile
+    async def list_recent(self, job: JobContext) -> list[RemoteJobInfo] | None:
+        items = await self.ahistory(limit=20, client=job.client)
+        out = []
+        for it in items:
+            if isinstance(it, dict) and it.get("hash"):
+                cr = it.get("credits")
+                cost = Cost(credits=float(cr), credit_unit="mvsep_credits", estimated=False) \
+                    if isinstance(cr, (int, float)) and not isinstance(cr, bool) else None
+                out.append(RemoteJobInfo(remote_id=str(it["hash"]), filename=str(it["hash"]), cost=cost))
+        return out
+
+    # ------------------------------------------------------ account calls
+    def _run(self, coro: Any) -> Any:
+        async def _go() -> Any:
+            try:
+                return await coro
+            finally:
+                await self.aclose()
+
+        return asyncio.run(_go())
+
+    async def auser(self) -> dict[str, Any]:
+        """``GET /app/user``: name, email, ``premium_minutes`` (credits left),
+        ``premium_enabled``, ``current_queue`` … (the token is not returned)."""
+        resp = await self._get(self._client(), "/app/user", {}, "user", token=True)
+        data = self._body(resp).get("data") or {}
+        return {k: v for k, v in dict(data).items() if k != "api_token"}
+
+    async def acredits(self) -> float:
+        """Credits left on the account (``premium_minutes``)."""
+        return float((await self.auser()).get("premium_minutes") or 0.0)
+
+    async def aqueue(self) -> dict[str, Any]:
+        """``GET /app/queue``: ``{queue: {in_process, premium, registered, unregistered}, plan: {plan, queue}}``."""
+        resp = await self._get(self._client(), "/app/queue", {}, "queue", token=True)
+        return self._body(resp)
+
+    async def ahistory(self, *, start: int = 0, limit: int = 10, client: Any = None) -> list[dict[str, Any]]:
+        """``GET /app/separation_history`` (``limit`` ≤ 20)."""
+        resp = await self._get(client or self._client(), "/app/separation_history",
+                               {"start": int(start), "limit": max(1, min(20, int(limit)))}, "separation history",
+                               token=True)
+        return [x for x in sequence_of(self._body(resp), "data") if isinstance(x, dict)]
+
+    async def acancel(self, remote_id: str) -> bool:
+        """``POST /separation/cancel``: True when the service cancelled (and
+        refunded) the job — only before processing starts."""
+        resp = await self._client().request("POST", "/separation/cancel", data={"hash": remote_id}, retry="safe",
+                                            what=f"{self.id}: cancel {remote_id}", accept_status=frozenset({400}))
+        body = resp.json_or_none()
+        return bool(isinstance(body, dict) and body.get("success") is True)
+
+    async def astatus(self, remote_id: str) -> JobState:
+        """One status answer for a hash (no job context needed)."""
+        resp = await self._get(self._client(), "/separation/get", {"hash": remote_id, "mirror": "0"},
+                               f"status of {remote_id}")
+        return self.state_from(self._body(resp, allow_false=True))
+
+    def user(self) -> dict[str, Any]:
+        return self._run(self.auser())
+
+    def credits(self) -> float:
+        return self._run(self.acredits())
+
+    def queue(self) -> dict[str, Any]:
+        return self._run(self.aqueue())
+
+    def history(self, start: int = 0, limit: int = 10) -> list[dict[str, Any]]:
+        return self._run(self.ahistory(start=start, limit=limit))
+
+    def cancel(self, remote_id: str) -> bool:
+        return self._run(self.acancel(remote_id))
+
+    def algorithms(self, refresh: bool = False) -> dict[int, Algorithm]:
+        return self._run(self.aalgorithms(refresh=refresh))
+
