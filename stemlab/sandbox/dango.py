@@ -419,7 +419,7 @@ class DangoSandbox(Sandbox):
         return 2 if st == "succeeded" else 0
 
     def _item(self, job: SandboxJob) -> dict[str, Any]:
-        return {"status": self._code(job), "length": round(job.duration), "name": job.filename,
+        return {"status": self._code(job), "length": int(job.duration), "name": job.filename,
                 "loseless": bool(job.extra.get("lossless")), "download": int(job.extra.get("downloads_left", 0)),
                 "cost": 0 if job.extra.get("pool") == "free" else int(job.extra.get("points", 0))}
 

@@ -87,7 +87,7 @@ def test_end_to_end_demo_excerpt(demo_track: Track, caplog: pytest.LogCaptureFix
     assert sep.remote_id == mid and sb.channels[next(iter(sb.channels))].style == 9
     assert [s for _, _, s in sb.upload_log] == [204] and len(sb.objects) == 1
     assert sb.points_charged("free") == 12 and sb.points_charged("paid") == 0
-    assert sep.cost.credits == 0 and sep.cost.credit_unit == "dango_points" and not sep.cost.estimated
+    assert (sep.cost.credits, sep.cost.usd, sep.cost.credit_unit) == (12, 0, "dango_points") and not sep.cost.estimated
     assert sb.downloads_used(mid) == 2 and sep.provenance["downloads_left"] == 5
     # polling schedule and QPS as the docs ask
     first = sb.status_log[0][1] - sb.ledger.jobs[mid].created_at
@@ -309,7 +309,7 @@ def test_points_estimate_and_charge() -> None:
     assert points_for_seconds(29.9) == (12.0, 0.0)
     assert points_for_seconds(30.0) == (0.0, 120.0)
     p = Dango(api_key="dango-test-key-123456", usd_per_point=0.01)
-    assert (p.estimate_cost(20.0).credits, p.estimate_cost(20.0).usd) == (0.0, 0.0)
+    assert (p.estimate_cost(20.0).credits, p.estimate_cost(20.0).usd) == (12.0, 0.0)  # free points
     c = p.estimate_cost(200.0)
     assert (c.credits, round(c.usd, 6), c.credit_unit, c.estimated) == (120.0, 1.2, "dango_points", True)
     assert Dango(api_key="dango-test-key-123456", points_per_song=60).estimate_cost(45.0).credits == 60.0

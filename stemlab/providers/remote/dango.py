@@ -268,12 +268,13 @@ class Dango(RemoteProvider):
     job's status is checked again (at most twice; each replacement may use
     one download).
 
-    Cost: points (``credit_unit="dango_points"``). Under 30 s: 12 free
-    points (``credits`` 0, noted as ``free_points``); otherwise 60–120 paid
-    points — the estimate is ``points_per_song`` (option, default 120, the
-    upper bound), the final cost the ``cost`` the status reports. USD:
-    ``usd_per_point`` (option, default 0: the docs publish no price).
-    Failed jobs are refunded by the service (cost 0).
+    Cost: points used, free or paid, as ``credits`` (``credit_unit=
+    "dango_points"``); USD for the paid ones only. Under 30 s: 12 free
+    points (USD 0); otherwise 60–120 paid points — the estimate is
+    ``points_per_song`` (option, default 120, the upper bound), the final
+    cost the ``cost`` the status reports. USD: ``usd_per_point`` (option,
+    default 0: the docs publish no price). Failed jobs are refunded by the
+    service.
 
     Assumptions where seed 003 is silent:
 
@@ -360,22 +361,24 @@ class Dango(RemoteProvider):
     # --------------------------------------------------------------- cost
     def cost_for_seconds(self, seconds: float) -> Cost:
         per = self.options.get("points_per_song")
-        _, paid = points_for_seconds(seconds, PAID_POINTS[1] if per is None else float(per))
-        return Cost(usd=paid * float(self.options.get("usd_per_point") or 0.0), credits=paid,
-                    credit_unit="dango_points", estimated=True)
+        free, paid = points_for_seconds(seconds, PAID_POINTS[1] if per is None else float(per))
+        return self._points_cost(free, paid, estimated=True)
+
+    def _points_cost(self, free: float, paid: float, *, estimated: bool) -> Cost:
+        """Points used (free + paid) as credits; USD for the paid ones."""
+        return Cost(usd=paid * float(self.options.get("usd_per_point") or 0.0), credits=free + paid,
+                    credit_unit="dango_points", estimated=estimated)
 
     def _cost_from(self, item: Mapping[str, Any]) -> Cost | None:
         length, cost = item.get("length"), item.get("cost")
         if not isinstance(length, (int, float)) or isinstance(length, bool):
             return None
-        if length < SHORT_SECONDS:  # free points; "cost" is meaningless then
-            paid = 0.0
-        elif isinstance(cost, (int, float)) and not isinstance(cost, bool):
-            paid = float(cost)
-        else:
+        paid_cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+        if length < SHORT_SECONDS or (length <= SHORT_SECONDS and not paid_cost):
+            return self._points_cost(FREE_POINTS, 0.0, estimated=False)  # "cost" is meaningless then
+        if paid_cost is None:
             return None
-        return Cost(usd=paid * float(self.options.get("usd_per_point") or 0.0), credits=paid,
-                    credit_unit="dango_points", estimated=False)
+        return self._points_cost(0.0, paid_cost, estimated=False)
 
     # --------------------------------------------------------------- wire
     def parse_error(self, resp: Response) -> tuple[str, str]:
