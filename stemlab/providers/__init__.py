@@ -36,6 +36,7 @@ BUILTIN: dict[str, str] = {
     "baseline": "stemlab.providers.local.baselines:BaselineProvider",
     "aistemsplitter": "stemlab.providers.remote.aistemsplitter:AIStemSplitter",
     "suno": "stemlab.providers.remote.suno:Suno",
+    "dango": "stemlab.providers.remote.dango:Dango",
     "mvsep": "stemlab.providers.remote.mvsep:MVSep",
 }
 

@@ -23,6 +23,7 @@ __all__ = [
     "Sandbox",
     "AIStemSplitterSandbox",
     "SunoSandbox",
+    "DangoSandbox",
     "MVSepSandbox",
     "SANDBOXES",
     "SandboxPool",
@@ -33,6 +34,7 @@ __all__ = [
 SANDBOXES: dict[str, str] = {
     "aistemsplitter": "stemlab.sandbox.aistemsplitter:AIStemSplitterSandbox",
     "suno": "stemlab.sandbox.suno:SunoSandbox",
+    "dango": "stemlab.sandbox.dango:DangoSandbox",
     "mvsep": "stemlab.sandbox.mvsep:MVSepSandbox",
 }
 
@@ -58,6 +60,8 @@ def __getattr__(name: str) -> Any:
         return get_sandbox_class("aistemsplitter")
     if name == "SunoSandbox":
         return get_sandbox_class("suno")
+    if name == "DangoSandbox":
+        return get_sandbox_class("dango")
     if name == "MVSepSandbox":
         return get_sandbox_class("mvsep")
     if name == "SandboxPool":
