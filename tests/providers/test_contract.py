@@ -31,10 +31,7 @@ CASES = contract_cases()
 REMOTE_LENGTH_TOLERANCE_S = 0.1
 
 #: known contract gaps (strict xfail: a fix turns them into failures to remove here)
-KNOWN_GAPS = {
-    ("suno", "nan"): "suno separates a clip already on Suno and never reads the track's audio, so NaN "
-                     "samples are not refused before the (sandbox) job runs and fails",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 class _Cache:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar, Mapping
 from urllib.parse import quote
 
+from ...audio import check_audio
 from ...errors import ConfigError, ProviderOutputError, ProviderRejected
 from ...types import Cost, Track
 from ._http import (
@@ -103,6 +104,9 @@ class Suno(RemoteProvider):
 
     def check_input(self, track: Track) -> None:
         super().check_input(track)
+        # Suno never receives the audio, but the stems it returns are scored
+        # against it: refuse a broken track before a paid job, like every provider
+        check_audio(track.mixture, f"track {track.name!r} mixture")
         if self.clip_id(track) is None:
             raise ProviderRejected(
                 f"{self.id}: track {track.name!r} has no Suno clip id; the Suno stems gateway separates Suno clips "
