@@ -47,6 +47,7 @@ __all__ = [
     "with_accompaniment",
     "aggregate_tracks",
     "AGGREGATIONS",
+    "quantize",
 ]
 
 #: per-frame BSSEval criteria, museval's names and JSON key order
@@ -207,6 +208,12 @@ def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] |
     return out, rate
 
 
+def quantize(x: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Round to ``bits``-bit PCM (full scale ±1, clipped), float64 out."""
+    q = float(2 ** (bits - 1))
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) * q), -q, q - 1) / q
+
+
 def evaluation_groups(targets: Sequence[str]) -> tuple[list[tuple[str, ...]], dict[str, int]]:
     """museval's ``eval_mus_track`` grouping. Returns the jointly evaluated
     groups and, per target, the index of the group its score comes from.
@@ -252,6 +259,7 @@ def evaluate(
     targets: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     filters_len: int = 512,
+    reference_bits: int | None = None,
 ) -> TrackEvaluation:
     """Score ``estimates`` against ``references``.
 
@@ -263,7 +271,10 @@ def evaluate(
     the group is silent is NaN for every target) or ``target`` (only where the
     target's own reference or estimate is silent). ``targets``: which to
     score (default every estimate with a reference; ``accompaniment`` is
-    derived from the references as drums + bass + other when absent)."""
+    derived from the references as drums + bass + other when absent).
+    ``reference_bits``: round the references to this many bits (16: what
+    musdb/stempeg hand museval, ffmpeg decoding AAC to 16-bit PCM) — see
+    docs/metrics.md, "Decoders and ill-conditioned references"."""
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     metrics = list(dict.fromkeys(metrics))
@@ -284,6 +295,8 @@ def evaluate(
     if nan_policy not in NAN_POLICIES:
         raise InputError(f"evaluate: nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}", field="nan_policy")
 
+    notes: list[str] = []  # adjustments worth a warning
+    info_notes: list[str] = []  # routine conventions, recorded only
     refs, r_rate = _as_named(references, "references", sample_rate, names)
     ests, e_rate = _as_named(estimates, "estimates", sample_rate, names)
     rate = sample_rate if sample_rate is not None else (r_rate or e_rate)
@@ -299,8 +312,13 @@ def evaluate(
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise InputError(f"evaluate: {nm} must be a positive number of seconds, got {v!r}", field=nm)
 
-    notes: list[str] = []  # adjustments worth a warning
-    info_notes: list[str] = []  # routine conventions, recorded only
+    if reference_bits is not None:
+        b = int(reference_bits)
+        if not 2 <= b <= 32:
+            raise InputError(f"evaluate: reference_bits must be in 2..32, got {reference_bits!r}",
+                             field="reference_bits")
+        refs = {k: quantize(a, b) for k, a in refs.items()}
+        info_notes.append(f"references rounded to {b}-bit PCM")
     # references: one length and one channel count
     lens = {k: a.shape[1] for k, a in refs.items()}
     if len(set(lens.values())) != 1:
