@@ -1,6 +1,7 @@
 """stemlab's BSSEval v4 against museval 0.4.1 on the same input.
 
-Cases: the shared 7-s MUSDB18 sample (4 stereo stems, PyAV-decoded, with a
+Cases: the shared 7-s MUSDB18 sample (4 stereo stems, PyAV-decoded and
+rounded to 16-bit PCM as musdb/stempeg hand it to museval, with a
 deterministic "separation": each stem + 10 % leakage of the others + noise +
 a 2-sample delay) and a synthetic 4-stem stereo track (default 60 s).
 museval is run in the same process on the same arrays (the anchor), then
@@ -105,14 +106,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the synthetic track (s)")
     ap.add_argument("--skip-sample", action="store_true", help="skip the shared MUSDB18 sample")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--float-refs", action="store_true",
+                    help="score the sample against PyAV's float decode instead of 16-bit PCM")
     args = ap.parse_args(argv)
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f} numpy={np.__version__}")
     if not args.skip_sample:
         import stemlab.datasets as D
 
+        from stemlab.metrics.evaluation import quantize
+
         track = D.load("musdb18", shared_sample())[0]
         refs = track.references.to_array(("vocals", "drums", "bass", "other")).astype(np.float64)
-        run_case(f"MUSDB18 sample '{track.name}'", refs, separation_like(refs))
+        if args.float_refs:
+            label = "float references (ill-conditioned: see docs/metrics.md)"
+        else:  # what museval gets from musdb/stempeg: 16-bit PCM
+            refs, label = quantize(refs, 16), "16-bit references"
+        run_case(f"MUSDB18 sample '{track.name}', {label}", refs, separation_like(refs))
     if not args.skip_synthetic:
         refs = synthetic(args.seconds)
         run_case(f"synthetic {args.seconds:.0f}-s track", refs, separation_like(refs, seed=2))
