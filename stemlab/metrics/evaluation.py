@@ -57,6 +57,11 @@ NAN_POLICIES = ("museval", "target")
 DEFAULT_METRICS = ("bsseval_v4", "usdr", "si_sdr")
 #: musdb's target order (track.targets): accompaniment and linear_mix last
 _MUSDB_ORDER = MUSDB_TARGETS + ("accompaniment", "linear_mix")
+#: bss_eval_v4's ``filter_gain`` above which ISR/SIR/SAR are flagged as set by
+#: rounding — a heuristic (measured: ≤ 170 on the parity-tested inputs and
+#: 16-bit MUSDB18, ~10³ on 16-bit band-limited noise, 2·10⁴
+#: on float-decoded MUSDB18 AAC against an estimate with full-band noise)
+ILL_CONDITIONED_GAIN = 5e3
 #: units of the simple metrics that are not in dB (0–100 scores, higher is better)
 _SCORE_UNITS = {"l1_freq": "score", "bleedless": "score", "fullness": "score", "log_wmse": "score"}
 
@@ -428,6 +433,13 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, np.ndarray], ests: dict[str, n
                                 "are undetermined (NaN), SDR is kept")
             elif full:
                 res = B.bss_eval_v4(R, E, win_n, hop_n, filters_len=filters_len, nan_policy=ev.nan_policy)
+                gain = float(res.info.get("filter_gain", 0.0))
+                if gain > ILL_CONDITIONED_GAIN:
+                    ev.notes.append(
+                        f"group {list(g)}: the references are numerically rank-deficient where the estimates have "
+                        f"energy (filter gain {gain:.3g} ≫ 1; e.g. band-limited lossy decodes): ISR/SIR/SAR are set "
+                        "by rounding here — museval's too; 16-bit references (reference_bits=16, what musdb hands "
+                        "museval) make them well defined. See docs/metrics.md")
             else:
                 res = B.sdr_frames(R, E, win_n, hop_n, nan_policy=ev.nan_policy)
             results.append(res)
@@ -471,6 +483,7 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, np.ndarray], ests: dict[str, n
                                   "value": x if math.isfinite(x) else float("nan")})
     ev.info["bsseval_groups"] = [list(g) for g in groups]
     ev.info["bsseval_solver"] = [r.info.get("solver") for r in results if r.info]
+    ev.info["bsseval_filter_gain"] = [r.info.get("filter_gain") for r in results if r.info]
 
 
 # ------------------------------------------------------------- aggregation
