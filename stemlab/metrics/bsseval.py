@@ -115,10 +115,32 @@ def framing(length: int, win: float, hop: float) -> tuple[np.ndarray, np.ndarray
     return np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64)
 
 
+def _tiled(starts: np.ndarray, stops: np.ndarray) -> int:
+    """The frame length when the frames tile ``[0, nwin·W)`` back to back
+    (hop = win, the museval default), else 0."""
+    w = stops - starts
+    if starts.size and (w == w[0]).all() and (starts == np.arange(starts.size) * w[0]).all():
+        return int(w[0])
+    return 0
+
+
+def _frame_sums(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """(…, nwin): sums of ``x`` (…, T) over each frame."""
+    W = _tiled(starts, stops)
+    if W:
+        n = starts.size
+        return x[..., : n * W].reshape(x.shape[:-1] + (n, W)).sum(axis=-1)
+    return np.stack([x[..., a:b].sum(axis=-1) for a, b in zip(starts, stops)], axis=-1)
+
+
 def _silent_per_frame(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     """(nsrc, nwin): source is silent in the frame (channel sum all zero)."""
     csum = x.sum(axis=1)  # (nsrc, T) — museval sums over channels first
     nz = csum != 0
+    W = _tiled(starts, stops)
+    if W:
+        n = starts.size
+        return ~nz[:, : n * W].reshape(nz.shape[0], n, W).any(axis=2)
     cum = np.concatenate([np.zeros((nz.shape[0], 1), np.int64), np.cumsum(nz, axis=1)], axis=1)
     return (cum[:, stops] - cum[:, starts]) == 0
 
@@ -199,11 +221,12 @@ def sdr_frames(
     r, e = _check(references, estimates)
     T = r.shape[2]
     starts, stops = framing(T, win, hop)
-    s2 = (r * r).sum(axis=1)  # (nsrc, T): exact per-frame sums below, no cumsum drift
+    s2 = np.einsum("jct,jct->jt", r, r)  # (nsrc, T): exact per-frame sums below, no cumsum drift
     d = e - r
-    d2 = (d * d).sum(axis=1)
-    num = np.stack([s2[:, a:b].sum(axis=1) for a, b in zip(starts, stops)], axis=1)
-    den = np.stack([d2[:, a:b].sum(axis=1) for a, b in zip(starts, stops)], axis=1)
+    d2 = np.einsum("jct,jct->jt", d, d)
+    del d
+    num = _frame_sums(s2, starts, stops)
+    den = _frame_sums(d2, starts, stops)
     sdr = _db(num, den)
     silent = silent_frames(r, e, starts, stops, nan_policy)
     sdr = np.where(silent, np.nan, sdr)
