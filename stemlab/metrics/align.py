@@ -3,33 +3,46 @@
 Remote services return lossy MP3/M4A, sometimes at 48 kHz, mono, padded or
 truncated, shifted by encoder delay. :func:`align` undoes this, in order:
 
-1. **Rate**: every stem is resampled to the reference rate with libsoxr VHQ
-   (:func:`stemlab.audio.resample`; linear phase, so no delay is added).
-2. **Channels**: :func:`stemlab.audio.to_channels` — mono → dual mono,
-   stereo → mono by averaging (for a mono mixture).
-3. **Offset**: with ``y`` the sum of the stems and ``x`` the mixture, the
-   channel-summed cross-correlation ``c[d] = Σ_c Σ_n y_c[n + d]·x_c[n]`` is
-   computed by FFT (float64) and normalised by the total energies,
-   ``ρ[d] = c[d] / (‖x‖·‖y‖)`` (1 for an exact, complete copy; a truncated
-   or padded copy scores the fraction of energy it shares). The offset is
-   ``d* = argmax ρ[d]`` over ``|d| ≤ round(max_shift_ms·sr/1000)`` samples;
-   ``d* > 0`` means the stems arrived *late* by ``d*`` samples.
-4. **Refusal**: if ``ρ[d*] < min_correlation`` (default 0.5) the output is
-   not the separated mixture (wrong file, silence, polarity flip, offset
-   beyond the search range) and :class:`~stemlab.errors.ProviderOutputError`
-   is raised instead of scoring garbage.
-5. **Shift and length**: ``ŝ[n] ← ŝ[n + d*]``, zero-padding or trimming both
-   ends so every stem has exactly the mixture's length.
+1. **Channels**: :func:`stemlab.audio.to_channels` — mono → dual mono,
+   stereo → mono by averaging (for a mono mixture); more channels than the
+   mixture can take → :class:`~stemlab.errors.ProviderOutputError`.
+2. **Offset**, at the output's own rate ``r`` (codec delays are whole
+   samples there: LAME's 1105 samples at 48 kHz are 1015.2 at 44.1 kHz, and
+   a sub-sample error costs several dB of SDR on bright material): with
+   ``y`` the sum of the stems and ``x`` the mixture (resampled to ``r`` for
+   this step only), the channel-summed cross-correlation
+   ``c[d] = Σ_c Σ_n y_c[n + d]·x_c[n]`` is computed by FFT (float64) and
+   normalised by the total energies, ``ρ[d] = c[d] / (‖x‖·‖y‖)`` (1 for an
+   exact, complete copy; a truncated or padded copy scores about the root of
+   the energy fraction it shares). ``d* = argmax ρ[d]`` over
+   ``|d| ≤ round(max_shift_ms·r/1000)``; ``d* > 0`` means the stems arrived
+   *late* by ``d*`` samples.
+3. **Refusal**: if ``ρ[d*] < min_correlation`` (default 0.5) the output is
+   not the separated mixture (wrong file, silence, an offset beyond the
+   search range), and likewise when ``−min ρ > max ρ`` and
+   ``−min ρ ≥ min_correlation`` (inverted polarity: periodic material would
+   otherwise match half a period away), and
+   :class:`~stemlab.errors.ProviderOutputError` is raised — with ρ, the
+   threshold and a hint (silence, polarity) — instead of scoring garbage.
+4. **Shift and length**: ``ŝ[n] ← ŝ[n + d*]``, zero-padding or trimming both
+   ends to the mixture's length (at ``r``).
+5. **Rate**: resampled to the reference rate with libsoxr VHQ
+   (:func:`stemlab.audio.resample`; linear phase, so no delay is added),
+   then cut or zero-padded to exactly the mixture's sample count.
 6. **Gain** (``gain=True``): one least-squares scalar for all stems,
    ``g = ⟨y, x⟩ / ‖y‖²`` on the aligned sum, reported as ``20·log10 g`` dB.
+   With an imperfect separation (error e) it is biased low by about
+   ``10·log10(1 + ‖e‖²/‖x‖²)`` dB; it matches the levels, not the stems.
 
-The corrections dict (JSON-ready) records everything applied:
-``offset_samples`` (d*, at the reference rate), ``offset_ms``,
-``correlation`` (ρ[d*]), ``search_samples`` (the bound), ``at_search_limit``,
-``gain_db`` (applied; 0.0 without ``gain``), ``ls_gain_db`` (measured either
-way), ``resampled_from`` (Hz or None), ``channel_fix`` ("mono->stereo",
-"stereo->mono" or None), ``input_samples`` (after resampling),
-``padded_samples`` and ``trimmed_samples`` (totals over both ends).
+The corrections dict (JSON-ready) records everything applied, sample
+counts at the reference rate: ``offset_samples`` (d*, rounded),
+``offset_ms``, ``offset_samples_native`` (d* at ``r``; only when
+resampled), ``correlation`` (ρ[d*]), ``search_samples`` (the bound),
+``at_search_limit``, ``gain_db`` (applied; 0.0 without ``gain``),
+``ls_gain_db`` (measured either way), ``resampled_from`` (Hz or None),
+``channel_fix`` ("mono->stereo", "stereo->mono" or None), ``input_samples``
+(the output's length), ``padded_samples`` and ``trimmed_samples`` (totals
+over both ends).
 """
 
 from __future__ import annotations
@@ -48,28 +61,33 @@ from ..types import Stems
 __all__ = ["align", "find_offset"]
 
 
+def _xcorr(estimate_sum: np.ndarray, mixture: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lags ``|d| ≤ max_shift`` (those that overlap at all) and ρ[d]."""
+    y = np.asarray(estimate_sum, dtype=np.float64)
+    x = np.asarray(mixture, dtype=np.float64)
+    n, t = y.shape[1], x.shape[1]
+    lags = np.arange(-min(max_shift, t - 1), min(max_shift, n - 1) + 1)
+    norm = math.sqrt(float(np.sum(x * x)) * float(np.sum(y * y)))
+    if norm == 0.0:
+        return lags, np.zeros(lags.shape)
+    nfft = sfft.next_fast_len(n + t - 1, real=True)
+    spec = np.zeros(nfft // 2 + 1, dtype=np.complex128)
+    for c in range(x.shape[0]):
+        spec += sfft.rfft(y[c], nfft, workers=-1) * np.conj(sfft.rfft(x[c], nfft, workers=-1))
+    cc = sfft.irfft(spec, nfft, workers=-1)  # cc[d mod nfft] = Σ_m y[m + d]·x[m]
+    return lags, cc[lags % nfft] / norm
+
+
 def find_offset(estimate_sum: np.ndarray, mixture: np.ndarray, max_shift: int) -> tuple[int, float]:
     """``(d*, ρ[d*])``: the lag in samples (``|d*| ≤ max_shift``) maximising
     the normalised cross-correlation of ``estimate_sum`` (C, n) against
     ``mixture`` (C, T); ``d* > 0`` when the estimate is late. ρ is 0 when
     either signal is silent."""
-    y = np.asarray(estimate_sum, dtype=np.float64)
-    x = np.asarray(mixture, dtype=np.float64)
-    norm = math.sqrt(float(np.sum(x * x)) * float(np.sum(y * y)))
-    if norm == 0.0:
+    lags, rho = _xcorr(estimate_sum, mixture, max_shift)
+    if not rho.any():
         return 0, 0.0
-    n, t = y.shape[1], x.shape[1]
-    nfft = sfft.next_fast_len(n + t - 1, real=True)
-    spec = np.zeros(nfft // 2 + 1, dtype=np.complex128)
-    for c in range(x.shape[0]):
-        spec += sfft.rfft(y[c], nfft) * np.conj(sfft.rfft(x[c], nfft))
-    cc = sfft.irfft(spec, nfft)  # cc[d mod nfft] = Σ_m y[m + d]·x[m]
-    pos = min(max_shift, n - 1)  # lags that overlap at all
-    neg = min(max_shift, t - 1)
-    lags = np.arange(-neg, pos + 1)
-    vals = cc[lags % nfft]
-    i = int(np.argmax(vals))
-    return int(lags[i]), float(vals[i] / norm)
+    i = int(np.argmax(rho))
+    return int(lags[i]), float(rho[i])
 
 
 def _positive_rate(sample_rate: Any) -> int:
@@ -99,7 +117,9 @@ def align(
         raise InputError(f"estimates: expected Stems, got {type(estimates).__name__}", field="estimates")
     sr = _positive_rate(sample_rate)
     mix = check_audio(mixture, "mixture")
-    if not (isinstance(max_shift_ms, numbers.Real) and math.isfinite(max_shift_ms) and max_shift_ms >= 0):
+    if isinstance(max_shift_ms, bool) or not (
+        isinstance(max_shift_ms, numbers.Real) and math.isfinite(max_shift_ms) and max_shift_ms >= 0
+    ):
         raise InputError(f"max_shift_ms: expected a finite number ≥ 0 (ms), got {max_shift_ms!r}", field="max_shift_ms")
     if not (isinstance(min_correlation, numbers.Real) and -1.0 <= min_correlation <= 1.0):
         raise InputError(
@@ -117,7 +137,6 @@ def align(
             raise ProviderOutputError(f"stem {k!r}: contains NaN/Inf samples", stem=k)
     if estimates.sample_rate != sr:
         corrections["resampled_from"] = int(estimates.sample_rate)
-        stems = {k: resample(v, estimates.sample_rate, sr) for k, v in stems.items()}
     have = estimates.num_channels
     if have != n_ch:
         try:
@@ -130,46 +149,71 @@ def align(
         names = {1: "mono", 2: "stereo"}
         corrections["channel_fix"] = f"{names.get(have, f'{have}ch')}->{names.get(n_ch, f'{n_ch}ch')}"
     n = next(iter(stems.values())).shape[1]
-    corrections["input_samples"] = int(n)
-
+    # the offset is found and applied at the output's own rate, where codec
+    # delays are whole samples (1105 at 48 kHz is 1015.2 at 44.1 kHz)
+    rate = estimates.sample_rate
+    mix_r = mix if rate == sr else resample(mix, sr, rate)
+    t_r = mix_r.shape[1]
     total = np.zeros((n_ch, n), dtype=np.float64)
     for v in stems.values():
         total += v
-    max_shift = int(round(max_shift_ms * sr / 1000.0))
-    offset, rho = find_offset(total, mix, max_shift)
+    max_shift = int(round(float(max_shift_ms) * rate / 1000.0))
+    lags, rho_all = _xcorr(total, mix_r, max_shift)
+    i = int(np.argmax(rho_all)) if rho_all.any() else int(np.searchsorted(lags, 0))
+    offset, rho = int(lags[i]), float(rho_all[i])
+    to_ref = sr / rate
     corrections.update(
-        offset_samples=offset,
-        offset_ms=1000.0 * offset / sr,
+        input_samples=round(n * to_ref),
+        offset_samples=round(offset * to_ref),
+        offset_ms=1000.0 * offset / rate,
         correlation=rho,
-        search_samples=max_shift,
+        search_samples=round(max_shift * to_ref),
         at_search_limit=bool(max_shift > 0 and abs(offset) == max_shift),
     )
-    if not rho >= min_correlation:
-        silent = " (the stems sum to silence)" if not total.any() else ""
+    if rate != sr:
+        corrections["offset_samples_native"] = offset
+    rho_min = float(rho_all.min())
+    # the strongest match is a convincing polarity flip (periodic material
+    # would otherwise be "aligned" half a period away)
+    inverted = -rho_min > rho and -rho_min >= min_correlation
+    if inverted or not rho >= min_correlation:
+        where = f"at {corrections['offset_samples']} samples, search ±{corrections['search_samples']}"
+        if inverted:
+            msg = (
+                f"polarity inverted: the normalised correlation reaches {rho_min:.3f}, stronger than "
+                f"the best positive peak {rho:.3f} ({where}; threshold {min_correlation})"
+            )
+        else:
+            msg = f"peak normalised correlation {rho:.3f} ({where}) is below the threshold {min_correlation}"
+            if not total.any():
+                msg = "the stems sum to silence; " + msg
         raise ProviderOutputError(
-            f"cannot align the stems to the mixture{silent}: peak normalised correlation {rho:.3f} "
-            f"(at {offset} samples, search ±{max_shift}) is below the threshold {min_correlation}",
+            f"cannot align the stems to the mixture: {msg}",
             correlation=rho,
             threshold=min_correlation,
-            offset_samples=offset,
+            offset_samples=corrections["offset_samples"],
         )
 
-    # ŝ[n] <- ŝ[n + offset], then fit to t samples
-    start = offset  # first input sample that lands on output sample 0
-    pad_start = max(0, -start)
-    trim_start = max(0, start)
-    avail = n - trim_start  # input samples from trim_start on
-    body = min(avail, t - pad_start)
-    pad_end = t - pad_start - max(body, 0)
-    trim_end = max(0, avail - body)
-    corrections.update(padded_samples=int(pad_start + pad_end), trimmed_samples=int(trim_start + trim_end))
+    # ŝ[n] <- ŝ[n + offset], then fit to the mixture's length (at `rate`)
+    pad_start = max(0, -offset)
+    trim_start = max(0, offset)
+    body = min(n - trim_start, t_r - pad_start)  # ≥ 1: the lags overlap
+    pad_end = t_r - pad_start - body
+    trim_end = n - trim_start - body
 
     def place(v: np.ndarray) -> np.ndarray:
-        out = np.zeros((n_ch, t), dtype=np.float32)
-        if body > 0:
-            out[:, pad_start : pad_start + body] = v[:, trim_start : trim_start + body]
+        out = np.zeros((n_ch, t_r), dtype=np.float32)
+        out[:, pad_start : pad_start + body] = v[:, trim_start : trim_start + body]
+        if rate != sr:  # linear-phase, so no delay; length ceil(t_r·sr/rate) ≥ t
+            out = resample(out, rate, sr)[:, :t]
+            if out.shape[1] < t:
+                out = np.pad(out, ((0, 0), (0, t - out.shape[1])))
         return out
 
+    corrections.update(
+        padded_samples=round((pad_start + pad_end) * to_ref),
+        trimmed_samples=round((trim_start + trim_end) * to_ref),
+    )
     aligned = {k: place(v) for k, v in stems.items()}
     s = np.zeros((n_ch, t), dtype=np.float64)
     for v in aligned.values():

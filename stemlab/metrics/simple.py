@@ -86,10 +86,15 @@ Spectral scores (0–100, higher is better, unitless)
     as run exactly by MSST's own float32 rounding. ``dtype=np.float32``
     computes in float32 (not closer to MSST: its rounding differs).
 
-``log_wmse`` (only when ``torch_log_wmse`` is importable)
-    MSST ``LogWMSE_metric`` through the package: ``−4·ln(mean d² + 1e-8)``
-    on frequency-weighted, mixture-RMS-normalised differences; the mixture
+``log_wmse`` (only when ``torch_log_wmse`` < 1.0 is importable)
+    MSST ``LogWMSE_metric`` through the package (0.3.1 tested):
+    ``−4·ln(mean d² + 1e-8)`` on frequency-weighted, mixture-RMS-normalised
+    differences, mean over mixture × stem channel pairs; the mixture
     defaults to the sum of the references. Its filter is built for 44.1 kHz.
+    torch_log_wmse 1.0 removed the arguments MSST passes and changed the
+    metric, so 1.x is not used.
+
+Per frame: :func:`framewise` applies any of them on museval's 1-s frames.
 
 Input checks: references and estimates must have equal shapes with at least
 one source, channel and sample; finite values; ``sample_rate`` a positive
@@ -101,7 +106,8 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -124,6 +130,7 @@ __all__ = [
     "mel_filterbank",
     "hann_periodic_f32",
     "check_pair",
+    "framewise",
 ]
 
 #: ε of MSST's ``sdr`` and ``si_sdr`` (energy units, i.e. squared full scale).
@@ -173,11 +180,13 @@ def check_pair(
     the sample rate. ``Stems`` estimates are ordered by the references' names."""
     ref, names, ref_sr = _as_sources(references, "references")
     est, _, est_sr = _as_sources(estimates, "estimates", names)
+    if sample_rate is not None:
+        sample_rate = _check_rate(sample_rate)
     for arr_sr, fld in ((ref_sr, "references"), (est_sr, "estimates")):
         if arr_sr is not None:
             if sample_rate is None:
                 sample_rate = arr_sr
-            elif int(sample_rate) != arr_sr:
+            elif sample_rate != arr_sr:
                 raise InputError(
                     f"{fld}: sample rate {arr_sr} Hz differs from sample_rate={sample_rate} Hz", field="sample_rate"
                 )
@@ -200,10 +209,6 @@ def check_pair(
     return ref, est, sr
 
 
-def _sum_sources(x: np.ndarray) -> np.ndarray:
-    return x.reshape(x.shape[0], -1).sum(axis=1)
-
-
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-source inner product over channels and samples (float64)."""
     a2 = a.reshape(a.shape[0], -1)
@@ -216,10 +221,14 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def usdr(references: Any, estimates: Any, sample_rate: int | None = None, *, eps: float = MSST_EPS) -> Array:
     """MSST/MDX "uSDR" in dB, float64: ``10·log10((Σs² + ε)/(Σ(s−ŝ)² + ε))``."""
     ref, est, _ = check_pair(references, estimates, sample_rate)
-    s = ref.astype(np.float64, copy=False)
-    e = s - est.astype(np.float64, copy=False)
-    num = _dot(s, s) + eps
-    den = _dot(e, e) + eps
+    num = np.empty(ref.shape[0])
+    den = np.empty(ref.shape[0])
+    for j in range(ref.shape[0]):  # one source at a time: bounded memory
+        s = ref[j].astype(np.float64).ravel()
+        e = est[j].astype(np.float64).ravel()
+        np.subtract(s, e, out=e)
+        num[j] = np.einsum("i,i->", s, s) + eps
+        den[j] = np.einsum("i,i->", e, e) + eps
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(num / den)
 
@@ -383,7 +392,7 @@ def hann_periodic_f32(n: int) -> np.ndarray:
             import torch
 
             w = torch.hann_window(n, dtype=torch.float32).numpy().copy()
-        except ImportError:
+        except Exception:  # noqa: BLE001 - no (working) torch: the closest numpy form
             k = np.arange(n, dtype=np.float32) * np.float32(2 * np.pi / n)
             w = (np.float32(0.5) - np.float32(0.5) * np.cos(k.astype(np.float64)).astype(np.float32)).astype(np.float32)
         _WINDOW_CACHE[key] = w
@@ -480,12 +489,21 @@ def fullness(references: Any, estimates: Any, sample_rate: int, **options: Any) 
 
 # --------------------------------------------------------------- log-WMSE
 
-def _log_wmse_available() -> bool:
+def _log_wmse_version() -> str | None:
+    """Version of an importable ``torch_log_wmse``, else None."""
     try:
-        import torch_log_wmse  # noqa: F401
-    except Exception:
-        return False
-    return True
+        import torch_log_wmse
+    except Exception:  # noqa: BLE001 - a broken optional install must not break stemlab
+        return None
+    return str(getattr(torch_log_wmse, "__version__", "0"))
+
+
+def _log_wmse_available() -> bool:
+    """MSST's call needs the 0.x API (``audio_length``/``return_as_loss``,
+    removed in 1.0, which also changed the metric: no −68 dB gate, power-mean
+    pooling), so only torch_log_wmse < 1.0 gives MSST's numbers."""
+    v = _log_wmse_version()
+    return v is not None and v.split(".")[0] == "0"
 
 
 def log_wmse(
@@ -498,14 +516,15 @@ def log_wmse(
     """MSST's log-WMSE through ``torch_log_wmse`` (optional dependency).
     ``mixture`` ``(channels, samples)`` defaults to the sum of references."""
     ref, est, sr = check_pair(references, estimates, sample_rate, rate_required=True)
-    try:
-        import torch
-        from torch_log_wmse import LogWMSE
-    except ImportError:
+    if not _log_wmse_available():
+        v = _log_wmse_version()
         raise InputError(
-            "log_wmse: needs the optional package torch_log_wmse (pip install torch-log-wmse)",
+            "log_wmse: needs the optional package torch_log_wmse < 1.0 as MSST uses it "
+            "(pip install 'torch-log-wmse<1')" + (f"; found {v}, whose API and metric differ" if v else ""),
             field="metrics",
-        ) from None
+        )
+    import torch
+    from torch_log_wmse import LogWMSE
     mix = ref.sum(axis=0) if mixture is None else np.asarray(mixture)
     if mix.shape != ref.shape[1:]:
         raise InputError(f"mixture: shape {mix.shape}, expected {ref.shape[1:]}", field="mixture")
@@ -517,6 +536,42 @@ def log_wmse(
         e = torch.from_numpy(np.ascontiguousarray(est[j], dtype=np.float32))[None, None]
         out[j] = float(metric(m, r, e))
     return out
+
+
+# -------------------------------------------------------------- per frame
+
+def framewise(
+    metric: str | Callable[..., Array],
+    references: Any,
+    estimates: Any,
+    sample_rate: int,
+    *,
+    win: int | None = None,
+    hop: int | None = None,
+    **options: Any,
+) -> tuple[Array, Array]:
+    """Any metric of this module per frame: ``(values (n_sources, n_frames),
+    starts (n_frames,) in samples)``. Frames follow museval's framing:
+    ``win`` = ``hop`` = one second by default, ``⌊(T − win + hop)/hop⌋``
+    frames (the trailing partial frame is dropped), or one frame of the
+    whole signal when ``win ≥ T``."""
+    fn = SIMPLE_METRICS[metric] if isinstance(metric, str) else metric
+    ref, est, sr = check_pair(references, estimates, sample_rate, rate_required=True)
+    assert sr is not None
+    win = sr if win is None else int(win)
+    hop = win if hop is None else int(hop)
+    if win <= 0 or hop <= 0:
+        raise InputError(f"win/hop: expected positive sample counts, got {win}/{hop}", field="win")
+    t = ref.shape[2]
+    if win >= t:
+        starts = np.array([0])
+        win = t
+    else:
+        starts = np.arange((t - win + hop) // hop) * hop
+    out = np.empty((ref.shape[0], starts.size))
+    for i, a in enumerate(starts):
+        out[:, i] = fn(ref[..., a : a + win], est[..., a : a + win], sr, **options)
+    return out, starts
 
 
 # --------------------------------------------------------------- registry
