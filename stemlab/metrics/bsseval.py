@@ -115,10 +115,32 @@ def framing(length: int, win: float, hop: float) -> tuple[np.ndarray, np.ndarray
     return np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64)
 
 
+def _tiled(starts: np.ndarray, stops: np.ndarray) -> int:
+    """The frame length when the frames tile ``[0, nwin·W)`` back to back
+    (hop = win, the museval default), else 0."""
+    w = stops - starts
+    if starts.size and (w == w[0]).all() and (starts == np.arange(starts.size) * w[0]).all():
+        return int(w[0])
+    return 0
+
+
+def _frame_sums(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """(…, nwin): sums of ``x`` (…, T) over each frame."""
+    W = _tiled(starts, stops)
+    if W:
+        n = starts.size
+        return x[..., : n * W].reshape(x.shape[:-1] + (n, W)).sum(axis=-1)
+    return np.stack([x[..., a:b].sum(axis=-1) for a, b in zip(starts, stops)], axis=-1)
+
+
 def _silent_per_frame(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     """(nsrc, nwin): source is silent in the frame (channel sum all zero)."""
     csum = x.sum(axis=1)  # (nsrc, T) — museval sums over channels first
     nz = csum != 0
+    W = _tiled(starts, stops)
+    if W:
+        n = starts.size
+        return ~nz[:, : n * W].reshape(nz.shape[0], n, W).any(axis=2)
     cum = np.concatenate([np.zeros((nz.shape[0], 1), np.int64), np.cumsum(nz, axis=1)], axis=1)
     return (cum[:, stops] - cum[:, starts]) == 0
 
@@ -199,11 +221,12 @@ def sdr_frames(
     r, e = _check(references, estimates)
     T = r.shape[2]
     starts, stops = framing(T, win, hop)
-    s2 = (r * r).sum(axis=1)  # (nsrc, T): exact per-frame sums below, no cumsum drift
+    s2 = np.einsum("jct,jct->jt", r, r)  # (nsrc, T): exact per-frame sums below, no cumsum drift
     d = e - r
-    d2 = (d * d).sum(axis=1)
-    num = np.stack([s2[:, a:b].sum(axis=1) for a, b in zip(starts, stops)], axis=1)
-    den = np.stack([d2[:, a:b].sum(axis=1) for a, b in zip(starts, stops)], axis=1)
+    d2 = np.einsum("jct,jct->jt", d, d)
+    del d
+    num = _frame_sums(s2, starts, stops)
+    den = _frame_sums(d2, starts, stops)
     sdr = _db(num, den)
     silent = silent_frames(r, e, starts, stops, nan_policy)
     sdr = np.where(silent, np.nan, sdr)
@@ -411,6 +434,16 @@ def bss_eval_v4(
             Cown[j] = _solve_filters(G[np.ix_(rows, rows)], D[rows][:, j * C : (j + 1) * C]).reshape(C, L, C)
         del G, D
     del corr
+    # conditioning: how far the filters' coefficients exceed what projecting
+    # ŝ (‖P‖ ≤ ‖ŝ‖) needs. Large values mean near-singular references (band-
+    # limited lossy decodes, identical channels): the coefficients in the
+    # null space are set by rounding and so are ISR/SIR/SAR — museval's too.
+    ref_energy = float((r * r).sum())
+    est_energy = (e.reshape(R, T) ** 2).sum(axis=1)
+    coef = np.sqrt((Call**2).sum(axis=(0, 1)))  # per estimate channel
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.where(est_energy > 0, coef * math.sqrt(ref_energy) / np.sqrt(est_energy), 0.0)
+    filter_gain = float(np.nanmax(gain)) if gain.size else 0.0
 
     # 3. frame projections in the frequency domain (linear convolution → N ≥ len + L − 1)
     flen = int((stops - starts).max())
@@ -467,7 +500,7 @@ def bss_eval_v4(
     sar = _db(e_pall, e_art)
     out = [np.where(silent, np.nan, m) for m in (sdr, isr, sir, sar)]
     return BssEvalResult(out[0], out[1], out[2], out[3], int(win), int(hop), starts, silent,
-                         info={"filters_len": L, "fft_frames": N, "solver": solver})
+                         info={"filters_len": L, "fft_frames": N, "solver": solver, "filter_gain": filter_gain})
 
 
 def _block_size(T: int, L: int) -> int:

@@ -47,6 +47,7 @@ __all__ = [
     "with_accompaniment",
     "aggregate_tracks",
     "AGGREGATIONS",
+    "quantize",
 ]
 
 #: per-frame BSSEval criteria, museval's names and JSON key order
@@ -56,6 +57,11 @@ NAN_POLICIES = ("museval", "target")
 DEFAULT_METRICS = ("bsseval_v4", "usdr", "si_sdr")
 #: musdb's target order (track.targets): accompaniment and linear_mix last
 _MUSDB_ORDER = MUSDB_TARGETS + ("accompaniment", "linear_mix")
+#: bss_eval_v4's ``filter_gain`` above which ISR/SIR/SAR are flagged as set by
+#: rounding — a heuristic (measured: ≤ 170 on the parity-tested inputs and
+#: 16-bit MUSDB18, ~10³ on 16-bit band-limited noise, 2·10⁴
+#: on float-decoded MUSDB18 AAC against an estimate with full-band noise)
+ILL_CONDITIONED_GAIN = 5e3
 #: units of the simple metrics that are not in dB (0–100 scores, higher is better)
 _SCORE_UNITS = {"l1_freq": "score", "bleedless": "score", "fullness": "score", "log_wmse": "score"}
 
@@ -207,6 +213,12 @@ def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] |
     return out, rate
 
 
+def quantize(x: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Round to ``bits``-bit PCM (full scale ±1, clipped), float64 out."""
+    q = float(2 ** (bits - 1))
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) * q), -q, q - 1) / q
+
+
 def evaluation_groups(targets: Sequence[str]) -> tuple[list[tuple[str, ...]], dict[str, int]]:
     """museval's ``eval_mus_track`` grouping. Returns the jointly evaluated
     groups and, per target, the index of the group its score comes from.
@@ -252,6 +264,7 @@ def evaluate(
     targets: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     filters_len: int = 512,
+    reference_bits: int | None = None,
 ) -> TrackEvaluation:
     """Score ``estimates`` against ``references``.
 
@@ -263,7 +276,10 @@ def evaluate(
     the group is silent is NaN for every target) or ``target`` (only where the
     target's own reference or estimate is silent). ``targets``: which to
     score (default every estimate with a reference; ``accompaniment`` is
-    derived from the references as drums + bass + other when absent)."""
+    derived from the references as drums + bass + other when absent).
+    ``reference_bits``: round the references to this many bits (16: what
+    musdb/stempeg hand museval, ffmpeg decoding AAC to 16-bit PCM) — see
+    docs/metrics.md, "Decoders and ill-conditioned references"."""
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     metrics = list(dict.fromkeys(metrics))
@@ -284,6 +300,8 @@ def evaluate(
     if nan_policy not in NAN_POLICIES:
         raise InputError(f"evaluate: nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}", field="nan_policy")
 
+    notes: list[str] = []  # adjustments worth a warning
+    info_notes: list[str] = []  # routine conventions, recorded only
     refs, r_rate = _as_named(references, "references", sample_rate, names)
     ests, e_rate = _as_named(estimates, "estimates", sample_rate, names)
     rate = sample_rate if sample_rate is not None else (r_rate or e_rate)
@@ -299,8 +317,13 @@ def evaluate(
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise InputError(f"evaluate: {nm} must be a positive number of seconds, got {v!r}", field=nm)
 
-    notes: list[str] = []  # adjustments worth a warning
-    info_notes: list[str] = []  # routine conventions, recorded only
+    if reference_bits is not None:
+        b = int(reference_bits)
+        if not 2 <= b <= 32:
+            raise InputError(f"evaluate: reference_bits must be in 2..32, got {reference_bits!r}",
+                             field="reference_bits")
+        refs = {k: quantize(a, b) for k, a in refs.items()}
+        info_notes.append(f"references rounded to {b}-bit PCM")
     # references: one length and one channel count
     lens = {k: a.shape[1] for k, a in refs.items()}
     if len(set(lens.values())) != 1:
@@ -410,6 +433,13 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, np.ndarray], ests: dict[str, n
                                 "are undetermined (NaN), SDR is kept")
             elif full:
                 res = B.bss_eval_v4(R, E, win_n, hop_n, filters_len=filters_len, nan_policy=ev.nan_policy)
+                gain = float(res.info.get("filter_gain", 0.0))
+                if gain > ILL_CONDITIONED_GAIN:
+                    ev.notes.append(
+                        f"group {list(g)}: the references are numerically rank-deficient where the estimates have "
+                        f"energy (filter gain {gain:.3g} ≫ 1; e.g. band-limited lossy decodes): ISR/SIR/SAR are set "
+                        "by rounding here — museval's too; 16-bit references (reference_bits=16, what musdb hands "
+                        "museval) make them well defined. See docs/metrics.md")
             else:
                 res = B.sdr_frames(R, E, win_n, hop_n, nan_policy=ev.nan_policy)
             results.append(res)
@@ -453,6 +483,7 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, np.ndarray], ests: dict[str, n
                                   "value": x if math.isfinite(x) else float("nan")})
     ev.info["bsseval_groups"] = [list(g) for g in groups]
     ev.info["bsseval_solver"] = [r.info.get("solver") for r in results if r.info]
+    ev.info["bsseval_filter_gain"] = [r.info.get("filter_gain") for r in results if r.info]
 
 
 # ------------------------------------------------------------- aggregation

@@ -36,7 +36,11 @@ __all__ = ["score_stems", "score_separation", "score", "ScoreReport", "register_
 log = logging.getLogger(__name__)
 
 #: keys accepted in a run spec's ``metric_options`` (and their defaults)
-METRIC_OPTIONS: dict[str, Any] = {"win": 1.0, "hop": 1.0, "nan_policy": "museval", "filters_len": 512}
+METRIC_OPTIONS: dict[str, Any] = {"win": 1.0, "hop": 1.0, "nan_policy": "museval", "filters_len": 512,
+                                  "reference_bits": "auto"}
+#: datasets whose references museval users get as 16-bit PCM (ffmpeg via
+#: stempeg decodes MUSDB18's AAC to s16) while stemlab decodes to float
+_PCM16_DATASETS = {"musdb18"}
 #: keys accepted in a run spec's ``alignment``
 ALIGN_OPTIONS: dict[str, Any] = {"enabled": True, "force": False, "max_shift_ms": 250.0, "gain": False,
                                  "min_correlation": 0.5}
@@ -127,8 +131,12 @@ def evaluate_track(
         raise InputError(f"track {track.name!r} has no references to score against", field="references")
     opt = _options(metric_options, METRIC_OPTIONS, "metric_options")
     sel = _targets(stems, refs, targets)
+    bits = opt["reference_bits"]
+    if bits == "auto":
+        bits = 16 if getattr(track, "dataset", None) in _PCM16_DATASETS else None
     return evaluate(refs, stems, refs.sample_rate, metrics=tuple(metrics), targets=sel, win=float(opt["win"]),
-                    hop=float(opt["hop"]), nan_policy=str(opt["nan_policy"]), filters_len=int(opt["filters_len"]))
+                    hop=float(opt["hop"]), nan_policy=str(opt["nan_policy"]), filters_len=int(opt["filters_len"]),
+                    reference_bits=bits)
 
 
 def score_stems(
@@ -188,7 +196,7 @@ class ScoreReport:
 
     def add(self, severity: str, track: str, text: str) -> None:
         self.messages.append((severity, track, text))
-        (log.error if severity == "error" else log.warning)("%s: %s", track, text)
+        log.info("%s: [%s] %s", track, severity, text)
 
     def format_messages(self) -> str:
         return "\n".join(f"[{s}] {t}: {m}" for s, t, m in self.messages)
@@ -243,6 +251,7 @@ def score(
     hop: float = 1.0,
     nan_policy: str = "museval",
     align: bool = False,
+    reference_bits: int | str | None = "auto",
     track_names: Sequence[str] | None = None,
     **dataset_kwargs: Any,
 ) -> ScoreReport:
@@ -254,8 +263,8 @@ def score(
     offset-align estimates that do not match the references (otherwise such
     a track is reported and skipped; a length mismatch alone is padded or
     truncated as museval does, with a warning). Writes to ``output`` when
-    given (see module docstring)."""
-    from .. import audio
+    given (see module docstring). ``reference_bits``: ``"auto"`` rounds
+    MUSDB18 references to 16 bits as musdb/stempeg do (see docs/metrics.md)."""
     from .. import datasets as D
 
     est_root = Path(estimates_dir).expanduser()
@@ -273,7 +282,7 @@ def score(
     ds = D.load(dataset, root, **dataset_kwargs) if isinstance(dataset, str) else dataset
     out = Path(output).expanduser() if output is not None else None
     report = ScoreReport(out)
-    opts = {"win": win, "hop": hop, "nan_policy": nan_policy}
+    opts = {"win": win, "hop": hop, "nan_policy": nan_policy, "reference_bits": reference_bits}
     names = ds.track_names()
     if track_names is not None:
         names = [n for n in names if n in set(track_names)]
@@ -390,7 +399,7 @@ def _score_one(track: Track, folder: Path, report: ScoreReport, metrics: Sequenc
         warnings.simplefilter("ignore", RuntimeWarning)
         ev = evaluate_track(stems, track, metrics=metrics, metric_options=opts, targets=sel or None)
     for n in ev.notes:
-        if not n.startswith(("reference accompaniment", "estimates without")):
+        if not n.startswith(("reference accompaniment", "estimates without", "references rounded")):
             report.add("warning", name, n)
     base = {"dataset": getattr(track, "dataset", ""), "track": name, "subset": track.subset}
     report.rows += [{**base, **r} for r in ev.rows]
@@ -446,6 +455,14 @@ def _summary(report: ScoreReport) -> str:
     return "\n".join(lines)
 
 
+def _bits_arg(v: str) -> int | str | None:
+    if v in ("auto", "none"):
+        return None if v == "none" else v
+    if not v.isdigit():
+        raise InputError(f"--reference-bits: expected auto, none or a bit depth, got {v!r}", field="reference_bits")
+    return int(v)
+
+
 def _cli_score(args: argparse.Namespace) -> int:
     kw: dict[str, Any] = {}
     for key in ("subset", "split"):
@@ -472,6 +489,7 @@ def _cli_score(args: argparse.Namespace) -> int:
         hop=args.hop,
         nan_policy=args.nan_policy,
         align=args.align,
+        reference_bits=_bits_arg(args.reference_bits),
         **kw,
     )
     if rep.messages:
@@ -497,6 +515,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--win", type=float, default=1.0, help="BSSEval window, seconds (museval: 1)")
     p.add_argument("--hop", type=float, default=1.0, help="BSSEval hop, seconds (museval: 1)")
     p.add_argument("--nan-policy", choices=NAN_POLICIES, default="museval", help="which frames are dropped")
+    p.add_argument("--reference-bits", default="auto", metavar="auto|none|N",
+                   help="round references to N-bit PCM (auto: 16 for musdb18, as musdb/stempeg feed museval)")
     p.add_argument("--align", action="store_true", help="resample/fix channels/offset-align mismatching estimates")
     p.add_argument("-o", "--output", help="output directory (museval JSON, scores.csv/parquet, frames.parquet)")
     p.set_defaults(func=_cli_score)

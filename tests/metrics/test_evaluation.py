@@ -251,3 +251,27 @@ def test_aggregations_over_tracks():
     assert x["value"] == pytest.approx(7.0) and x["aggregation"] == "track/mean_tracks"
     with pytest.raises(InputError):
         aggregate_tracks(rows, "sisec")
+
+
+def test_rank_deficient_references_are_flagged():
+    """Band-limited float references + full-band estimate noise: the filter
+    coefficients in the empty band are set by rounding (museval's too); 16-bit
+    references (what musdb hands museval) fill that band and are not flagged."""
+    from stemlab.metrics.evaluation import quantize
+
+    rng = np.random.RandomState(8)
+    X = np.fft.rfft(0.3 * rng.randn(2, 1, 2 * SR), axis=-1)
+    X[..., SR // 2:] = 0  # nothing above 2 kHz
+    refs = np.fft.irfft(X, n=2 * SR, axis=-1)
+    ests = refs + 0.05 * rng.randn(*refs.shape)
+    with pytest.warns(RuntimeWarning, match="rank-deficient"):
+        ev = evaluate(refs, ests, SR, metrics=("bsseval_v4",))
+    assert ev.info["bsseval_filter_gain"][0] > 1e5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ev16 = evaluate(refs, ests, SR, metrics=("bsseval_v4",), reference_bits=16)
+    assert ev16.info["bsseval_filter_gain"][0] < 5e3
+    assert any("16-bit" in n for n in ev16.notes)
+    # SDR does not depend on it
+    assert ev16.value("source0", "sdr_bsseval_v4", "median_frames") == pytest.approx(
+        ev.value("source0", "sdr_bsseval_v4", "median_frames"), abs=1e-3)

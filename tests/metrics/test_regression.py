@@ -100,3 +100,11 @@ def test_regression_json_with_pyav_decode(musdb_sample, ref_json):
     ev16 = evaluate(q, ests, refs.sample_rate, metrics=("bsseval_v4",))
     worst = _compare(ev16.museval_json(), ref_json, atol=0.1)
     assert worst > 1e-4  # the decoders really differ (otherwise the note in docs/metrics.md is stale)
+    # score_stems does that by default for MUSDB18 (reference_bits="auto")
+    from stemlab import Stems
+    from stemlab.metrics.scoring import score_stems
+
+    out = score_stems(Stems({k: v.astype(np.float32) for k, v in ests.items()}, 44100), track,
+                      metrics=("bsseval_v4",))
+    assert any("16-bit" in n for n in out["notes"])
+    _compare(out["museval"], ref_json, atol=0.1)
