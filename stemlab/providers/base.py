@@ -378,6 +378,9 @@ class Provider(abc.ABC):
     async def aseparate(self, track: Track, journal: JobJournal | None = None) -> Separation:
         """Separate from async code. Local providers run in a worker thread."""
         t = as_track(track)
+        if type(self).separate is Provider.separate:
+            # neither method overridden: the defaults would call each other forever
+            raise NotImplementedError(f"{type(self).__name__} ({self.family}): implement separate() or aseparate()")
         return await asyncio.to_thread(type(self).separate, self, t)
 
     def close(self) -> None:

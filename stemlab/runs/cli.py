@@ -25,11 +25,12 @@ DEMO_SPEC: dict[str, Any] = {
 def demo_providers() -> list[Any]:
     """Every registered provider that can run here without weights or keys
     (oracles, baselines, ready demucs models) plus every remote service in
-    sandbox mode."""
-    from ..providers import families, get_class
+    sandbox mode. Built-in families only: a provider registered at run time
+    or by another package may need weights, keys or a service of its own."""
+    from ..providers import BUILTIN, get_class
 
     out: list[Any] = []
-    for fam in families():
+    for fam in sorted(BUILTIN):
         cls = get_class(fam)
         if cls.kind == "remote":
             out.append({"provider": fam, "sandbox": True})

@@ -595,8 +595,13 @@ def score_stems(stems: Stems, track: Track, spec: RunSpec, kind: str) -> dict[st
     references; returns the payload stored in the score cache."""
     from ..metrics.scoring import score_stems as _score
 
+    alignment = dict(spec.alignment)
+    if kind == "remote":
+        # a service's output may be shifted even when its length is right
+        # (encoder delay trimmed at one end, padded at the other): always check
+        alignment.setdefault("force", True)
     return _score(stems, track, metrics=spec.metrics, metric_options=dict(spec.metric_options),
-                  alignment=dict(spec.alignment), targets=spec.targets)
+                  alignment=alignment, targets=spec.targets)
 
 
 def run(

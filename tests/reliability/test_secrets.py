@@ -80,7 +80,7 @@ def test_harness_run_writes_no_key_anywhere(fake_env, tmp_path, caplog, capfd, m
         options={"aistemsplitter": {"api_keys": [aiss]}, "suno": {"api_keys": [suno]}},
     )
     spec = {"datasets": [{"name": "demo", "options": {"tracks": 2, "seconds": 2.0}}],
-            "providers": ["aistemsplitter", "suno"], "metrics": ["sdr"], "output": str(out)}
+            "providers": ["aistemsplitter", "suno"], "metrics": ["usdr"], "output": str(out)}
     try:
         with pool:
             res = run(spec, quiet=True, sandboxes=pool)
@@ -172,7 +172,7 @@ def test_api_key_written_into_the_spec_is_not_written_out(fake_env, tmp_path):
     spec = {"datasets": [{"name": "demo", "options": {"tracks": 1, "seconds": 1.0}}],
             "providers": [{"provider": "aistemsplitter", "sandbox": False,
                            "options": {"base_url": "http://127.0.0.1:9", "api_key": key, "max_attempts": 1}}],
-            "metrics": ["sdr"], "output": str(out)}
+            "metrics": ["usdr"], "output": str(out)}
     res = run(spec, quiet=True)
     assert list(res.jobs.status) == ["failed"] and "cannot reach the service" in res.jobs.error.iloc[0]
     assert res.meta["spec"]["providers"][0]["options"] == {"base_url": "http://127.0.0.1:9", "api_key": "***",
