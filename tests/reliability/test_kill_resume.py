@@ -79,6 +79,11 @@ def _spec(out) -> dict:
 
 def _child_run(spec: dict, out, sandbox, crash: str | None, timeout: float = 60.0) -> int:
     """Run the runner in a forked child; returns its exit code or −signal."""
+    # fork only while the sandbox is idle: a sandbox thread busy separating (and
+    # possibly importing a module) at fork time can leave a lock held forever
+    t_idle = time.monotonic() + 10
+    while getattr(sandbox, "_tasks", None) and time.monotonic() < t_idle:
+        time.sleep(0.01)
     pid = os.fork()
     if pid == 0:  # child
         code = 1
@@ -127,19 +132,30 @@ def _fake_scorer(monkeypatch):
     monkeypatch.setattr(runner_mod, "score_stems", fake_score)
 
 
-def test_sigkill_at_random_points_then_resume(tmp_path):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run, in this process: it also imports everything a
+    run needs here, before any fork (a module import in progress in a sandbox
+    thread at fork time would deadlock the child on the import lock)."""
     import stemlab.datasets as D
 
-    demo_small = list(D.load("demo", tracks=1, seconds=3.0))
-    n_tracks = len(demo_small)
-    ref_sb = _sandbox(demo_small)
+    tracks = list(D.load("demo", tracks=1, seconds=3.0))
+    sb = _sandbox(tracks)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(runner_mod, "score_stems", fake_score)
     try:
-        ref_out = tmp_path / "ref"
-        assert _child_run(_spec(ref_out), ref_out, ref_sb, None) == 0
-        ref = _scores(ref_out)
-        assert len(ref_sb.ledger.jobs) == n_tracks
+        out = tmp_path_factory.mktemp("ref")
+        Runner(_spec(out), output=out, quiet=True, sandboxes=_ParentSandbox(sb)).run()
+        assert len(sb.ledger.jobs) == len(tracks)
+        return tracks, _scores(out)
     finally:
-        ref_sb.stop()
+        mp.undo()
+        sb.stop()
+
+
+def test_sigkill_at_random_points_then_resume(tmp_path, reference):
+    demo_small, ref = reference
+    n_tracks = len(demo_small)
     assert len(ref) == 2 * n_tracks * 4  # 2 providers × tracks × 4 targets (uSDR)
 
     rng = np.random.default_rng(2026)
@@ -176,3 +192,56 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
         print(" | ".join(map(str, row)))
     print(f"{kills} SIGKILLs delivered over {SEEDS} seeds; duplicates: 0")
     assert kills >= SEEDS  # most planned kills must really have happened
+
+
+def test_ctrl_c_finishes_the_ledger_then_resume(tmp_path, reference):
+    """SIGINT (Ctrl-C) mid-run: the runner stops, leaves no job 'running' in
+    the ledger, writes the results it has; a resume completes without a
+    second submission or charge."""
+    from stemlab.runs.ledger import Ledger
+
+    tracks, ref = reference
+    sb = _sandbox(tracks)
+    out = tmp_path / "int"
+    spec = _spec(out)
+    try:
+        pid = os.fork()
+        if pid == 0:  # child: a run that SIGINTs itself right after the paid submit
+            code = 1
+            try:
+                os.environ["STEMLAB_CRASH_AT"] = ""
+                _crash._plan = {}
+                real = _crash.crashpoint
+
+                def interrupt(name: str) -> None:
+                    if name == "remote.poll":
+                        os.kill(os.getpid(), signal.SIGINT)
+                    real(name)
+
+                import stemlab.providers.remote._http as http_mod
+
+                http_mod.crashpoint = interrupt
+                Runner(spec, output=out, quiet=True, sandboxes=_ParentSandbox(sb)).run()
+                code = 0
+            except KeyboardInterrupt:
+                code = 130
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 130
+        led = Ledger(out / "ledger.sqlite")
+        try:
+            states = {r.provider: r.state for r in led.jobs()}
+        finally:
+            led.close()
+        assert "running" not in states.values(), states
+        assert states["aistemsplitter:htdemucs [sandbox]"] == "submitted", states  # remote id kept → polled on resume
+        assert (out / "jobs.parquet").exists()  # results written for what finished
+        assert _child_run(spec, out, sb, None) == 0
+        assert len(sb.ledger.jobs) == 1 and sb.ledger.duplicate_charges() == {}
+        assert set(load_results(out).jobs.status) == {"done"}
+        pd.testing.assert_frame_equal(_scores(out), ref, check_exact=False, atol=1e-6)
+    finally:
+        sb.stop()
