@@ -23,24 +23,39 @@ import time
 from pathlib import Path
 
 
+def _direct(providers: list[str], metrics: list[str]) -> float:
+    """The anchor: the same separations and scores in a plain loop."""
+    import stemlab.datasets as D
+    from stemlab.metrics.scoring import score_stems
+    from stemlab.providers import create
+
+    provs = [create(p) for p in providers]
+    t0 = time.perf_counter()
+    for track in D.load("demo"):
+        for prov in provs:
+            sep = prov.separate(track)
+            score_stems(sep.stems, track, metrics=metrics, metric_options={}, alignment={"enabled": True},
+                        targets=None)
+        track.release()
+    return time.perf_counter() - t0
+
+
 def bench_overhead(work: Path) -> None:
     from stemlab.runs import run
 
-    spec = {
-        "datasets": ["demo"],
-        "providers": ["oracle:irm", "oracle:mwf", "baseline:hpss", "baseline:mixture"],
-        "metrics": ["usdr", "si_sdr"],
-        "concurrency": {"local": 1},
-    }
+    providers = ["oracle:irm", "oracle:mwf", "baseline:hpss", "baseline:mixture"]
+    metrics = ["usdr", "si_sdr"]
+    spec = {"datasets": ["demo"], "providers": providers, "metrics": metrics, "concurrency": {"local": 1}}
+    direct = _direct(providers, metrics)
     t0 = time.perf_counter()
     r = run({**spec, "output": str(work / "overhead")}, quiet=True)
     wall = time.perf_counter() - t0
     jobs = r.jobs
     sep = float(jobs["separate_s"].fillna(jobs["wall_s"]).sum())
     score = float(jobs["scoring_s"].fillna(0).sum())
-    overhead = (wall - sep - score) / (sep + score)
-    print(f"demo set: {len(jobs)} jobs, wall={wall:.2f}s provider={sep:.2f}s scoring={score:.2f}s")
-    print(f"overhead={overhead * 100:.1f}% (goal <= 5%)")
+    print(f"demo set: {len(jobs)} jobs; direct loop {direct:.2f}s; harness wall {wall:.2f}s "
+          f"(provider {sep:.2f}s + scoring {score:.2f}s, overlapped)")
+    print(f"overhead={(wall / direct - 1) * 100:+.1f}% vs the direct loop (goal <= 5%)")
     t0 = time.perf_counter()
     run({**spec, "output": str(work / "overhead")}, quiet=True)
     again = time.perf_counter() - t0
@@ -58,8 +73,16 @@ def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
 
     tracks = list(D.load("folder", root=str(data)))
 
-    # a long (virtual) processing time, so that waiting dominates as with a real service
-    sb = get_sandbox_class("aistemsplitter")(scale=scale, seed=0, queue_seconds=20.0, processing_seconds=60.0).start()
+    # A real service spends its own compute elsewhere and minutes of queue and
+    # processing per song; the sandbox runs in this process on the same 2 cores.
+    # So: a cheap separator (fixed gains of the mixture) and 2.5 virtual minutes
+    # of queue + processing, so that what is measured is the harness waiting on
+    # many jobs at once, not the emulator's own CPU.
+    def cheap(audio, sr):
+        return {"vocals": 0.4 * audio, "drums": 0.3 * audio, "bass": 0.2 * audio, "other": 0.1 * audio}
+
+    sb = get_sandbox_class("aistemsplitter")(scale=scale, seed=0, queue_seconds=30.0, processing_seconds=120.0,
+                                             separator=cheap).start()
     for t in tracks:
         sb.register_track(t)
 
@@ -76,8 +99,9 @@ def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
     def one(conc: int) -> float:
         spec = {
             "datasets": [{"name": "folder", "root": str(data)}],
+            # an account allowed 10 running jobs (the provider's default cap is 4, the service's)
             "providers": [{"provider": "aistemsplitter:htdemucs", "sandbox": True, "max_concurrency": conc,
-                           "rate_limit": 1000}],
+                           "options": {"max_concurrency": conc, "rate_limit": 100.0}}],
             "metrics": ["usdr"],
             "concurrency": {"remote": conc},
             "output": str(work / f"conc{conc}"),
@@ -100,7 +124,7 @@ def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=100)
-    ap.add_argument("--scale", type=float, default=0.01, help="sandbox clock scale (real s per virtual s)")
+    ap.add_argument("--scale", type=float, default=0.02, help="sandbox clock scale (real s per virtual s)")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--skip-concurrency", action="store_true")
     a = ap.parse_args()

@@ -448,6 +448,8 @@ class Runner:
                 self.ledger.update(key, state="planned", detail="retry", error=None, error_kind=None)
                 row = self.ledger.get(key)
             assert row is not None
+            if row.state == "done" and self.score_cache.get(key, self.spec.metrics_hash) is not None:
+                return  # separated and scored with these settings: nothing to load or compute
             stems = self.stem_cache.get(key) if row.state in ("separated", "done") else None
             if stems is None:
                 await self._separate(job, row)
