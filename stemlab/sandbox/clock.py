@@ -13,6 +13,13 @@ seconds and trip every client's ``max_wait``). The sandbox runs that work
 under :meth:`ScaledClock.hold`: while any hold is active virtual time runs at
 ``1/busy_scale`` (default: real time), exactly as if the emulated service
 were a bit slower; every waiting client sees the same, consistent time.
+
+A hold slows time for every job at once, so with many concurrent jobs (the
+emulator is then almost always busy) the sandbox crawls at real time. Sandboxes
+therefore hold their clock only when asked (``Sandbox(hold_clock=True)``, for
+realistic per-job timings); by default they give their clients a ``max_wait``
+long enough in *real* seconds instead (:meth:`Sandbox.provider_options`), and
+timings then include the emulator's compute ×1/scale.
 """
 
 from __future__ import annotations
@@ -35,9 +42,11 @@ class ScaledClock:
     wall time (``1/busy_scale`` times while held); ``sleep(s)`` returns once
     ``s`` virtual seconds have passed. Thread-safe."""
 
-    def __init__(self, scale: float = 0.01, *, busy_scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 0.01, *, busy_scale: float | None = 1.0) -> None:
         if not scale > 0:
             raise ValueError(f"ScaledClock: scale must be > 0, got {scale!r}")
+        if busy_scale is None:  # holds are no-ops: virtual time always runs at 1/scale
+            busy_scale = scale
         if not busy_scale > 0:
             raise ValueError(f"ScaledClock: busy_scale must be > 0, got {busy_scale!r}")
         self.scale = float(scale)

@@ -260,10 +260,13 @@ class Sandbox:
         url_ttl: float = 3600.0,
         lossy_delay: int | None = None,
         port: int = 0,
+        hold_clock: bool = False,
     ) -> None:
         self.api_keys: list[str] = list(api_keys) if api_keys else [f"sandbox-{self.service}-key-0001"]
         self.faults = FaultPlan.parse(faults, seed=seed)
-        self.clock = clock or ScaledClock(scale)
+        # hold_clock: virtual time runs at real rate while the emulator computes
+        # (realistic per-job timings, but concurrent jobs then crawl: see clock.py)
+        self.clock = clock or ScaledClock(scale, busy_scale=1.0 if hold_clock else None)
         self.references = ReferenceLibrary()
         self._custom_separator = separator is not None
         self.quality = quality

@@ -139,17 +139,21 @@ def _slow_separator(seconds):
     return sep
 
 
-def test_harness_run_through_the_suno_sandbox_finishes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("hold_clock", [True, False])
+def test_harness_run_through_the_suno_sandbox_finishes(tmp_path, monkeypatch, hold_clock):
     """Demo tracks (no suno_clip_id of their own) go through the harness with
     the sandbox's clip resolver. Separation takes 1.5 real s per job at scale
     0.001: before the fix that was 1500 service seconds, past Suno's 900-s
-    max_wait, and every job failed with 'still streaming after … s'."""
+    max_wait, and every job failed with 'still streaming after … s'.
+    Fixed twice: the sandbox gives its clients a max_wait of enough *real*
+    seconds (default), and optionally holds its clock while computing
+    (``hold_clock``: realistic per-job service timings)."""
     from stemlab.runs import run
     from stemlab.runs import runner as runner_mod
     from stemlab.sandbox.pool import SandboxPool
 
     monkeypatch.setattr(runner_mod, "score_stems", aligned_score)
-    pool = SandboxPool(scale=0.001, options={"suno": {"separator": _slow_separator(1.5)}})
+    pool = SandboxPool(scale=0.001, options={"suno": {"separator": _slow_separator(1.5), "hold_clock": hold_clock}})
     spec = {"datasets": [{"name": "demo", "options": {"tracks": 2, "seconds": 3.0}}],
             "providers": ["suno"], "metrics": ["usdr"], "output": str(tmp_path / "out")}
     with pool:
@@ -157,7 +161,10 @@ def test_harness_run_through_the_suno_sandbox_finishes(tmp_path, monkeypatch):
         sb = pool.running["suno"]
         jobs = res.jobs
         assert list(jobs.status) == ["done", "done"], jobs.error.tolist()
-        assert (jobs.processing_s < 900).all() and (jobs.processing_s >= 1.0).all()
+        if hold_clock:  # the emulator's 1.5 real s count as 1.5 service s, not 1500
+            assert (jobs.processing_s < 900).all() and (jobs.processing_s >= 1.0).all()
+        else:  # past Suno's own 900-s max_wait in service seconds, still waited for
+            assert (jobs.processing_s > 900).all()
         assert sb.ledger.charged() == 2 and sb.ledger.duplicate_charges() == {}
         # the resolver registered each demo track as its own clip
         assert len(sb.clips) == 2

@@ -67,7 +67,7 @@ from ..._crash import crashpoint
 from ...types import Cost, Separation, Track
 from ..base import JobJournal, NullJournal, Provider, Status, as_track
 from ._client import Ambiguous, Auth, DownloadRefused, HttpClient, Response, RetryPolicy, Timeouts
-from ._limits import Clock, RealClock, account_key, shared_limits
+from ._limits import Clock, RealClock, account_key, release_limits, shared_limits
 from ._output import assemble_stems
 
 __all__ = [
@@ -302,6 +302,7 @@ class RemoteProvider(Provider):
         self.max_download_bytes = mdb
         self.clock: Clock = o.get("clock") or RealClock()
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, HttpClient]] = {}
+        self._limit_keys: set[tuple[str, str, str]] = set()
 
     # ------------------------------------------------------------ identity
     @property
@@ -456,11 +457,9 @@ class RemoteProvider(Provider):
         return c
 
     def _limits(self):
-        return shared_limits(
-            account_key(self.service_name, self.base_url, self._key.get() if self._key else None),
-            rate=self.rate_limit,
-            max_concurrency=self.max_concurrency,
-        )
+        key = account_key(self.service_name, self.base_url, self._key.get() if self._key else None)
+        self._limit_keys.add(key)
+        return shared_limits(key, rate=self.rate_limit, max_concurrency=self.max_concurrency, owner=id(self))
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
@@ -470,6 +469,9 @@ class RemoteProvider(Provider):
 
     def close(self) -> None:
         self._clients.clear()
+        for key in self._limit_keys:
+            release_limits(key, id(self))
+        self._limit_keys.clear()
 
     # ------------------------------------------------------------- running
     def separate(self, track: Track | np.ndarray, sample_rate: int | None = None) -> Separation:

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
 
 __all__ = ["Clock", "RealClock", "RateLimiter", "JobSlots", "SharedLimits", "shared_limits", "account_key"]
@@ -150,6 +150,7 @@ class JobSlots:
 class SharedLimits:
     limiter: RateLimiter
     slots: JobSlots
+    owners: set = field(default_factory=set)  # ids of the providers using them
 
 
 _registry_lock = threading.Lock()
@@ -168,23 +169,39 @@ def shared_limits(
     *,
     rate: float | None,
     max_concurrency: int,
+    owner: int | None = None,
 ) -> SharedLimits:
     """The limiter and job slots of one service account, created on first use.
 
     Later instances asking for different numbers tighten them (the lowest
     rate and concurrency any instance configured win), so two providers
-    pointed at one account can never exceed its limits together."""
+    pointed at one account can never exceed its limits together. ``owner``
+    (a provider) registers its use until :func:`release_limits`; once every
+    owner has released them, the next user configures them afresh (a later
+    run with other caps is not held to an earlier run's)."""
     with _registry_lock:
         s = _registry.get(key)
-        if s is None:
+        if s is None or (not s.owners and s.slots.active == 0):
             s = SharedLimits(RateLimiter(rate), JobSlots(max_concurrency))
             _registry[key] = s
+            if owner is not None:
+                s.owners.add(owner)
             return s
+        if owner is not None:
+            s.owners.add(owner)
     if rate and rate > 0 and (s.limiter.rate is None or rate < s.limiter.rate):
         s.limiter.set_rate(rate)
     if max_concurrency < s.slots.limit:
         s.slots.set_limit(max_concurrency)
     return s
+
+
+def release_limits(key: tuple[str, str, str], owner: int) -> None:
+    """``owner`` no longer uses the account's limits (see :func:`shared_limits`)."""
+    with _registry_lock:
+        s = _registry.get(key)
+        if s is not None:
+            s.owners.discard(owner)
 
 
 def _reset_registry() -> None:  # tests
