@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _provider(model: str, repo: str | None, shifts: int, threads: int):
+def _provider(model: str, repo: str | None, shifts: int, threads: int, device: str = "cpu"):
     import stemlab.providers as P
 
     spec = f"demucs:{model}?shifts={shifts}"
     if repo:
         spec += f"&repo={repo}"
-    return P.create(spec, threads=threads, device="cpu")
+    return P.create(spec, threads=threads, device=device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of each")
     ap.add_argument("--shifts", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there)")
     args = ap.parse_args(argv)
 
     import torch
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     import stemlab.datasets as D
     from stemlab.types import Track
 
-    prov = _provider(args.model, args.repo, args.shifts, args.threads)
+    prov = _provider(args.model, args.repo, args.shifts, args.threads, args.device)
     tmp = None
     if args.repo:
         print(f"model={args.model} (repo {args.repo})")
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="demucs-bench-")
         repo = build_tiny_repo(Path(tmp.name), {"tinyht": (["7e5a0001"], None)})
         print(f"model=tinyht (tiny HTDemucs; weights of {args.model!r} absent: {prov.status().detail[:60]}…)")
-        prov = _provider("tinyht", str(repo), args.shifts, args.threads)
+        prov = _provider("tinyht", str(repo), args.shifts, args.threads, args.device)
     else:
         print(f"model={args.model} ({prov.status().detail})")
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         random.seed(c["seed"])
         t = time.perf_counter()
         out = apply_model(model, wav[None], shifts=c["shifts"], split=c["split"], overlap=c["overlap"],
-                          segment=c["segment"], device="cpu")
+                          segment=c["segment"], device=args.device)
         dt = time.perf_counter() - t
         torch.set_num_threads(old)
         del out
