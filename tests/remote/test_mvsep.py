@@ -327,7 +327,9 @@ def test_plan_sets_parallel_jobs_and_free_accounts_run_one_at_a_time(track):
 def test_faults_are_survived(track):
     faults = ("status:http_429(retry_after=date,seconds=1)*1; status:http_503*1+2; algorithms:http_500*1; "
               "download:expire*1; download:truncate*1+1; output:wrong_rate(rate=22050)")
-    with MVSepSandbox(scale=SCALE, faults=faults) as sb:
+    # a job long enough (in service seconds) for ≥ 4 status polls, so that the
+    # 503 planned for the third status request always fires, however fast the machine
+    with MVSepSandbox(scale=SCALE, faults=faults, queue_seconds=30.0, processing_seconds=60.0) as sb:
         sb.register_track(track)
         p = make("mvsep:bs_roformer", sb)
         sep = p.separate(track)
