@@ -13,6 +13,7 @@ option ``clip_ids`` (a mapping track name → clip id, or a callable
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable, ClassVar, Mapping
 from urllib.parse import quote
 
@@ -104,9 +105,6 @@ class Suno(RemoteProvider):
 
     def check_input(self, track: Track) -> None:
         super().check_input(track)
-        # Suno never receives the audio, but the stems it returns are scored
-        # against it: refuse a broken track before a paid job, like every provider
-        check_audio(track.mixture, f"track {track.name!r} mixture")
         if self.clip_id(track) is None:
             raise ProviderRejected(
                 f"{self.id}: track {track.name!r} has no Suno clip id; the Suno stems gateway separates Suno clips "
@@ -175,6 +173,13 @@ class Suno(RemoteProvider):
         if any(s in _RUNNING or s in READY_STATUSES for s in statuses.values()):
             return JobState(RUNNING, service_status="/".join(sorted(set(statuses.values()))))
         return JobState(QUEUED, service_status="/".join(sorted(set(statuses.values()))))
+
+    async def prepare(self, job: JobContext) -> None:
+        # Suno never receives the audio, but the stems it returns are scored
+        # against it: refuse a broken track before the paid request, like every
+        # provider (in a worker thread: reading the mixture may decode the file)
+        t = job.track
+        await asyncio.to_thread(lambda: check_audio(t.mixture, f"track {t.name!r} mixture"))
 
     async def create(self, job: JobContext, prepared: Any) -> Submission:
         cid = self.clip_id(job.track)
