@@ -64,14 +64,11 @@ def bench_overhead(work: Path) -> None:
 
 def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
     from stemlab.runs import runner as runner_mod
-    from stemlab.sandbox import get_sandbox_class
+    from stemlab.sandbox.pool import SandboxPool
     from stemlab.testing import synthetic_folder_dataset
 
     data = work / "songs"
     synthetic_folder_dataset(data, n_jobs, seconds=1.0)
-    import stemlab.datasets as D
-
-    tracks = list(D.load("folder", root=str(data)))
 
     # A real service spends its own compute elsewhere and minutes of queue and
     # processing per song; the sandbox runs in this process on the same 2 cores.
@@ -81,20 +78,8 @@ def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
     def cheap(audio, sr):
         return {"vocals": 0.4 * audio, "drums": 0.3 * audio, "bass": 0.2 * audio, "other": 0.1 * audio}
 
-    sb = get_sandbox_class("aistemsplitter")(scale=scale, seed=0, queue_seconds=30.0, processing_seconds=120.0,
-                                             separator=cheap).start()
-    for t in tracks:
-        sb.register_track(t)
-
-    class _Pool:
-        def options_for(self, family: str) -> dict:
-            return sb.provider_options()
-
-        def register(self, track) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
+    pool = SandboxPool(scale=scale, options={"aistemsplitter": {
+        "queue_seconds": 30.0, "processing_seconds": 120.0, "separator": cheap}})
 
     def one(conc: int) -> float:
         spec = {
@@ -107,7 +92,7 @@ def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
             "output": str(work / f"conc{conc}"),
         }
         t0 = time.perf_counter()
-        r = runner_mod.Runner(spec, quiet=True, sandboxes=_Pool()).run()
+        r = runner_mod.Runner(spec, quiet=True, sandboxes=pool).run()
         dt = time.perf_counter() - t0
         assert (r.jobs.status == "done").all(), r.jobs[r.jobs.status != "done"][["track", "error"]]
         return dt
@@ -116,7 +101,7 @@ def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
         t1 = one(1)
         t10 = one(10)
     finally:
-        sb.stop()
+        pool.close()
     print(f"{n_jobs} sandbox jobs: concurrency 1 {t1:.1f}s, concurrency 10 {t10:.1f}s")
     print(f"concurrency_speedup={t1 / t10:.1f}x (goal >= 8x)")
 
