@@ -45,7 +45,9 @@ class ScaledClock:
     def __init__(self, scale: float = 0.01, *, busy_scale: float | None = 1.0) -> None:
         if not scale > 0:
             raise ValueError(f"ScaledClock: scale must be > 0, got {scale!r}")
-        if busy_scale is None:  # holds are no-ops: virtual time always runs at 1/scale
+        #: busy_scale None → holds are no-ops: virtual time always runs at 1/scale
+        self.holds_enabled = busy_scale is not None
+        if busy_scale is None:
             busy_scale = scale
         if not busy_scale > 0:
             raise ValueError(f"ScaledClock: busy_scale must be > 0, got {busy_scale!r}")
@@ -77,6 +79,9 @@ class ScaledClock:
     def hold(self) -> Iterator[None]:
         """Run virtual time at ``1/busy_scale`` for the duration of the block
         (the emulator's real work). Nestable, from any thread."""
+        if not self.holds_enabled:  # nothing to slow down, and sleep() need not slice
+            yield
+            return
         with self._lock:
             self._rebase()
             self._holds += 1

@@ -150,7 +150,7 @@ class JobSlots:
 class SharedLimits:
     limiter: RateLimiter
     slots: JobSlots
-    owners: set = field(default_factory=set)  # ids of the providers using them
+    owners: set[int] = field(default_factory=set)  # ids of the providers using them
 
 
 _registry_lock = threading.Lock()
