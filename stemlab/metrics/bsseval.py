@@ -188,7 +188,7 @@ def _check(references: np.ndarray, estimates: np.ndarray) -> tuple[np.ndarray, n
     if r.shape[2] == 0:
         raise InputError("bsseval: references have 0 samples", field="references")
     for name, a in (("references", r), ("estimates", e)):
-        if not np.isfinite(a).all():
+        if not np.isfinite(a.sum()) and not np.isfinite(a).all():  # (a sum is finite ⇒ all are)
             raise InputError(f"bsseval: {name} contain NaN/Inf samples", field=name)
     # museval's pad_or_truncate: estimates follow the references' length
     T = r.shape[2]
@@ -200,11 +200,17 @@ def _check(references: np.ndarray, estimates: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _energy(spec: np.ndarray, n: int) -> np.ndarray:
-    """Σ x² of the real length-``n`` signal whose rfft is ``spec`` (last axis)."""
-    p = spec.real**2 + spec.imag**2
+    """Σ x² of the real length-``n`` signal whose rfft is ``spec`` (last axis,
+    C-contiguous): Parseval, the interior bins counted twice."""
+    if spec.strides[-1] == spec.itemsize:
+        v = spec.view(np.float64)  # (…, 2F): re, im interleaved — no |X|² temporary
+        tot = np.einsum("...i,...i->...", v, v)
+    else:
+        tot = (spec.real**2 + spec.imag**2).sum(axis=-1)
+    edge = spec[..., 0].real ** 2
     if n % 2 == 0:
-        return (2.0 * p.sum(axis=-1) - p[..., 0] - p[..., -1]) / n
-    return (2.0 * p.sum(axis=-1) - p[..., 0]) / n
+        edge = edge + spec[..., -1].real ** 2
+    return (2.0 * tot - edge) / n
 
 
 # ------------------------------------------------------------------ SDR only
@@ -249,47 +255,65 @@ def _in_threads(fn, items: list, workers: int | None = None) -> list:
         return list(pool.map(fn, shares))
 
 
-def _block_correlations(sig: np.ndarray, n_left: int, L: int, block: int = 16384 - 1022,
-                        group: int = 32) -> np.ndarray:
-    """Correlations ``r[p, q, m] = Σₙ sig[p][n] · sig[q][n + m]`` for ``p`` over all
-    signals, ``q < n_left`` (the references), ``|m| < L``; returned with
-    ``m + L − 1`` as the last index (shape (P, n_left, 2L − 1)).
+def _blocks(x: np.ndarray, b0: int, n: int, block: int, length: int, offset: int) -> np.ndarray:
+    """(S, n, length) windows of ``x`` (S, T) starting at ``b·block + offset``
+    for ``b = b0 … b0 + n − 1``, zero outside ``[0, T)``: a strided view when
+    all windows lie inside, else a zero-padded copy of just this span."""
+    S, T = x.shape
+    start = b0 * block + offset
+    end = (b0 + n - 1) * block + offset + length
+    if start < 0 or end > T:
+        buf = np.zeros((S, end - start))
+        lo, hi = max(start, 0), min(end, T)
+        if hi > lo:
+            buf[:, lo - start : hi - start] = x[:, lo:hi]
+        x, start = buf, 0
+    return np.lib.stride_tricks.as_strided(
+        x[:, start:], shape=(S, n, length), strides=(x.strides[0], block * x.strides[1], x.strides[1]),
+        writeable=False,
+    )
+
+
+def _block_correlations(refs: np.ndarray, ests: np.ndarray, L: int, block: int = 8192 - 1022,
+                        group: int = 8) -> np.ndarray:
+    """Correlations ``r[p, q, m] = Σₙ x_p[n] · s_q[n + m]`` for ``x_p`` over the
+    references (R, T) then the estimates (E, T), ``s_q`` over the references,
+    ``|m| < L``; returned with ``m + L − 1`` as the last index (shape
+    (R + E, R, 2L − 1)).
 
     Block cross-spectra: each signal's length-``block`` blocks, and each
     reference's blocks extended by ``L − 1`` samples on both sides, are FFT'd
-    once (size ``N ≥ block + 2(L − 1)``); per bin, conj(X)·W is summed over
-    blocks; one inverse FFT per pair. Blocks are processed ``group`` at a time,
-    so memory stays bounded for any signal length."""
-    P, T = sig.shape
+    once (size ``N ≥ block + 2(L − 1)``), bins first; per bin, Xᴴ·W sums the
+    products over a group of blocks in one small matrix product; one inverse
+    FFT per pair at the end. The blocks are views of the inputs (no padded
+    copy of the signals) and are processed ``group`` at a time, so memory
+    stays bounded, and cache-sized, for any signal length."""
+    R, T = refs.shape
+    E = ests.shape[0]
+    P = R + E
     ext = L - 1
     N = sfft.next_fast_len(block + 2 * ext, real=True)
     F = N // 2 + 1
     nb = int(math.ceil(T / block))
-    pad = np.zeros((P, nb * block + 2 * ext))
-    pad[:, ext : ext + T] = sig
-    xs = pad[:, ext : ext + nb * block].reshape(P, nb, block)
-    refs = pad[:n_left]
 
     def partial(groups: list[tuple[int, int]]) -> np.ndarray:
-        acc = np.zeros((F, P, n_left), dtype=np.complex128)
+        acc = np.zeros((F, P, R), dtype=np.complex128)
+        X = Wf = None
         for b0, b1 in groups:
             n = b1 - b0
-            X = sfft.rfft(xs[:, b0:b1], n=N, axis=-1)  # (P, n, F)
-            wv = np.lib.stride_tricks.as_strided(
-                refs[:, b0 * block :], shape=(n_left, n, block + 2 * ext),
-                strides=(refs.strides[0], block * refs.strides[1], refs.strides[1]),
-            )
-            W = sfft.rfft(wv, n=N, axis=-1)  # (Q, n, F)
-            Xt = np.ascontiguousarray(X.transpose(2, 0, 1))
-            Wt = np.ascontiguousarray(W.transpose(2, 0, 1))
-            del X, W
-            np.conjugate(Xt, out=Xt)
-            acc += np.einsum("fpb,fqb->fpq", Xt, Wt, optimize=True)
+            if X is None or X.shape[2] != n:
+                X = np.empty((F, P, n), dtype=np.complex128)
+                Wf = np.empty((F, R, n), dtype=np.complex128)
+            _rfft_into(_blocks(refs, b0, n, block, block, 0), N, X[:, :R])
+            _rfft_into(_blocks(ests, b0, n, block, block, 0), N, X[:, R:])
+            _rfft_into(_blocks(refs, b0, n, block, block + 2 * ext, -ext), N, Wf)
+            np.conjugate(X, out=X)
+            acc += X @ Wf.transpose(0, 2, 1)  # (F, P, R): Σ_blocks conj(X)·W
         return acc
 
     groups = [(b0, min(nb, b0 + group)) for b0 in range(0, nb, group)]
     cross = sum(_in_threads(partial, groups))
-    c = sfft.irfft(cross.transpose(1, 2, 0), n=N, axis=-1, workers=-1)  # (P, Q, N)
+    c = sfft.irfft(cross.transpose(1, 2, 0), n=N, axis=-1, workers=-1)  # (P, R, N)
     # conj(X)·W ↔ Σₙ x[n] w[n + k], w starting ext samples before x: m = k − ext
     return np.ascontiguousarray(c[:, :, : 2 * ext + 1])
 
@@ -387,12 +411,22 @@ def bss_eval_v4(
     *,
     filters_len: int = 512,
     nan_policy: str = "museval",
-    frame_chunk: int = 8,
+    frame_chunk: int = 2,
 ) -> BssEvalResult:
     """Framewise SDR/ISR/SIR/SAR of ``estimates`` against ``references``, both
     ``(n_sources, channels, samples)`` (museval uses samples × channels — only
     the axis order differs). Estimates are zero-padded or truncated to the
     references' length, as museval does."""
+    import time
+
+    tick = [time.perf_counter()]
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        seconds[name] = round(now - tick[0], 4)
+        tick[0] = now
+
     r, e = _check(references, estimates)
     nsrc, C, T = r.shape
     L = int(filters_len)
@@ -400,13 +434,16 @@ def bss_eval_v4(
     nwin = starts.size
     silent = silent_frames(r, e, starts, stops, nan_policy)
     R = nsrc * C
-    if (r.reshape(nsrc, -1) == 0).all(axis=1).any() or (e.reshape(nsrc, -1) == 0).all(axis=1).any():
+    ref_src = np.einsum("jct,jct->j", r, r)  # energy per source: 0 ⟺ all zero
+    est_src = np.einsum("jct,jct->j", e, e)
+    if (ref_src == 0).any() or (est_src == 0).any():
         warnings.warn("bsseval: a reference or estimate is silent over the whole signal; "
                       "museval refuses this input, stemlab marks the affected frames NaN", RuntimeWarning, stacklevel=2)
 
     # 1. correlations at |lag| < L: reference/reference and estimate/reference
-    sig = np.concatenate([r.reshape(R, T), e.reshape(R, T)], axis=0)
-    corr = _block_correlations(sig, R, L, block=_block_size(T, L))  # (2R, R, 2L-1)
+    lap("check")
+    corr = _block_correlations(r.reshape(R, T), e.reshape(R, T), L, block=_block_size(T, L))  # (2R, R, 2L-1)
+    lap("correlations")
     ext = L - 1
     # 2. filters: C = (G + ε·I)⁻¹ D with G block-Toeplitz in the lag → block
     #    Levinson (O(L²R³)); Cholesky of the full Gram matrix if it breaks down
@@ -434,23 +471,33 @@ def bss_eval_v4(
             Cown[j] = _solve_filters(G[np.ix_(rows, rows)], D[rows][:, j * C : (j + 1) * C]).reshape(C, L, C)
         del G, D
     del corr
+    lap("filters")
     # conditioning: how far the filters' coefficients exceed what projecting
     # ŝ (‖P‖ ≤ ‖ŝ‖) needs. Large values mean near-singular references (band-
     # limited lossy decodes, identical channels): the coefficients in the
     # null space are set by rounding and so are ISR/SIR/SAR — museval's too.
-    ref_energy = float((r * r).sum())
-    est_energy = (e.reshape(R, T) ** 2).sum(axis=1)
+    ref_energy = float(ref_src.sum())
+    est_energy = np.einsum("pt,pt->p", e.reshape(R, T), e.reshape(R, T))
     coef = np.sqrt((Call**2).sum(axis=(0, 1)))  # per estimate channel
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = np.where(est_energy > 0, coef * math.sqrt(ref_energy) / np.sqrt(est_energy), 0.0)
     filter_gain = float(np.nanmax(gain)) if gain.size else 0.0
 
-    # 3. frame projections in the frequency domain (linear convolution → N ≥ len + L − 1)
+    # 3. frame projections in the frequency domain (linear convolution → N ≥ len + L − 1),
+    #    bins first: per bin, P = H·X is one small matrix product over all frames
     flen = int((stops - starts).max())
     N = sfft.next_fast_len(flen + L - 1, real=True)
-    Hall = sfft.rfft(Call, n=N, axis=1)  # (R, F, E)
-    Hall = np.ascontiguousarray(Hall.transpose(2, 0, 1))  # (E, R, F)
-    Hown = sfft.rfft(Cown, n=N, axis=2).transpose(0, 3, 1, 2)  # (nsrc, c_out, c_in, F)
+    F = N // 2 + 1
+    Hall = np.ascontiguousarray(sfft.rfft(Call, n=N, axis=1).transpose(1, 2, 0))  # (F, E, R)
+    Hown_f = sfft.rfft(Cown, n=N, axis=2)  # (nsrc, c_in, F, c_out)
+    Hown = np.zeros((F, R, R), dtype=np.complex128)  # block diagonal: each source's own references
+    for j in range(nsrc):
+        Hown[:, j * C : (j + 1) * C, j * C : (j + 1) * C] = Hown_f[j].transpose(1, 2, 0)
+    del Hown_f
+    wts = np.full(F, 2.0 / N)  # Parseval: interior bins count twice
+    wts[0] = 1.0 / N
+    if N % 2 == 0:
+        wts[-1] = 1.0 / N
     e_true = np.zeros((nsrc, nwin))
     e_err = np.zeros((nsrc, nwin))
     e_spat = np.zeros((nsrc, nwin))
@@ -460,54 +507,78 @@ def bss_eval_v4(
     e_art = np.zeros((nsrc, nwin))
     rf = r.reshape(R, T)
     ef = e.reshape(R, T)
+    W = _tiled(starts, stops)
+
+    def energy(Y: np.ndarray) -> np.ndarray:
+        """(F, R, nt) spectra → (nsrc, nt) energies, channels summed."""
+        v = Y.view(np.float64).reshape(F, -1)  # re, im interleaved
+        acc = np.einsum("f,fk->k", wts, v * v)  # (no BLAS: its threads would fight ours)
+        return (acc[0::2] + acc[1::2]).reshape(nsrc, C, -1).sum(axis=1)
 
     def frames(chunks: list[int]) -> None:
+        Xr = Xe = None
         for t0 in chunks:
             nt = min(frame_chunk, nwin - t0)
-            fr = np.zeros((R, nt, N))
-            fe = np.zeros((R, nt, N))
-            for i in range(nt):
-                a, b = starts[t0 + i], stops[t0 + i]
-                fr[:, i, : b - a] = rf[:, a:b]
-                fe[:, i, : b - a] = ef[:, a:b]
+            if W:  # frames tile the signal: views, no copies
+                fr = rf[:, t0 * W : (t0 + nt) * W].reshape(R, nt, W)
+                fe = ef[:, t0 * W : (t0 + nt) * W].reshape(R, nt, W)
+            else:
+                fr = np.zeros((R, nt, flen))
+                fe = np.zeros((R, nt, flen))
+                for i in range(nt):
+                    a, b = starts[t0 + i], stops[t0 + i]
+                    fr[:, i, : b - a] = rf[:, a:b]
+                    fe[:, i, : b - a] = ef[:, a:b]
             sl = slice(t0, t0 + nt)
             # time-domain SDR terms: exactly museval's sums
-            e_true[:, sl] = np.einsum("jctn,jctn->jt", *(fr.reshape(nsrc, C, nt, N),) * 2)
-            d = (fe - fr).reshape(nsrc, C, nt, N)
+            frs = fr.reshape(nsrc, C, nt, -1)
+            e_true[:, sl] = np.einsum("jctn,jctn->jt", frs, frs)
+            d = (fe - fr).reshape(nsrc, C, nt, -1)
             e_err[:, sl] = np.einsum("jctn,jctn->jt", d, d)
-            del d
-            Xr = sfft.rfft(fr, axis=-1)  # (R, nt, F)
-            Xe = sfft.rfft(fe, axis=-1)
-            del fr, fe
-            # P_all for every estimate channel: Σ_p H[e, p] X_p → (E, nt, F)
-            Pall = np.einsum("epf,ptf->etf", Hall, Xr, optimize=True).reshape(nsrc, C, nt, -1)
-            Xr_s = Xr.reshape(nsrc, C, nt, -1)
-            Pown = np.einsum("jocf,jctf->jotf", Hown, Xr_s, optimize=True)  # (nsrc, c_out, nt, F)
-            Xe_s = Xe.reshape(nsrc, C, nt, -1)
-            e_pj[:, sl] = _energy(Pown, N).sum(axis=1)
-            e_pall[:, sl] = _energy(Pall, N).sum(axis=1)
-            Xe_s -= Pall  # ŝ − P
-            e_art[:, sl] = _energy(Xe_s, N).sum(axis=1)
-            Pall -= Pown  # P − Pⱼ
-            e_interf[:, sl] = _energy(Pall, N).sum(axis=1)
-            Pown -= Xr_s  # Pⱼ − s
-            e_spat[:, sl] = _energy(Pown, N).sum(axis=1)
+            del d, frs
+            if Xr is None or Xr.shape[2] != nt:
+                Xr = np.empty((F, R, nt), dtype=np.complex128)
+                Xe = np.empty((F, R, nt), dtype=np.complex128)
+            _rfft_into(fr, N, Xr)
+            _rfft_into(fe, N, Xe)
+            Pall = Hall @ Xr  # (F, E, nt)
+            Pown = Hown @ Xr
+            e_pall[:, sl] = energy(Pall)
+            e_pj[:, sl] = energy(Pown)
+            np.subtract(Xe, Pall, out=Xe)  # ŝ − P
+            e_art[:, sl] = energy(Xe)
+            np.subtract(Pall, Pown, out=Pall)  # P − Pⱼ
+            e_interf[:, sl] = energy(Pall)
+            np.subtract(Pown, Xr, out=Pown)  # Pⱼ − s
+            e_spat[:, sl] = energy(Pown)
 
+    lap("filter_gain")
     _in_threads(frames, list(range(0, nwin, frame_chunk)))
+    lap("frames")
     sdr = _db(e_true, e_err)
     isr = _db(e_true, e_spat)
     sir = _db(e_pj, e_interf)
     sar = _db(e_pall, e_art)
     out = [np.where(silent, np.nan, m) for m in (sdr, isr, sir, sar)]
     return BssEvalResult(out[0], out[1], out[2], out[3], int(win), int(hop), starts, silent,
-                         info={"filters_len": L, "fft_frames": N, "solver": solver, "filter_gain": filter_gain})
+                         info={"filters_len": L, "fft_frames": N, "solver": solver, "filter_gain": filter_gain,
+                               "seconds": seconds})
+
+
+def _rfft_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
+    """rfft of ``x`` (R, nt, len) zero-padded to ``n``, written bins first into
+    ``out`` (F, R, nt)."""
+    try:
+        np.fft.rfft(x, n=n, axis=-1, out=out.transpose(1, 2, 0))  # numpy ≥ 2: no extra pass
+    except TypeError:
+        out[...] = sfft.rfft(x, n=n, axis=-1).transpose(2, 0, 1)
 
 
 def _block_size(T: int, L: int) -> int:
     """Block length for the correlations: ~16k FFTs for long signals, one
     block for short ones."""
     ext = 2 * (L - 1)
-    target = 16384 - ext
+    target = max(8192, sfft.next_fast_len(4 * ext, real=True)) - ext
     if T <= target:
         return max(1, sfft.next_fast_len(T + ext, real=True) - ext)
     return target
