@@ -453,12 +453,10 @@ def bss_eval_v4(
     rhs = corr[R:, :, ext - k].transpose(2, 1, 0)  # (L, ref p, est e): Σₙ ŝ_e[n] s_p[n − k]
     solver = "levinson"
     try:
-        # the own-source systems, as one block-diagonal system, ride along in
-        # the same batched recursion as the all-sources system
-        same = np.kron(np.eye(nsrc), np.ones((C, C)))
-        sol = block_levinson(np.stack([gamma, gamma * same]), np.stack([rhs, rhs * same]))
-        Call = sol[0].transpose(1, 0, 2)  # (ref p, tap, est e)
-        Cown = np.stack([sol[1][:, j * C : (j + 1) * C, j * C : (j + 1) * C] for j in range(nsrc)])
+        Call = block_levinson(gamma, rhs).transpose(1, 0, 2)  # (ref p, tap, est e)
+        # each source's own C-channel system, all sources in one batched recursion
+        own = [slice(j * C, (j + 1) * C) for j in range(nsrc)]
+        Cown = block_levinson(np.stack([gamma[:, o, o] for o in own]), np.stack([rhs[:, o, o] for o in own]))
         Cown = Cown.transpose(0, 2, 1, 3)  # (nsrc, c_in, tap, c_out)
     except np.linalg.LinAlgError:
         solver = "cholesky"
