@@ -2,7 +2,7 @@
 
 * ``bsseval_v4`` — museval 0.4.1's framewise SDR/ISR/SIR/SAR (images mode,
   512-tap time-invariant filters, 1-s frames), identical to museval to
-  ~1e-10 dB and ~20× faster (:mod:`.bsseval`); rows ``sdr_bsseval_v4`` …
+  ~1e-10 dB and 20–30× faster (:mod:`.bsseval`); rows ``sdr_bsseval_v4`` …
 * ``sdr_bsseval_v4`` — museval's SDR alone, without the distortion filters
   (the same numbers by construction, ~100× faster).
 * the whole-track metrics of :mod:`.simple` (``usdr``, ``usdr_mdx``,
@@ -23,6 +23,12 @@ __all__ = ["available_metrics", "evaluate", "TrackEvaluation", "aggregate_tracks
 #: spec naming them still validates; evaluate() then says what is missing)
 _SIMPLE_NAMES = ("usdr", "usdr_mdx", "si_sdr", "sdr_gain", "l1_freq", "bleedless", "fullness")
 BSSEVAL_NAMES = ("bsseval_v4", "sdr_bsseval_v4")
+
+#: bumped whenever a metric's numbers change for the same input and options;
+#: part of a run's ``metrics_hash``, so cached scores of an older definition
+#: are recomputed (from the cached stems — nothing is separated again).
+#: 2: bleedless/fullness default to MSST's own float32 arithmetic.
+SCORES_VERSION = 2
 
 
 def available_metrics() -> list[str]:

@@ -78,13 +78,20 @@ Spectral scores (0–100, higher is better, unitless)
     *Precision.* MSST runs steps 1–5 in float32, and P and Q are means over
     the sign of Δ, so where estimate and reference nearly agree (Δ ≈ 0 in
     many cells: a low-passed copy, a copy with a gap) float32 rounding moves
-    cells across 0 and MSST's own result moves by up to ~1e-2 (measured on
-    the test signals: |MSST float32 − MSST float64| up to 7.5e-3; ≤ 1e-5
-    on ordinary estimates). stemlab computes in float64 by default, with
-    MSST's float32 window and librosa's float32 filters bit for bit, and
-    matches MSST's code run in float64 to ≤ 1e-12 — so it differs from MSST
-    as run exactly by MSST's own float32 rounding. ``dtype=np.float32``
-    computes in float32 (not closer to MSST: its rounding differs).
+    cells across 0 and the result moves by up to ~1e-2 (measured on the test
+    signals: |MSST float32 − MSST float64| up to 7.5e-3; ≤ 1e-5 on ordinary
+    estimates). So ``precision`` chooses whose rounding:
+
+    * ``"msst"`` (default): MSST's own torch float32 operations (torch.stft,
+      torch.matmul with librosa's filters, torchaudio's dB formula, torch
+      means). The numbers are MSST's as it runs: identical on the test
+      signals with the same torch thread count, ≤ 1e-5 apart across thread
+      counts.
+    * ``"float64"``: the same definition in numpy float64, with MSST's
+      float32 window and librosa's float32 filters bit for bit; matches
+      MSST's code run in float64 to ≤ 1e-12. Use it when a value must not
+      depend on float32 rounding.
+    * ``"float32"``: numpy float32 (its own rounding, neither of the above).
 
 ``log_wmse`` (only when ``torch_log_wmse`` < 1.0 is importable)
     MSST ``LogWMSE_metric`` through the package (0.3.1 tested):
@@ -431,6 +438,35 @@ def _mel_db(x: np.ndarray, mel: Any, n_fft: int, hop: int, window: np.ndarray, t
     return np.maximum(db, db.max() - dt(top_db))
 
 
+def _bleed_full_msst(ref32: np.ndarray, est32: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int,
+                     top_db: float) -> tuple[float, float]:
+    """MSST's ``bleed_full`` op for op in torch float32 (one source, (C, T))."""
+    import torch
+
+    with torch.no_grad():
+        window = torch.hann_window(n_fft)
+        mel = torch.from_numpy(mel_filterbank(sr, n_fft, n_mels))  # librosa's float32 filters, bit for bit
+
+        def db(x: np.ndarray) -> "torch.Tensor":
+            spec = torch.stft(torch.from_numpy(x), n_fft=n_fft, hop_length=hop, window=window,
+                              return_complex=True, pad_mode="constant")
+            m = torch.matmul(mel, torch.abs(spec))
+            # torchaudio.functional.amplitude_to_DB(m, 20, 1e-10, log10(1.0), top_db)
+            d = 20.0 * torch.log10(torch.clamp(m, min=1e-10))
+            d -= 20.0 * math.log10(max(1e-10, 1.0))
+            shape = d.size()
+            d = d.reshape(-1, shape[-3] if d.dim() > 2 else 1, shape[-2], shape[-1])
+            d = torch.max(d, (d.amax(dim=(-3, -2, -1)) - top_db).view(-1, 1, 1, 1))
+            return d.reshape(shape)
+
+        diff = db(est32) - db(ref32)
+        pos = diff[diff > 0]
+        neg = diff[diff < 0]
+        p = torch.mean(pos) if pos.numel() > 0 else torch.tensor(0.0)
+        q = torch.mean(neg) if neg.numel() > 0 else torch.tensor(0.0)
+        return float(100 * 1 / (p + 1)), float(100 * 1 / (-q + 1))
+
+
 def bleed_full(
     references: Any,
     estimates: Any,
@@ -440,38 +476,52 @@ def bleed_full(
     hop: int = 1024,
     n_mels: int = 512,
     top_db: float = 80.0,
-    dtype: Any = np.float64,
+    precision: str = "msst",
+    dtype: Any = None,
 ) -> tuple[Array, Array]:
     """``(bleedless, fullness)`` per source, MSST's ``bleed_full`` (module
-    doc). Inputs are rounded to float32 as MSST does; the arithmetic runs in
-    ``dtype`` (float64 by default: see the module doc on precision)."""
+    doc). Inputs are rounded to float32 as MSST does. ``precision``:
+    ``"msst"`` (default) runs MSST's own torch float32 operations, so the
+    numbers are MSST's as it runs; ``"float64"`` (or ``"float32"``) runs the
+    same definition in numpy at that precision (see the module doc on why the
+    two can differ by up to ~1e-2 on near-identical estimates). ``dtype`` is
+    the older spelling of the numpy precisions."""
     ref, est, sr = check_pair(references, estimates, sample_rate, rate_required=True)
     assert sr is not None
-    dt = np.dtype(dtype)
+    if dtype is not None:
+        precision = np.dtype(dtype).name
+    if precision not in ("msst", "float64", "float32"):
+        raise InputError(f"bleed_full: precision must be 'msst', 'float64' or 'float32', got {precision!r}",
+                         field="precision")
     ref32 = np.ascontiguousarray(ref, dtype=np.float32)
     est32 = np.ascontiguousarray(est, dtype=np.float32)
     h = hashlib.blake2b(digest_size=16)
-    h.update(repr((ref32.shape, sr, n_fft, hop, n_mels, top_db, dt.str)).encode())
+    h.update(repr((ref32.shape, sr, n_fft, hop, n_mels, top_db, precision)).encode())
     h.update(ref32.tobytes())
     h.update(est32.tobytes())
     key = h.hexdigest()
     if key in _BF_CACHE:
         b, f = _BF_CACHE[key]
         return b.copy(), f.copy()
-    mel = _mel(sr, n_fft, n_mels, dt)
-    window = hann_periodic_f32(n_fft).astype(dt)
     bleed = np.empty(ref.shape[0])
     full = np.empty(ref.shape[0])
-    for j in range(ref.shape[0]):
-        d = _mel_db(est32[j].astype(dt), mel, n_fft, hop, window, top_db) - _mel_db(
-            ref32[j].astype(dt), mel, n_fft, hop, window, top_db
-        )
-        pos = d[d > 0]
-        neg = d[d < 0]
-        p = float(pos.mean()) if pos.size else 0.0
-        q = float(neg.mean()) if neg.size else 0.0
-        bleed[j] = 100.0 / (1.0 + p)
-        full[j] = 100.0 / (1.0 - q)
+    if precision == "msst":
+        for j in range(ref.shape[0]):
+            bleed[j], full[j] = _bleed_full_msst(ref32[j], est32[j], sr, n_fft, hop, n_mels, top_db)
+    else:
+        dt = np.dtype(precision)
+        mel = _mel(sr, n_fft, n_mels, dt)
+        window = hann_periodic_f32(n_fft).astype(dt)
+        for j in range(ref.shape[0]):
+            d = _mel_db(est32[j].astype(dt), mel, n_fft, hop, window, top_db) - _mel_db(
+                ref32[j].astype(dt), mel, n_fft, hop, window, top_db
+            )
+            pos = d[d > 0]
+            neg = d[d < 0]
+            p = float(pos.mean()) if pos.size else 0.0
+            q = float(neg.mean()) if neg.size else 0.0
+            bleed[j] = 100.0 / (1.0 + p)
+            full[j] = 100.0 / (1.0 - q)
     _BF_CACHE.clear()  # one entry: bleedless and fullness of the same pair
     _BF_CACHE[key] = (bleed, full)
     return bleed.copy(), full.copy()

@@ -118,8 +118,11 @@ class RunSpec:
     @property
     def metrics_hash(self) -> str:
         """Changes when anything that affects scores (not separations) changes."""
+        from ..metrics import SCORES_VERSION
+
         blob = json.dumps(
             {"metrics": list(self.metrics), "opts": dict(self.metric_options), "align": dict(self.alignment),
+             "scores_version": SCORES_VERSION,
              "targets": list(self.targets) if self.targets else None},
             sort_keys=True,
             default=str,

@@ -290,35 +290,43 @@ ILL_CONDITIONED = {"lowpass", "gap", "odd_length"}
 def test_bleedless_fullness_match_msst(torch_one_thread):
     rng = np.random.default_rng(7)
     spread = []
+    worst_default = worst_f64 = 0.0
     for name, ref, est in _bleed_cases(rng):
         ref = ref.astype(np.float32)
         est = est.astype(np.float32)
-        b, f = S.bleed_full(ref, est, SR)
+        b, f = S.bleed_full(ref, est, SR)  # precision="msst": MSST's torch float32 ops
         np.testing.assert_allclose(S.bleedless(ref, est, SR), b)
         np.testing.assert_allclose(S.fullness(ref, est, SR), f)
-        b32, f32 = S.bleed_full(ref, est, SR, dtype=np.float32)
+        b64, f64 = S.bleed_full(ref, est, SR, precision="float64")
+        b32, f32 = S.bleed_full(ref, est, SR, precision="float32")
         for j in range(ref.shape[0]):
-            ours = np.array([b[j], f[j]])
             t64 = np.array(msst_bleed_full(ref[j], est[j], double=True))
             t32 = np.array(msst_bleed_full(ref[j], est[j]))
-            # MSST's computation, carried out in float64 (measured ≤ 2e-13)
-            assert np.abs(ours - t64).max() <= 1e-6, (name, j, ours, t64)
-            # MSST as it runs (float32): ≤ 1e-3 where its own rounding allows;
-            # elsewhere within its own float32-vs-float64 spread
+            # the default: MSST's numbers as MSST computes them, ≤ 1e-3 on every case
+            d = np.abs(np.array([b[j], f[j]]) - t32).max()
+            worst_default = max(worst_default, d)
+            assert d <= 1e-3, (name, j, b[j], f[j], t32)
+            # precision="float64": MSST's computation carried out in float64 (measured ≤ 2e-13)
+            d64 = np.abs(np.array([b64[j], f64[j]]) - t64).max()
+            worst_f64 = max(worst_f64, d64)
+            assert d64 <= 1e-6, (name, j, b64[j], f64[j], t64)
+            # MSST float32 vs float64: its own rounding where Δ ≈ 0 in many cells
             own_spread = np.abs(t64 - t32).max()
-            if name in ILL_CONDITIONED:
-                assert np.abs(ours - t32).max() <= own_spread + 1e-6, (name, j, ours, t32)
-            else:
+            if name not in ILL_CONDITIONED:
                 assert own_spread < 1e-4
-                assert np.abs(ours - t32).max() <= 1e-3, (name, j, ours, t32)
                 assert np.abs(np.array([b32[j], f32[j]]) - t32).max() <= 1e-3, (name, j)
-            # and the float32 path is a sane approximation everywhere
+            # and the numpy float32 path is a sane approximation everywhere
             assert np.abs(np.array([b32[j], f32[j]]) - t64).max() <= 2e-2, (name, j)
-            spread.append(t32)
+            spread.append((t32, own_spread))
         if name == "identical":
-            assert np.all(b == 100.0) and np.all(f == 100.0)
-    spread = np.array(spread)
-    assert spread[:, 0].min() < 50 and spread[:, 1].min() < 50  # the cases are not all trivial
+            assert np.all(b == 100.0) and np.all(f == 100.0) and np.all(b64 == 100.0)
+    vals = np.array([v for v, _ in spread])
+    assert vals[:, 0].min() < 50 and vals[:, 1].min() < 50  # the cases are not all trivial
+    # the ill-conditioned cases are really there: MSST's float32 moves by > 1e-3
+    # on some of them, and the default still matches MSST as it runs
+    assert max(o for _, o in spread) > 1e-3
+    print(f"bleedless/fullness: max |default − MSST float32| = {worst_default:.2e}, "
+          f"max |float64 − MSST float64| = {worst_f64:.2e}")
 
 
 def test_registry_shapes_and_names():
