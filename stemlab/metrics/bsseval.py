@@ -59,6 +59,13 @@ __all__ = [
 
 EPS = np.finfo(float).eps
 
+try:  # the gufunc behind np.linalg.solve, without its per-call error-state setup
+    from numpy.linalg import _umath_linalg as _ul
+
+    _solve = _ul.solve
+except (ImportError, AttributeError):  # pragma: no cover - other numpy layouts
+    _solve = np.linalg.solve
+
 
 @dataclass
 class BssEvalResult:
@@ -349,16 +356,26 @@ def block_levinson(gamma: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     Bbuf[:, s0 : s0 + R] = np.eye(R)
     ef = pos[:, 0].copy()
     eb = pos[:, 0].copy()
-    X[:, :R] = np.linalg.solve(pos[:, 0], rhs[:, 0])
     dflat = rhs.reshape(nb, L * R, E)
+    with np.errstate(all="ignore"):  # a singular step gives non-finite values, caught below
+        X[:, :R] = _solve(pos[:, 0], rhs[:, 0])
+        _recursion(L, R, hrow, nrow, Fw, Bbuf, s0, X, ef, eb, dflat)
+    if not np.isfinite(X).all():
+        raise np.linalg.LinAlgError("block Levinson: non-finite solution")
+    return X.reshape(batch + (L, R, E))
+
+
+def _recursion(L: int, R: int, hrow: np.ndarray, nrow: np.ndarray, Fw: np.ndarray, Bbuf: np.ndarray, s0: int,
+               X: np.ndarray, ef: np.ndarray, eb: np.ndarray, dflat: np.ndarray) -> None:
+    """The order recursion of :func:`block_levinson`, in place on Fw, Bbuf, X."""
     for n in range(L - 1):
         m = (n + 1) * R
         h = hrow[:, :, (L - 2 - n) * R :]  # Γ(n+1) … Γ(1)
         b_old = Bbuf[:, s0 : s0 + m]
         delta = h @ Fw[:, :m]
         nabla = nrow[:, :, :m] @ b_old
-        kf = -np.linalg.solve(eb, delta)
-        kb = -np.linalg.solve(ef, nabla)
+        kf = -_solve(eb, delta)
+        kb = -_solve(ef, nabla)
         tb = Fw[:, :m] @ kb  # from the old forward predictor
         Fw[:, R : m + R] += b_old @ kf
         s0 -= R
@@ -372,10 +389,7 @@ def block_levinson(gamma: np.ndarray, rhs: np.ndarray) -> np.ndarray:
             if not ((d_ef > 0).all() and (d_eb > 0).all()):
                 raise np.linalg.LinAlgError("block Levinson: prediction error not positive definite")
         theta = h @ X[:, :m]
-        X[:, : m + R] += b_new @ np.linalg.solve(eb, dflat[:, m : m + R] - theta)
-    if not np.isfinite(X).all():
-        raise np.linalg.LinAlgError("block Levinson: non-finite solution")
-    return X.reshape(batch + (L, R, E))
+        X[:, : m + R] += b_new @ _solve(eb, dflat[:, m : m + R] - theta)
 
 
 def _toeplitz_gram(r: np.ndarray, L: int) -> np.ndarray:
