@@ -2,7 +2,7 @@
 
 * ``bsseval_v4`` — museval 0.4.1's framewise SDR/ISR/SIR/SAR (images mode,
   512-tap time-invariant filters, 1-s frames), identical to museval to
-  ~1e-10 dB and 20–30× faster (:mod:`.bsseval`); rows ``sdr_bsseval_v4`` …
+  ~1e-10 dB and 25–35× faster (:mod:`.bsseval`); rows ``sdr_bsseval_v4`` …
 * ``sdr_bsseval_v4`` — museval's SDR alone, without the distortion filters
   (the same numbers by construction, ~100× faster).
 * the whole-track metrics of :mod:`.simple` (``usdr``, ``usdr_mdx``,
