@@ -449,9 +449,10 @@ def bss_eval_v4(
     nwin = starts.size
     silent = silent_frames(r, e, starts, stops, nan_policy)
     R = nsrc * C
-    ref_src = np.einsum("jct,jct->j", r, r)  # energy per source: 0 ⟺ all zero
+    ref_src = np.einsum("jct,jct->j", r, r)  # energy per source (0 if all zero, or if x² underflows)
     est_src = np.einsum("jct,jct->j", e, e)
-    if (ref_src == 0).any() or (est_src == 0).any():
+    whole_silent = [(x[j] == 0).all() for x, en in ((r, ref_src), (e, est_src)) for j in np.flatnonzero(en == 0)]
+    if any(whole_silent):
         warnings.warn("bsseval: a reference or estimate is silent over the whole signal; "
                       "museval refuses this input, stemlab marks the affected frames NaN", RuntimeWarning, stacklevel=2)
 

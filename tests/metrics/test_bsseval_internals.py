@@ -157,3 +157,22 @@ def test_rfft_into_without_numpy_out(monkeypatch):
     B._rfft_into(x, 64, b)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, real(x, n=64, axis=-1).transpose(2, 0, 1), rtol=1e-12)
+
+
+def test_whole_silence_is_exact_zero_not_underflow():
+    """A source whose samples square to 0 (|x| < 1e-162) is not silent."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    refs = rng.standard_normal((2, 1, 3000))
+    ests = refs + 0.1 * rng.standard_normal(refs.shape)
+    tiny = refs.copy()
+    tiny[1] *= 1e-170
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "silent over the whole signal" warning
+        res = B.bss_eval_v4(tiny, ests, 1000, 1000, filters_len=16)
+    assert np.isfinite(res.sdr[0]).all()
+    zero = refs.copy()
+    zero[1] = 0.0
+    with pytest.warns(RuntimeWarning, match="silent over the whole signal"):
+        B.bss_eval_v4(zero, ests, 1000, 1000, filters_len=16)
