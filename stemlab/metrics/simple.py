@@ -447,7 +447,7 @@ def _bleed_full_msst(ref32: np.ndarray, est32: np.ndarray, sr: int, n_fft: int, 
         window = torch.hann_window(n_fft)
         mel = torch.from_numpy(mel_filterbank(sr, n_fft, n_mels))  # librosa's float32 filters, bit for bit
 
-        def db(x: np.ndarray) -> "torch.Tensor":
+        def db(x: np.ndarray) -> torch.Tensor:
             spec = torch.stft(torch.from_numpy(x), n_fft=n_fft, hop_length=hop, window=window,
                               return_complex=True, pad_mode="constant")
             m = torch.matmul(mel, torch.abs(spec))

@@ -1,5 +1,6 @@
 """Shared helpers of the remote-provider tests: a 3-s demo excerpt with
-references and a lag-compensated SDR (lossy outputs carry encoder delay)."""
+references, a lag-compensated SDR (lossy outputs carry encoder delay) and a
+recorder of the service statuses a provider polls."""
 
 from __future__ import annotations
 
@@ -37,3 +38,23 @@ def aligned_score(stems, track, spec, kind):
             rows.append({"target": n, "metric": "sdr_aligned", "value": aligned_sdr(stems[n], refs[n]),
                          "aggregation": "track", "unit": "dB"})
     return {"rows": rows, "frames": [], "museval": None, "corrections": {}}
+
+
+def record_statuses(provider) -> list[str]:
+    """Wrap ``provider.fetch_state`` so every polled service status is
+    appended to the returned list (in poll order)."""
+    seen: list[str] = []
+    orig = provider.fetch_state
+
+    async def spy(job, rid):
+        st = await orig(job, rid)
+        seen.append(st.service_status)
+        return st
+
+    provider.fetch_state = spy
+    return seen
+
+
+def status_order(seen: list[str]) -> list[str]:
+    """The statuses with consecutive repeats collapsed (the state sequence)."""
+    return [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]

@@ -21,7 +21,7 @@ from stemlab.providers.base import NullJournal
 from stemlab.providers.remote.aistemsplitter import PRICING
 from stemlab.sandbox import AIStemSplitterSandbox
 
-from ._stemcheck import aligned_sdr
+from ._stemcheck import aligned_sdr, record_statuses, status_order
 
 FOUR = ("vocals", "drums", "bass", "other")
 
@@ -64,15 +64,7 @@ def test_upload_flow_end_to_end(excerpt):
         p = _provider(sb)
         before = p.get_credits()
         assert before == {"balance": sb.initial_credits, "unit": "seconds"}
-        seen: list[str] = []
-        orig = p.fetch_state
-
-        async def spy(job, rid):
-            st = await orig(job, rid)
-            seen.append(st.service_status)
-            return st
-
-        p.fetch_state = spy  # type: ignore[method-assign]
+        seen = record_statuses(p)
         sep = p.separate(excerpt)
         _assert_good_stems(sep, excerpt)
         # wire: reservation → raw upload (no auth) → create → polls → 4 downloads
@@ -80,7 +72,7 @@ def test_upload_flow_end_to_end(excerpt):
         assert eps[:3] == ["upload_reserve", "upload", "create"]
         assert eps.count("download") == 4 and eps.count("status") == len(seen) >= 2
         # status sequence: queued → processing → succeeded, in that order, only once each switch
-        order = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
+        order = status_order(seen)
         assert order[-1] == "succeeded" and set(order) <= {"queued", "processing", "succeeded"}
         assert order == sorted(order, key=["queued", "processing", "succeeded"].index)
         assert "processing" in order

@@ -140,6 +140,12 @@ def test_refuses_over_12_minutes_before_uploading() -> None:
     assert sb.objects == {} and sb.ledger.jobs == {} and sb.ledger.charges == []
 
 
+def _oss_form(ch: dict) -> dict:
+    """The OSS PostObject form fields for an upload channel, as the client sends them."""
+    return {"x-oss-forbid-overwrite": "true", "key": ch["key"], "OSSAccessKeyId": ch["OSSAccessKeyId"],
+            "policy": ch["policy"], "Signature": ch["sign"]}
+
+
 def test_sandbox_refuses_long_upload_and_keeps_channel_single_use() -> None:
     """The emulator enforces the 12-minute rule itself (for clients that do not)."""
     from stemlab.audio import encode_bytes
@@ -152,8 +158,7 @@ def test_sandbox_refuses_long_upload_and_keeps_channel_single_use() -> None:
         h = {"Authorization": f"Bearer {sb.api_key}"}
         with httpx.Client(base_url=sb.base_url, headers=h) as c:
             ch = c.post("/vocal-remover/upload/channel", json={"filename": "long.flac", "style": 9}).json()["data"]
-            form = {"x-oss-forbid-overwrite": "true", "key": ch["key"], "OSSAccessKeyId": ch["OSSAccessKeyId"],
-                    "policy": ch["policy"], "Signature": ch["sign"]}
+            form = _oss_form(ch)
             assert c.post(ch["url"], data=form, files={"file": ("long.flac", data)}).status_code == 204
             r1 = c.post(f"/vocal-remover/upload/{ch['channel']}/result").json()
             r2 = c.post(f"/vocal-remover/upload/{ch['channel']}/result").json()
@@ -167,8 +172,7 @@ def test_object_store_checks_the_form_like_oss() -> None:
         h = {"Authorization": f"Bearer {sb.api_key}"}
         with httpx.Client(base_url=sb.base_url, headers=h) as c:
             ch = c.post("/vocal-remover/upload/channel", json={"filename": "a.mp3", "style": 5}).json()["data"]
-            good = {"x-oss-forbid-overwrite": "true", "key": ch["key"], "OSSAccessKeyId": ch["OSSAccessKeyId"],
-                    "policy": ch["policy"], "Signature": ch["sign"]}
+            good = _oss_form(ch)
             f = {"file": ("a.mp3", b"\xff\xfb" + bytes(500))}
 
             def post(form: dict, files=f) -> httpx.Response:
@@ -229,13 +233,18 @@ def test_download_cap_and_url_expiry_in_the_sandbox(demo_track: Track) -> None:
         sb.stop()
 
 
-def test_expired_url_is_refreshed_via_status(demo_track: Track) -> None:
-    sb = _sandbox(demo_track, faults="download:expire")
+def _separate_through_faults(track: Track, faults: str, **options):
+    """One separation through a sandbox with ``faults``; returns the (stopped)
+    sandbox, for its logs and ledger, and the separation."""
+    sb = _sandbox(track, faults=faults)
     try:
-        p = create("dango", **sb.provider_options())
-        sep = p.separate(demo_track)
+        return sb, create("dango", **sb.provider_options(), **options).separate(track)
     finally:
         sb.stop()
+
+
+def test_expired_url_is_refreshed_via_status(demo_track: Track) -> None:
+    sb, sep = _separate_through_faults(demo_track, "download:expire")
     mid = sep.remote_id
     assert sb.faults_fired() == {"download:expire*1": 1}
     assert sep.provenance["url_refreshes"] == 1
@@ -407,12 +416,7 @@ def test_survives_rate_limits_and_lost_paid_answer(demo_track: Track) -> None:
     """429s with Retry-After are waited out; a dropped answer to the paid
     'result' call is reconciled through the status of the channel's id, never
     resent (no second charge)."""
-    sb = _sandbox(demo_track, faults="channel:http_429(retry_after=3)*2;result:drop;status:http_503")
-    try:
-        p = create("dango", **sb.provider_options())
-        sep = p.separate(demo_track)
-    finally:
-        sb.stop()
+    sb, sep = _separate_through_faults(demo_track, "channel:http_429(retry_after=3)*2;result:drop;status:http_503")
     assert all(n >= 1 for n in sb.faults_fired().values()), sb.faults_fired()
     assert sb.count("result") == 1 and len(sb.ledger.jobs) == 1 and len(sb.ledger.charges) == 1
     assert sep.remote_id in sb.ledger.jobs and sep.stems.names == ("vocals", "accompaniment")
@@ -422,12 +426,7 @@ def test_upload_answer_lost_then_overwrite_refused_counts_as_uploaded(demo_track
     """The object store stored the file but answered too late; the retried
     upload meets x-oss-forbid-overwrite (409), which after a retry means our
     first attempt landed."""
-    sb = _sandbox(demo_track, faults="upload:delay(seconds=1.5)")
-    try:
-        p = create("dango", **sb.provider_options(), timeout=0.5)  # read timeout, real seconds
-        sep = p.separate(demo_track)
-    finally:
-        sb.stop()
+    sb, sep = _separate_through_faults(demo_track, "upload:delay(seconds=1.5)", timeout=0.5)  # read timeout, real s
     assert [s for _, _, s in sb.upload_log] == [204, 409] and len(sb.objects) == 1
     assert sep.provenance["upload_overwrite_refused_after_retry"] is True
     assert len(sb.ledger.jobs) == 1 and sep.stems.num_samples == demo_track.num_samples

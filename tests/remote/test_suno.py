@@ -23,7 +23,7 @@ from stemlab.providers import create
 from stemlab.sandbox import SunoSandbox
 from stemlab.sandbox.clock import ScaledClock
 
-from ._stemcheck import aligned_score, aligned_sdr, best_lag
+from ._stemcheck import aligned_score, aligned_sdr, best_lag, record_statuses, status_order
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +42,7 @@ def test_clip_is_separated_polled_and_downloaded(excerpt):
                                title="City Lights")
         p = create("suno", base_url=sb.base_url, api_key=sb.api_key, clock=sb.clock, poll_initial=2.0,
                    poll_interval=2.0, poll_max_interval=4.0)
-        seen: list[str] = []
-        orig = p.fetch_state
-
-        async def spy(job, rid):
-            st = await orig(job, rid)
-            seen.append(st.service_status)
-            return st
-
-        p.fetch_state = spy  # type: ignore[method-assign]
+        seen = record_statuses(p)
         sep = p.separate(excerpt.replace(suno_clip_id=cid))
         assert sep.stems.names == ("vocals", "accompaniment") and sep.stems.sample_rate == excerpt.sample_rate
         assert sep.remote_id == cid
@@ -65,7 +57,7 @@ def test_clip_is_separated_polled_and_downloaded(excerpt):
         assert sum(r.endpoint == "download" for r in sb.requests) == 2
         assert sb.ledger.creates == [(sb.stem_jobs[(next(iter(sb.ledger.jobs.values())).account, cid)], "new")]
         assert sb.ledger.charged() == 1.0 and sep.cost.credits == 1 and sep.cost.credit_unit == "calls"
-        order = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
+        order = status_order(seen)
         assert order[-1] == "complete" and set(order) <= {"queued", "streaming", "complete"} and len(seen) >= 2
         assert sep.provenance["stem_clip_ids"]["vocals"] != sep.provenance["stem_clip_ids"]["accompaniment"]
 
