@@ -438,19 +438,20 @@ def _mel_db(x: np.ndarray, mel: Any, n_fft: int, hop: int, window: np.ndarray, t
     return np.maximum(db, db.max() - dt(top_db))
 
 
-def _bleed_full_msst(ref32: np.ndarray, est32: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int,
+def _bleed_full_msst(ref32: np.ndarray, est32: np.ndarray, mel: np.ndarray, n_fft: int, hop: int,
                      top_db: float) -> tuple[float, float]:
-    """MSST's ``bleed_full`` op for op in torch float32 (one source, (C, T))."""
+    """MSST's ``bleed_full`` op for op in torch float32 (one source, (C, T));
+    ``mel``: librosa's float32 filters (:func:`mel_filterbank`)."""
     import torch
 
     with torch.no_grad():
         window = torch.hann_window(n_fft)
-        mel = torch.from_numpy(mel_filterbank(sr, n_fft, n_mels))  # librosa's float32 filters, bit for bit
+        mel_t = torch.from_numpy(mel)
 
         def db(x: np.ndarray) -> torch.Tensor:
             spec = torch.stft(torch.from_numpy(x), n_fft=n_fft, hop_length=hop, window=window,
                               return_complex=True, pad_mode="constant")
-            m = torch.matmul(mel, torch.abs(spec))
+            m = torch.matmul(mel_t, torch.abs(spec))
             # torchaudio.functional.amplitude_to_DB(m, 20, 1e-10, log10(1.0), top_db)
             d = 20.0 * torch.log10(torch.clamp(m, min=1e-10))
             d -= 20.0 * math.log10(max(1e-10, 1.0))
@@ -506,8 +507,9 @@ def bleed_full(
     bleed = np.empty(ref.shape[0])
     full = np.empty(ref.shape[0])
     if precision == "msst":
+        mel32 = mel_filterbank(sr, n_fft, n_mels)  # once for all sources
         for j in range(ref.shape[0]):
-            bleed[j], full[j] = _bleed_full_msst(ref32[j], est32[j], sr, n_fft, hop, n_mels, top_db)
+            bleed[j], full[j] = _bleed_full_msst(ref32[j], est32[j], mel32, n_fft, hop, top_db)
     else:
         dt = np.dtype(precision)
         mel = _mel(sr, n_fft, n_mels, dt)
