@@ -254,6 +254,20 @@ class Track:
         return _pcm_hash(self.mixture, self.sample_rate)
 
     @property
+    def reference_files(self) -> dict[str, Path]:
+        """The files the references are decoded from, by stem (a MUSDB18
+        ``.stem.mp4`` holds them all: ``{"stems": path}``); ``{}`` when they
+        live in memory only."""
+        if not self.has_references:
+            return {}
+        files = self.metadata.get("reference_files") or self.metadata.get("stem_files") or {}
+        if files:
+            return {str(k): Path(v) for k, v in dict(files).items()}
+        if self.path is not None and str(self.path).endswith(".stem.mp4"):
+            return {"stems": Path(self.path)}
+        return {}
+
+    @property
     def num_samples(self) -> int:
         return int(self.mixture.shape[1])
 

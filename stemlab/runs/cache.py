@@ -6,17 +6,26 @@ inside full scale (separations may exceed ±1). Entries are written to a temp
 directory and renamed, so a crash leaves either a whole entry or none; a
 corrupt entry (hash mismatch) is discarded and recomputed.
 
-``<output>/cache/scores/<job_key>/<metrics_hash>.json`` holds the scores of
-one job under one metric configuration: changing only metric settings
-recomputes only scores. Scores are always computed from the *cached* stems,
+``<output>/cache/scores/<job_key>/<metrics_hash>-<refs_id>.json`` holds the
+scores of one job under one metric configuration against one track's
+references: changing only metric settings recomputes only scores, and two
+tracks sharing a separation (identical mixtures) are each scored against
+their own references. Scores are always computed from the *cached* stems,
 so a resumed run scores exactly what an uninterrupted one does.
+
+Every entry is validated when read: a corrupt or foreign one is logged (with
+its path), removed and recomputed — re-downloaded for a paid remote job,
+never paid again (the manifest's ``meta.paid`` records what was paid).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
+import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +39,62 @@ from ..errors import InputError, RunError
 from ..types import Stems
 
 __all__ = ["StemCache", "ScoreCache"]
+
+log = logging.getLogger("stemlab.runs.cache")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class CorruptEntry(ValueError):
+    """A cache entry that is present but unusable (the reason is the message)."""
+
+
+def _check_manifest(m: Any) -> None:
+    if not isinstance(m, dict):
+        raise CorruptEntry(f"manifest is a {type(m).__name__}, expected an object")
+    sr = m.get("sample_rate")
+    if isinstance(sr, bool) or not isinstance(sr, int) or sr <= 0:
+        raise CorruptEntry(f"manifest sample_rate is {sr!r}, expected a positive int (Hz)")
+    stems = m.get("stems")
+    if not isinstance(stems, dict) or not stems:
+        raise CorruptEntry("manifest lists no stems")
+    for name, e in stems.items():
+        if not isinstance(e, dict):
+            raise CorruptEntry(f"manifest entry for stem {name!r} is not an object")
+        f, sc, h = e.get("file"), e.get("scale"), e.get("sha256")
+        if not isinstance(f, str) or not f or "/" in f or "\\" in f or f.startswith("."):
+            raise CorruptEntry(f"stem {name!r}: file name {f!r} is not a plain file name")
+        if isinstance(sc, bool) or not isinstance(sc, (int, float)) or not math.isfinite(sc) or sc < 1.0:
+            raise CorruptEntry(f"stem {name!r}: scale {sc!r}, expected a finite number ≥ 1")
+        if not isinstance(h, str) or not _SHA256.fullmatch(h):
+            raise CorruptEntry(f"stem {name!r}: sha256 {h!r} is not a hex digest")
+    if not isinstance(m.get("meta", {}), dict):
+        raise CorruptEntry("manifest meta is not an object")
+
+
+def _check_scores(p: Any) -> None:
+    if not isinstance(p, dict):
+        raise CorruptEntry(f"payload is a {type(p).__name__}, expected an object")
+    rows = p.get("rows")
+    if not isinstance(rows, list):
+        raise CorruptEntry("payload has no list of rows")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise CorruptEntry(f"rows[{i}] is not an object")
+        for k in ("target", "metric", "aggregation"):
+            if not isinstance(r.get(k), str):
+                raise CorruptEntry(f"rows[{i}].{k} is {r.get(k)!r}, expected a string")
+        v = r.get("value")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise CorruptEntry(f"rows[{i}].value is {v!r}, expected a number")
+    if not isinstance(p.get("frames", []), list) or not all(isinstance(f, dict) for f in p.get("frames", [])):
+        raise CorruptEntry("frames is not a list of objects")
+    mj = p.get("museval")
+    if mj is not None and not (isinstance(mj, dict) and isinstance(mj.get("targets"), list)):
+        raise CorruptEntry("museval is not museval's track JSON")
+    if not isinstance(p.get("corrections", {}), dict):
+        raise CorruptEntry("corrections is not an object")
+    if not rows and not p.get("note"):
+        raise CorruptEntry("payload has no rows and no note saying why")
 
 
 def _disk_error(e: OSError, where: Path) -> RunError:
@@ -47,6 +112,7 @@ class StemCache:
         return self.root / key
 
     def has(self, key: str) -> bool:
+        """An entry is present (not checked: :meth:`get` validates)."""
         return (self._dir(key) / "manifest.json").is_file()
 
     def put(self, key: str, stems: Stems, meta: Mapping[str, Any] | None = None) -> Path:
@@ -78,25 +144,47 @@ class StemCache:
         return final
 
     def get(self, key: str) -> Stems | None:
-        """The cached stems, or None if absent or corrupt (then removed)."""
+        """The cached stems, or None if absent. A corrupt entry (unreadable or
+        malformed manifest, hash mismatch, undecodable file, stems of unequal
+        shape) is logged with its path, removed, and reported as absent."""
         d = self._dir(key)
+        if not (d / "manifest.json").is_file():
+            return None
         try:
-            manifest = json.loads((d / "manifest.json").read_text())
+            manifest = self._manifest(d)
             out = {}
             for name, e in manifest["stems"].items():
                 p = d / e["file"]
                 if file_sha256(p) != e["sha256"]:
-                    raise ValueError(f"{p} corrupt")
+                    raise CorruptEntry(f"{p.name}: sha256 differs from the manifest")
                 arr, sr = audio.decode(p)
-                out[name] = arr * np.float32(e["scale"])
+                if sr != manifest["sample_rate"]:
+                    raise CorruptEntry(f"{p.name}: {sr} Hz, manifest says {manifest['sample_rate']}")
+                if e["scale"] != 1.0:
+                    arr *= np.float32(e["scale"])
+                out[name] = arr
             return Stems(out, int(manifest["sample_rate"]))
-        except (OSError, ValueError, KeyError, InputError):
-            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, CorruptEntry, InputError) as e:
+            self._discard(d, e)
             return None
 
-    def meta(self, key: str) -> dict[str, Any]:
+    @staticmethod
+    def _manifest(d: Path) -> dict[str, Any]:
         try:
-            return json.loads((self._dir(key) / "manifest.json").read_text()).get("meta", {})
+            m = json.loads((d / "manifest.json").read_text())
+        except ValueError as e:
+            raise CorruptEntry(f"manifest.json is not JSON ({e})") from None
+        _check_manifest(m)
+        return m
+
+    def _discard(self, d: Path, why: BaseException) -> None:
+        log.warning("stem cache entry %s is corrupt (%s): removed; it will be fetched again", d, why)
+        shutil.rmtree(d, ignore_errors=True)
+
+    def meta(self, key: str) -> dict[str, Any]:
+        """The manifest's ``meta`` ({} when absent or corrupt)."""
+        try:
+            return dict(self._manifest(self._dir(key)).get("meta", {}))
         except (OSError, ValueError):
             return {}
 
@@ -109,18 +197,32 @@ class ScoreCache:
         self.root = Path(root) / "scores"
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, key: str, metrics_hash: str) -> Path:
-        return self.root / key / f"{metrics_hash}.json"
+    def _path(self, key: str, metrics_hash: str, refs_id: str = "") -> Path:
+        return self.root / key / (f"{metrics_hash}-{refs_id}.json" if refs_id else f"{metrics_hash}.json")
 
-    def get(self, key: str, metrics_hash: str) -> dict[str, Any] | None:
-        p = self._path(key, metrics_hash)
+    def get(self, key: str, metrics_hash: str, refs_id: str = "") -> dict[str, Any] | None:
+        """The cached payload, or None if absent. A corrupt one (not JSON, or
+        not the shape :func:`stemlab.metrics.scoring.score_stems` returns) is
+        logged with its path and removed, so it is recomputed from the stems."""
+        p = self._path(key, metrics_hash, refs_id)
         try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError):
+            text = p.read_text()
+        except FileNotFoundError:
             return None
+        except OSError as e:
+            log.warning("score cache entry %s is unreadable (%s): recomputing", p, e.strerror or e)
+            return None
+        try:
+            payload = json.loads(text)
+            _check_scores(payload)
+        except (ValueError, CorruptEntry) as e:
+            log.warning("score cache entry %s is corrupt (%s): removed; recomputing", p, e)
+            p.unlink(missing_ok=True)
+            return None
+        return payload
 
-    def put(self, key: str, metrics_hash: str, payload: Mapping[str, Any]) -> None:
-        p = self._path(key, metrics_hash)
+    def put(self, key: str, metrics_hash: str, payload: Mapping[str, Any], refs_id: str = "") -> None:
+        p = self._path(key, metrics_hash, refs_id)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_suffix(f".{os.getpid()}.tmp")

@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = _spec_from_args(args)
     runner = Runner(spec, force=args.force or (), retry_failed=args.retry_failed, strict=args.strict,
-                    quiet=args.quiet)
+                    quiet=args.quiet, overwrite=args.overwrite)
     if args.dry_run:
         res = runner.run(dry_run=True)
         print(f"dry run: {spec.name} → {runner.output}")
@@ -177,6 +177,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="(default behaviour) continue where the ledger stopped")
     p.add_argument("--force", action="append", help="recompute this provider (label or family; repeatable)")
     p.add_argument("--retry-failed", action="store_true", help="also retry failed jobs that may have been paid for")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of another spec in the output directory (cache and ledger are reused)")
     p.add_argument("--live", action="store_true", help="send remote providers to the real services (default: sandbox)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any job failed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary (papermill/CI)")

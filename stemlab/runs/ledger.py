@@ -14,11 +14,19 @@ crash at any point leaves either no paid request, or a row that says one may
 have been made (``in_doubt``), or the remote id to poll. On resume a job with
 a remote id is polled, never resubmitted; one caught in ``submitting`` is
 reconciled through the service before anything is resent.
+
+Every remote job's row is also mirrored, durably (fsync), to
+``<output>/cache/paid/<job_key>.json`` whenever it changes, and the stem
+cache's manifests record what each separation cost: if ``ledger.sqlite`` is
+lost, :meth:`Ledger.plan` restores each job's row from its record instead of
+planning it afresh — never pay twice holds while either survives.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -31,6 +39,8 @@ from ..errors import RunError
 from ..types import Cost
 
 __all__ = ["Ledger", "JobRow", "LedgerJournal", "TERMINAL", "PAID_STATES"]
+
+log = logging.getLogger("stemlab.runs.ledger")
 
 TERMINAL = frozenset({"done", "failed", "budget", "cancelled", "skipped"})
 #: states in which money may have been (or was) spent
@@ -136,6 +146,7 @@ class Ledger:
         except sqlite3.DatabaseError as e:
             raise RunError(f"{self.path}: cannot open the ledger ({e})", file=str(self.path)) from None
         self._lock = threading.RLock()
+        self.paid_dir = self.path.parent / "cache" / "paid"
 
     def close(self) -> None:
         with self._lock:
@@ -184,10 +195,14 @@ class Ledger:
 
     def plan(self, *, job_key: str, run_id: str, dataset: str, track: str, mixture_hash: str, provider: str,
              family: str, kind: str, params_hash: str, params: Mapping[str, Any], estimate: Cost) -> JobRow:
-        """Insert a planned job, or return the existing row untouched (resume)."""
+        """Insert a planned job, or return the existing row untouched (resume);
+        a job with a paid-job record but no row (lost ledger) is restored."""
         existing = self.get(job_key)
         if existing is not None:
             return existing
+        restored = self._restore(job_key)
+        if restored is not None:
+            return restored
         now = time.time()
         self._write(
             """INSERT OR IGNORE INTO jobs(job_key, run_id, dataset, track, mixture_hash, provider, family, kind,
@@ -221,6 +236,60 @@ class Ledger:
         self._write(f"UPDATE jobs SET {cols} WHERE job_key=?", (*sets.values(), job_key))
         if state is not None:
             self.event(job_key, state, detail)
+        self._mirror(job_key)
+
+    # ------------------------------------------------------ paid-job records
+    def _mirror(self, job_key: str) -> None:
+        """Write a remote job's row to ``cache/paid/<key>.json`` (atomic, fsync)
+        once money may be at stake."""
+        row = self.get(job_key)
+        if row is None or row.kind != "remote" or (row.state == "planned" and not row.remote_id):
+            return
+        data = {c: getattr(row, c) for c in _COLS}
+        try:
+            self.paid_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.paid_dir / f".{job_key}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.paid_dir / f"{job_key}.json")
+        except OSError as e:
+            raise RunError(f"cannot write the paid-job record in {self.paid_dir} ({e.strerror or e}); "
+                           "is the disk full?", file=str(self.paid_dir)) from None
+
+    def paid_record(self, job_key: str) -> dict[str, Any] | None:
+        """The mirrored row of a remote job (None when absent or unreadable)."""
+        p = self.paid_dir / f"{job_key}.json"
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            log.warning("paid-job record %s is unreadable (%s)", p, e)
+            return None
+        if not isinstance(data, dict) or data.get("job_key") != job_key or not isinstance(data.get("state"), str):
+            log.warning("paid-job record %s is not a job row; ignored", p)
+            return None
+        return data
+
+    def _restore(self, job_key: str) -> JobRow | None:
+        rec = self.paid_record(job_key)
+        if rec is None:
+            return None
+        vals = {c: rec.get(c) for c in _COLS}
+        vals["phases_json"] = vals.get("phases_json") or "{}"
+        vals["info_json"] = vals.get("info_json") or "{}"
+        vals["attempts"] = int(vals.get("attempts") or 0)
+        if not vals.get("idempotency_key"):
+            vals["idempotency_key"] = "stemlab-" + uuid.uuid4().hex
+        self._write(f"INSERT OR IGNORE INTO jobs({', '.join(_COLS)}) VALUES ({', '.join('?' * len(_COLS))})",
+                    [vals[c] for c in _COLS])
+        self.event(job_key, str(vals["state"]), "restored from cache/paid (the ledger had no row)")
+        log.warning("ledger had no row for paid job %s (%s on %s, %s%s): restored from %s", job_key,
+                    vals.get("provider"), vals.get("track"), vals["state"],
+                    f", remote id {vals['remote_id']}" if vals.get("remote_id") else "", self.paid_dir)
+        return self.get(job_key)
 
     def merge_json(self, job_key: str, column: str, values: Mapping[str, Any], add: bool = False) -> None:
         if column not in ("phases_json", "info_json"):
@@ -270,6 +339,12 @@ class Ledger:
         h = compute()
         self._write("INSERT OR REPLACE INTO hashes(path, size, mtime_ns, extra, hash) VALUES (?,?,?,?,?)", (*key, h))
         return h
+
+    def cached_file_hash(self, path: Path) -> str:
+        """sha256 of a file's bytes, cached by (path, size, mtime)."""
+        from .._hashing import file_sha256
+
+        return self.cached_hash(path, "file-sha256", lambda: file_sha256(path))
 
     def journal(self, job_key: str) -> "LedgerJournal":
         return LedgerJournal(self, job_key)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,10 @@ def write_results(runner: "Runner", jobs: list["Job"], meta: dict[str, Any], pla
     assert runner.ledger is not None
     out = runner.output
     mh = runner.spec.metrics_hash
+    # museval/ is rebuilt whole each time: no file of a job that is no longer
+    # part of the run stays behind
+    museval_tmp = out / f".museval.{os.getpid()}.tmp"
+    shutil.rmtree(museval_tmp, ignore_errors=True)
     score_rows: list[dict[str, Any]] = []
     frame_rows: list[dict[str, Any]] = []
     job_rows: list[dict[str, Any]] = []
@@ -108,7 +113,7 @@ def write_results(runner: "Runner", jobs: list["Job"], meta: dict[str, Any], pla
             "kind": j.provider.kind,
             "params_hash": j.provider.params_hash,
         }
-        payload = runner.score_cache.get(j.key, mh) if row.state == "done" else None
+        payload = runner.score_cache.get(j.key, mh, j.refs_id) if row.state == "done" else None
         jr = {
             **base,
             "job_key": j.key,
@@ -142,9 +147,9 @@ def write_results(runner: "Runner", jobs: list["Job"], meta: dict[str, Any], pla
                 frame_rows.append({**base, **r})
             mj = payload.get("museval")
             if mj:
-                d = out / "museval" / _slug(j.label)
+                d = museval_tmp / _slug(j.label)
                 d.mkdir(parents=True, exist_ok=True)
-                _atomic_write(d / f"{_slug(j.track.name)}.json", lambda p, mj=mj: p.write_text(json.dumps(mj, indent=1)))
+                (d / f"{_slug(j.track.name)}.json").write_text(json.dumps(mj, indent=1))
     scores = pd.DataFrame(score_rows)
     frames = pd.DataFrame(frame_rows)
     jobs_df = pd.DataFrame(job_rows)
@@ -162,9 +167,20 @@ def write_results(runner: "Runner", jobs: list["Job"], meta: dict[str, Any], pla
         _write_frame(jobs_df, out / "jobs")
         _write_frame(frames, out / "frames", csv=False)
         _atomic_write(out / "run.json", lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+        _swap_dir(museval_tmp, out / "museval")
     except OSError as e:
         raise RunError(f"cannot write results to {out} ({e.strerror or e})", file=str(out)) from None
     return RunResult(out, meta.get("run_id", ""), jobs_df, scores, frames, meta, plan_rows)
+
+
+def _swap_dir(new: Path, final: Path) -> None:
+    """Replace ``final`` by ``new`` (removed when ``new`` does not exist)."""
+    old = final.with_name(f".{final.name}.{os.getpid()}.old")
+    if final.exists():
+        os.replace(final, old)
+    if new.exists():
+        os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_frame(df: "pd.DataFrame", stem: Path, csv: bool = True) -> None:

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from .._crash import crashpoint
 from ..errors import (
     BudgetExceeded,
     ConfigError,
+    DatasetError,
     InputError,
     ProviderError,
     ProviderRejected,
@@ -62,6 +64,12 @@ log = logging.getLogger("stemlab.runs")
 
 @dataclass
 class Job:
+    """One (track, provider) pair. Jobs of tracks with identical mixtures share
+    a ``key`` (one separation, paid once) unless the provider reads the
+    references; each job is scored against its own track's references
+    (``refs_id``). ``error`` marks a track that could not be read: its job
+    becomes a failed row without running."""
+
     key: str
     dataset: str
     track: Track
@@ -71,6 +79,8 @@ class Job:
     label: str
     estimate: Cost
     row: JobRow | None = None
+    refs_id: str = ""
+    error: StemlabError | None = None
 
 
 @dataclass
@@ -151,6 +161,44 @@ def _output_lock(out: Path):
         fh.close()
 
 
+OWNER_FILE = "run-owner.json"
+#: what a results directory holds besides its cache and ledger
+RESULT_FILES = ("scores.parquet", "scores.csv", "jobs.parquet", "jobs.csv", "frames.parquet", "run.json")
+
+
+def _claim_output(out: Path, spec: RunSpec, *, overwrite: bool, write: bool = True) -> None:
+    """A results directory belongs to one spec (its datasets and providers,
+    :attr:`RunSpec.output_hash`): another spec's run refuses, unless
+    ``overwrite`` — then the old results go (cache and ledger stay: they are
+    content-addressed, and what was paid for is never lost)."""
+    f = out / OWNER_FILE
+    mine = {"output_hash": spec.output_hash, "name": spec.name, "spec_hash": spec.spec_hash}
+    try:
+        cur = json.loads(f.read_text())
+        if not isinstance(cur, dict):
+            raise ValueError("not an object")
+    except FileNotFoundError:
+        cur = None
+    except (OSError, ValueError) as e:
+        log.warning("%s is unreadable (%s): taking the directory over", f, e)
+        cur = None
+    if cur is not None and cur.get("output_hash") != spec.output_hash:
+        if not overwrite:
+            raise RunError(
+                f"{out} holds the results of another spec ({cur.get('name')!r}: other datasets or providers); "
+                "write to another output directory (-o), or pass --overwrite to replace those results (the stem "
+                "cache and the ledger are kept and reused)", file=str(out))
+        if write:
+            for name in RESULT_FILES:
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "museval", ignore_errors=True)
+            log.warning("%s: replaced the results of spec %r", out, cur.get("name"))
+    if write and cur != mine:
+        tmp = out / f".{OWNER_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(mine, indent=1))
+        os.replace(tmp, f)
+
+
 def _git_commit() -> str | None:
     try:
         here = Path(__file__).resolve().parents[2]
@@ -176,6 +224,24 @@ def _slug(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)[:120]
 
 
+def _channels(track: Track) -> int:
+    """The mixture's channel count, from the file header when it is a file."""
+    if "mixture" not in track.__dict__ and track.path is not None and Path(track.path).is_file():
+        from .. import audio
+
+        return int(audio.probe(track.path).channels)
+    return int(track.mixture.shape[0])
+
+
+def _unreadable_track(dataset: str, name: str) -> Track:
+    """Stands in for a track that could not be opened (its jobs are failed rows)."""
+
+    def load() -> np.ndarray:
+        raise DatasetError(f"track {name!r} of {dataset} could not be read")
+
+    return Track(name=name, sample_rate=1, dataset=dataset, duration=0.0, load_mixture=load)
+
+
 def _error_row(e: BaseException) -> tuple[str, str]:
     if isinstance(e, StemlabError):
         return e.kind, str(e)
@@ -191,6 +257,8 @@ class Runner:
 
     ``force``: provider labels/families whose cached results are ignored;
     ``retry_failed``: also retry failed jobs that may have been paid for;
+    ``overwrite``: take over an output directory that holds another spec's
+    results (they are removed; the stem cache and ledger are kept and reused);
     ``executor``: object with ``async separate(provider, track) -> Separation``
     for local providers (default: worker threads)."""
 
@@ -201,6 +269,7 @@ class Runner:
         output: str | Path | None = None,
         force: Sequence[str] = (),
         retry_failed: bool = False,
+        overwrite: bool = False,
         strict: bool = False,
         quiet: bool = False,
         progress: bool | None = None,
@@ -211,6 +280,7 @@ class Runner:
         self.output = Path(output or self.spec.output).expanduser()
         self.force = {f.lower() for f in force}
         self.retry_failed = retry_failed
+        self.overwrite = overwrite
         self.strict = strict
         self.quiet = quiet
         self.progress = (not quiet and sys.stderr.isatty()) if progress is None else progress
@@ -251,11 +321,13 @@ class Runner:
         return self._sandboxes.options_for(family)
 
     # ------------------------------------------------------------------ plan
-    def _job_key(self, mixture_hash: str, prov: Provider, sel: ProviderSel) -> str:
+    def _job_key(self, mixture_hash: str, prov: Provider, sel: ProviderSel, refs_id: str = "") -> str:
         where = ""
         if prov.kind == "remote":
             where = "sandbox" if sel.sandbox else "live:" + str(prov.options.get("base_url", "default"))
         blob = f"{mixture_hash}|{prov.family}|{prov.params_hash}|{where}"
+        if prov.needs_references:  # an oracle's output depends on the references too
+            blob += f"|refs:{refs_id}"
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def _mixture_hash(self, track: Track) -> str:
@@ -264,6 +336,54 @@ class Runner:
             return self.ledger.cached_hash(Path(track.path), f"{track.dataset}|{track.name}", lambda: track.content_hash)
         return track.content_hash
 
+    def _refs_id(self, track: Track) -> str:
+        """Identity of a track's references: the content hashes of their files
+        (cached by path, size and mtime), else of their decoded PCM."""
+        assert self.ledger is not None
+        if not track.has_references:
+            return "none"
+        files = track.reference_files
+        if files:
+            parts = [f"{n}={self.ledger.cached_file_hash(Path(f))}" for n, f in sorted(files.items())]
+            return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+        refs = track.references
+        assert refs is not None
+        h = hashlib.sha256()
+        for n in sorted(refs.names):
+            h.update(f"{n}|{refs.sample_rate}|{refs[n].shape}|".encode())
+            h.update(np.ascontiguousarray(refs[n]).tobytes())
+        return h.hexdigest()[:24]
+
+    def _check_track(self, track: Track) -> tuple[str, str]:
+        """Read what planning needs from a track (its mixture hash and
+        references identity), checking it is usable; raises a StemlabError
+        naming the file and the problem."""
+        h = self._mixture_hash(track)
+        if track.path is None or not Path(track.path).is_file():
+            mix = track.mixture  # in memory: check it directly
+            if mix.shape[1] == 0:
+                raise InputError(f"track {track.name!r}: mixture has 0 samples", field="mixture")
+            if not np.isfinite(mix).all():
+                raise InputError(f"track {track.name!r}: mixture contains NaN/Inf samples", field="mixture")
+        channels = _channels(track)
+        if channels > 2:
+            raise InputError(
+                f"track {track.name!r}: mixture has {channels} channels; stemlab separates mono or stereo "
+                "(downmix the file first)", file=str(track.path) if track.path else None, field="mixture")
+        return h, self._refs_id(track)
+
+    def _tracks(self, ds: Any) -> Iterable[tuple[str, Track | None, StemlabError | None]]:
+        """(name, track, error) for every track of ``ds``: a track that cannot
+        be opened comes with its error instead of stopping the plan."""
+        for name in ds.track_names():
+            try:
+                yield name, ds._make_track(name), None
+            except StemlabError as e:
+                yield name, None, e
+            except OSError as e:
+                yield name, None, InputError(f"track {name!r}: cannot read ({e.strerror or e})",
+                                             file=getattr(e, "filename", None))
+
     def plan(self) -> tuple[list[Job], dict[str, PlanCost]]:
         assert self.ledger is not None
         providers = self._build_providers()
@@ -271,28 +391,43 @@ class Runner:
         costs = {label: PlanCost(label) for _, _, label in providers}
         for dsel in self.spec.datasets:
             ds = dsel.open()
-            for track in ds:
-                h = self._mixture_hash(track)
-                if self._sandboxes is not None:
-                    self._sandboxes.register(track)
-                track.release()
+            for name, track, error in self._tracks(ds):
+                h = refs_id = ""
+                if track is not None:
+                    try:
+                        h, refs_id = self._check_track(track)
+                    except StemlabError as e:
+                        error = e
+                    except Exception as e:  # a decoder or loader bug: still one bad track, not a dead run
+                        error = InputError(f"track {name!r}: cannot be read ({type(e).__name__}: {e})")
+                    if error is None and self._sandboxes is not None:
+                        self._sandboxes.register(track)
+                    track.release()
+                if error is not None:
+                    log.warning("track %r of %s is skipped: %s", name, ds.name, error)
+                    track = _unreadable_track(ds.name, name)
+                    h = "unreadable:" + hashlib.sha256(f"{ds.name}|{name}".encode()).hexdigest()[:16]
+                assert track is not None
                 for sel, prov, label in providers:
-                    key = self._job_key(h, prov, sel)
-                    est = prov.estimate_cost(track)
+                    key = self._job_key(h, prov, sel, refs_id)
+                    est = prov.estimate_cost(track) if error is None else Cost(estimated=False)
                     row = self.ledger.get(key)
                     cached = row is not None and row.state == "done" and label.lower() not in self.force \
                         and prov.family not in self.force
-                    if cached:
+                    if error is not None:
+                        pass
+                    elif cached:
                         costs[label].cached += 1
                     else:
                         costs[label].add(est, track.seconds)
-                    jobs.append(Job(key, ds.name, track, h, prov, sel, label, est, row))
+                    jobs.append(Job(key, ds.name, track, h, prov, sel, label, est, row, refs_id, error))
         return jobs, costs
 
     # ------------------------------------------------------------------ run
     def run(self, dry_run: bool = False) -> RunResult:
         """Plan, execute (unless ``dry_run``) and write results."""
         with _output_lock(self.output):
+            _claim_output(self.output, self.spec, overwrite=self.overwrite, write=not dry_run)
             self.ledger = Ledger(self.output / "ledger.sqlite")
             try:
                 return self._run_locked(dry_run)
@@ -383,7 +518,10 @@ class Runner:
         # score one job at a time per core: scoring is numpy-bound
         self._score_sem = asyncio.Semaphore(max(1, min(2, os.cpu_count() or 1)))
         loop = asyncio.get_running_loop()
-        tasks = [asyncio.create_task(self._job(j), name=j.key) for j in jobs]
+        groups: dict[str, list[Job]] = {}
+        for j in jobs:  # tracks with identical mixtures share a separation
+            groups.setdefault(j.key, []).append(j)
+        tasks = [asyncio.create_task(self._job(g), name=k) for k, g in groups.items()]
         stop = asyncio.Event()
 
         def _on_signal() -> None:
@@ -429,10 +567,57 @@ class Runner:
             return row.error_kind not in ("ProviderRejected", "InputError") or self.retry_failed
         return False
 
-    async def _job(self, job: Job) -> None:
+    def _stems_lost(self, job: Job, row: JobRow) -> JobRow:
+        """A separated job whose cached stems are gone or corrupt: fetch them
+        again without paying — a remote job is polled and downloaded by its
+        remote id, a local one recomputed."""
         assert self.ledger is not None
+        if row.remote_id:
+            self.ledger.update(job.key, state="submitted", detail="stems lost from the cache: downloading again")
+        else:
+            self.ledger.update(job.key, state="planned", detail="stems lost from the cache: separating again")
+        log.warning("%s on %s: cached stems missing or corrupt; %s", job.label, job.track.name,
+                    "downloading them again (no new charge)" if row.remote_id else "separating again")
+        new = self.ledger.get(job.key)
+        assert new is not None
+        return new
+
+    def _adopt_cached(self, job: Job) -> JobRow | None:
+        """A planned job whose stems are already in the content-addressed cache
+        (the ledger was lost or rebuilt): take them and what the manifest says
+        was paid, instead of separating — or paying — again."""
+        assert self.ledger is not None
+        if not self.stem_cache.has(job.key):
+            return None
+        meta = self.stem_cache.meta(job.key)
+        if not meta or self.stem_cache.get(job.key) is None:
+            return None
+        paid = meta.get("paid") or {}
+        self.ledger.update(
+            job.key, state="separated", detail="restored from the stem cache", remote_id=paid.get("remote_id"),
+            cost_usd=paid.get("cost_usd"), credits=paid.get("credits"), credit_unit=paid.get("credit_unit"),
+            cost_estimated=paid.get("cost_estimated"), compute_seconds=paid.get("compute_seconds"),
+        )
+        info = {k: meta[k] for k in ("device", "provenance", "params_used", "output_sample_rate", "output_samples",
+                                     "output_channels", "rtf", "audio_seconds") if k in meta}
+        if info:
+            self.ledger.merge_json(job.key, "info_json", info)
+        log.warning("%s on %s: no ledger record, stems found in the cache: reused%s", job.label, job.track.name,
+                    f" (paid job {paid.get('remote_id')})" if paid.get("remote_id") else "")
+        return self.ledger.get(job.key)
+
+    def _scored(self, group: list[Job]) -> bool:
+        mh = self.spec.metrics_hash
+        return all(self.score_cache.get(j.key, mh, j.refs_id) is not None for j in group)
+
+    async def _job(self, group: list[Job]) -> None:
+        """Run the jobs sharing one key: separate once, score each track."""
+        assert self.ledger is not None
+        job = group[0]
         key = job.key
         try:
+            if job.error is not None:  # the track could not be read: a failed row, nothing runs
+                raise job.error
             row = self.ledger.get(key)
             assert row is not None
             forced = job.label.lower() in self.force or job.provider.family in self.force
@@ -448,15 +633,21 @@ class Runner:
                 self.ledger.update(key, state="planned", detail="retry", error=None, error_kind=None)
                 row = self.ledger.get(key)
             assert row is not None
-            if row.state == "done" and self.score_cache.get(key, self.spec.metrics_hash) is not None:
+            if row.state == "planned" and not forced:
+                row = self._adopt_cached(job) or row
+            if row.state == "done" and self._scored(group):
                 return  # separated and scored with these settings: nothing to load or compute
             stems = self.stem_cache.get(key) if row.state in ("separated", "done") else None
             if stems is None:
+                if row.state in ("separated", "done"):
+                    row = self._stems_lost(job, row)
                 await self._separate(job, row)
                 stems = self.stem_cache.get(key)
                 if stems is None:
                     raise RunError(f"{job.label}: stem cache entry for {job.track.name!r} unreadable after write")
-            await self._score(job, stems)
+            for j in group:
+                await self._score(j, stems)
+            del stems
             self.ledger.update(key, state="done", error=None, error_kind=None)
         except asyncio.CancelledError:
             self._on_cancel(job)
@@ -471,10 +662,11 @@ class Runner:
             log.warning("%s on %s failed: %s", job.label, job.track.name, msg)
         finally:
             self.budget.release(key)
-            job.track.release()
-            bar = self._bars.get(job.label)
-            if bar is not None:
-                bar.update(1)
+            for j in group:
+                j.track.release()
+                bar = self._bars.get(j.label)
+                if bar is not None:
+                    bar.update(1)
 
     def _on_cancel(self, job: Job) -> None:
         assert self.ledger is not None
@@ -532,15 +724,23 @@ class Runner:
         cost = sep.cost
         if prov.kind == "local":
             cost = Cost(compute_seconds=phases.get("separate", wall), estimated=False)
-        self.stem_cache.put(key, sep.stems, meta={"provider": job.label, "track": job.track.name, **info})
-        self.ledger.merge_json(key, "info_json", info)
-        self.ledger.merge_json(key, "phases_json", phases)
         fields: dict[str, Any] = {"compute_seconds": cost.compute_seconds or None}
-        if prov.kind == "local" or not self.ledger.get(key).remote_id:  # type: ignore[union-attr]
+        known = self.ledger.get(key)
+        assert known is not None
+        if prov.kind == "local" or not known.remote_id:
             fields.update(cost_usd=cost.usd, credits=cost.credits, credit_unit=cost.credit_unit,
                           cost_estimated=int(cost.estimated))
         elif not cost.estimated:
             fields.update(cost_usd=cost.usd, credits=cost.credits, credit_unit=cost.credit_unit, cost_estimated=0)
+        # what was paid for travels with the stems: a lost ledger is rebuilt from it
+        paid = {"job_key": key, "kind": prov.kind, "remote_id": sep.remote_id or known.remote_id,
+                "cost_usd": fields.get("cost_usd", known.cost_usd), "credits": fields.get("credits", known.credits),
+                "credit_unit": fields.get("credit_unit", known.credit_unit),
+                "cost_estimated": fields.get("cost_estimated", known.cost_estimated),
+                "compute_seconds": fields.get("compute_seconds")}
+        self.stem_cache.put(key, sep.stems, meta={"provider": job.label, "track": job.track.name, **info, "paid": paid})
+        self.ledger.merge_json(key, "info_json", info)
+        self.ledger.merge_json(key, "phases_json", phases)
         self.ledger.update(key, state="separated", remote_id=sep.remote_id, **fields)
 
     async def _run_local(self, job: Job, timeout: float) -> Separation:
@@ -561,18 +761,18 @@ class Runner:
     async def _score(self, job: Job, stems: Stems) -> None:
         key = job.key
         mh = self.spec.metrics_hash
-        if self.score_cache.get(key, mh) is not None:
+        if self.score_cache.get(key, mh, job.refs_id) is not None:
             return
         if not job.track.has_references:
             self.score_cache.put(key, mh, {"rows": [], "frames": [], "museval": None, "corrections": {},
-                                           "note": "track has no references: separation only"})
+                                           "note": "track has no references: separation only"}, job.refs_id)
             return
         async with self._score_sem:
             crashpoint("run.before_score")
             t0 = time.perf_counter()
             payload = await asyncio.to_thread(score_stems, stems, job.track, self.spec, job.provider.kind)
             payload["scoring_seconds"] = time.perf_counter() - t0
-        self.score_cache.put(key, mh, payload)
+        self.score_cache.put(key, mh, payload, job.refs_id)
         crashpoint("run.after_score")
         assert self.ledger is not None
         self.ledger.merge_json(key, "phases_json", {"scoring": payload["scoring_seconds"]})

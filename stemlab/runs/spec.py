@@ -116,6 +116,19 @@ class RunSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
+    def output_hash(self) -> str:
+        """What owns an output directory: the datasets and providers (not
+        metric, budget or execution settings, which may change between runs
+        into the same directory — re-scoring only, resuming)."""
+        blob = json.dumps(
+            {"datasets": [[d.name, d.root, dict(d.kwargs), d.tracks, d.pattern, d.limit] for d in self.datasets],
+             "providers": [[p.spec, p.sandbox, p.label] for p in self.providers]},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
     def metrics_hash(self) -> str:
         """Changes when anything that affects scores (not separations) changes."""
         from ..metrics import SCORES_VERSION

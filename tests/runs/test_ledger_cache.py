@@ -102,9 +102,10 @@ def test_stem_cache_roundtrip_and_corruption(tmp_path: Path) -> None:
 
 def test_score_cache_keys_by_metric_settings(tmp_path: Path) -> None:
     s = ScoreCache(tmp_path)
-    s.put("k", "m1", {"rows": [{"v": float("nan")}]})
+    row = {"target": "vocals", "metric": "usdr", "aggregation": "track", "value": float("nan")}
+    s.put("k", "m1", {"rows": [row]})
     assert s.get("k", "m2") is None
-    assert np.isnan(s.get("k", "m1")["rows"][0]["v"])
+    assert np.isnan(s.get("k", "m1")["rows"][0]["value"])
 
 
 def test_full_disk_gives_clear_error(tmp_path: Path, monkeypatch) -> None:
