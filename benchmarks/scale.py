@@ -1,0 +1,126 @@
+"""Real scale: peak memory and wall time per audio minute on full-length songs.
+
+For each length (default 2, 4 and 10 minutes) a MUSDB18-HQ-like song is
+written (:func:`stemlab.testing.musdb_like_track`: stereo, 44.1 kHz, 4 stems,
+music-like spectra) — or the tracks of a real dataset are used (``--root``) —
+and the real CLI path runs on it in a fresh process, once per provider::
+
+    stemlab run --dataset folder --root <one song> --provider P -o <out> -q
+
+One line per (length, provider)::
+
+    minutes=4.0 provider=baseline:mixture peak_rss_gb=… footprint_gb=… rss/footprint=… s_per_audio_min=…
+
+``footprint_gb`` is the song's float32 audio (mixture + 4 references + 4
+estimates); ``peak_rss_gb`` the process's peak RSS (``wait4``), Python, numpy
+and torch included (both in GiB). Then the projected wall time of the MUSDB18 test set
+(50 tracks, 3.5 h of audio) on this machine, from the longest length.
+
+    python benchmarks/scale.py [--minutes 2 4 10] [--provider baseline:mixture --provider oracle:irm]
+    python benchmarks/scale.py --root ~/data/musdb18hq --dataset musdb18hq --split test --tracks 'A*'
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MUSDB_TEST_MINUTES = 3.5 * 60  # 50 tracks, ~3.5 h of audio
+DEFAULT_PROVIDERS = ("baseline:mixture", "oracle:irm")
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
+    """(wall seconds, peak RSS GB, exit code, stderr tail) of one ``stemlab`` process."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen([sys.executable, "-m", "stemlab.cli", *args], stdout=subprocess.DEVNULL, stderr=err,
+                             env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-2000:]
+    return wall, usage.ru_maxrss / 2**20, os.waitstatus_to_exitcode(status), tail
+
+
+def footprint_gb(seconds: float, sample_rate: int = 44100, channels: int = 2, stems: int = 4) -> float:
+    """float32 bytes of mixture + references + estimates, in GB (2^30)."""
+    return (1 + 2 * stems) * channels * seconds * sample_rate * 4 / 2**30
+
+
+def measure(song_root: Path, minutes: float, provider: str, work: Path, metrics: str | None,
+            dataset_args: list[str]) -> dict[str, float]:
+    out = work / f"out-{minutes:g}-{provider.replace(':', '_')}"
+    shutil.rmtree(out, ignore_errors=True)
+    args = ["run", *dataset_args, "--provider", provider, "-o", str(out), "-q"]
+    if metrics:
+        args += ["--metrics", metrics]
+    wall, peak, rc, err = run_cli(args)
+    if rc != 0:
+        raise SystemExit(f"stemlab run failed on {song_root} with {provider} (exit {rc}):\n{err}")
+    fp = footprint_gb(minutes * 60)
+    return {"minutes": minutes, "peak_rss_gb": peak, "footprint_gb": fp, "ratio": peak / fp,
+            "s_per_audio_min": wall / minutes, "wall_s": wall}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, nargs="+", default=[2.0, 4.0, 10.0], help="synthetic song lengths")
+    ap.add_argument("--provider", action="append", help="provider (repeatable; default baseline:mixture, oracle:irm)")
+    ap.add_argument("--metrics", help="comma-separated metrics (default: the run default)")
+    ap.add_argument("--root", help="a real dataset root instead of synthetic songs")
+    ap.add_argument("--dataset", default="musdb18hq", help="dataset name with --root")
+    ap.add_argument("--split", help="dataset split with --root")
+    ap.add_argument("--tracks", default="*", help="glob of track names with --root")
+    ap.add_argument("--work", help="working directory (default: a temporary one)")
+    args = ap.parse_args(argv)
+    providers = args.provider or list(DEFAULT_PROVIDERS)
+    work = Path(args.work or tempfile.mkdtemp(prefix="stemlab-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cases: list[tuple[float, Path, list[str]]] = []
+    if args.root:
+        import stemlab.datasets as D
+
+        kw = {"split": args.split} if args.split else {}
+        ds = D.load(args.dataset, args.root, **kw).filter(pattern=args.tracks)
+        for t in ds:
+            extra = ["--split", args.split] if args.split else []
+            cases.append((t.seconds / 60, Path(args.root),
+                          ["--dataset", args.dataset, "--root", args.root, "--tracks", t.name, *extra]))
+    else:
+        from stemlab.testing import musdb_like_track
+
+        for m in args.minutes:
+            root = work / f"songs-{m:g}min"
+            if not (root / f"song-{m:g}min" / "mixture.wav").is_file():
+                t0 = time.perf_counter()
+                musdb_like_track(root, m)
+                print(f"# wrote a {m:g}-min song in {time.perf_counter() - t0:.1f} s", flush=True)
+            cases.append((m, root, ["--dataset", "folder", "--root", str(root)]))
+    per_min: dict[str, float] = {}
+    longest: dict[str, float] = {}
+    for minutes, root, ds_args in cases:
+        for prov in providers:
+            r = measure(root, minutes, prov, work, args.metrics, ds_args)
+            print(f"minutes={minutes:g} provider={prov} peak_rss_gb={r['peak_rss_gb']:.3f} "
+                  f"footprint_gb={r['footprint_gb']:.3f} rss/footprint={r['ratio']:.2f} "
+                  f"s_per_audio_min={r['s_per_audio_min']:.2f} wall_s={r['wall_s']:.1f}", flush=True)
+            if minutes >= longest.get(prov, 0.0):
+                longest[prov] = minutes
+                per_min[prov] = r["s_per_audio_min"]
+    total = sum(per_min.values())
+    print(f"projected MUSDB18 test set ({MUSDB_TEST_MINUTES / 60:.1f} h of audio) through "
+          f"{' + '.join(providers)}: {total * MUSDB_TEST_MINUTES / 60:.1f} min on this machine "
+          f"({total:.2f} s per audio minute, from the {max(longest.values()):g}-min runs)")
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
