@@ -235,8 +235,7 @@ def _estimate_files(folder: Path, report: ScoreReport, track: str) -> dict[str, 
     return out
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in " -_.,()&'" else "_" for c in name).strip() or "track"
+from .._slug import slug as _slug  # noqa: E402  (one slug for run and score museval JSON paths)
 
 
 def score(
