@@ -37,6 +37,7 @@ __all__ = [
     "aggregate",
     "aggregate_records",
     "track_values",
+    "is_framewise",
     "aggregation_label",
     "describe",
 ]
@@ -132,6 +133,16 @@ def _resolve(metric: str | None, how: str | None, frames: str | None, tracks: st
     if tracks not in TRACK_STATS:
         raise InputError(f"tracks must be one of {list(TRACK_STATS)}, got {tracks!r}", field="tracks")
     return metric, rows, strict, tracks
+
+
+def is_framewise(scores: Any, metric: str) -> bool:
+    """Whether ``metric``'s per-track rows are frame aggregations
+    (``median_frames``/``mean_frames``) rather than one ``track`` value."""
+    df = _frame(scores)
+    if "aggregation" not in df.columns or "metric" not in df.columns:
+        return False
+    have = set(df.loc[df["metric"] == metric, "aggregation"].dropna().astype(str))
+    return bool(have) and have <= set(FRAME_AGGREGATIONS.values())
 
 
 def _track_keys(df) -> list[str]:

@@ -135,16 +135,17 @@ def failures_table(jobs: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("count", ascending=False).reset_index(drop=True)
 
 
-def quality_vs_cost(scores: pd.DataFrame, jobs: pd.DataFrame, metric: str, targets: Sequence[str] | None = None) -> pd.DataFrame:
+def quality_vs_cost(scores: pd.DataFrame, jobs: pd.DataFrame, metric: str, targets: Sequence[str] | None = None, *,
+                    stat: str = "median", frames: str | None = None) -> pd.DataFrame:
     """Per provider: ``quality`` = mean over targets of the per-target
-    :func:`stemlab.metrics.aggregate.aggregate` value of ``metric`` (museval's
-    median over tracks of each track's median over frames; the label is in
-    ``aggregation`` and ``attrs``), USD per audio minute (0 for local),
+    :func:`stemlab.metrics.aggregate.aggregate` value of ``metric`` (``stat``
+    over tracks of each track's ``frames`` value; default museval's median
+    of medians; the label is in ``aggregation`` and ``attrs``), USD per audio minute (0 for local),
     median turnaround."""
     if scores.empty:
         return pd.DataFrame()
     df = scores[scores["target"].isin(targets)] if targets else scores
-    lb = aggregate(df, metric, by=("provider", "target"))
+    lb = aggregate(df, metric, frames=frames, tracks=stat, by=("provider", "target"))
     q = lb.groupby("provider", sort=False)["value"].mean()
     c = cost_table(jobs).set_index("provider") if not jobs.empty else pd.DataFrame()
     lat = latency_table(jobs).set_index("provider") if not jobs.empty else pd.DataFrame()
