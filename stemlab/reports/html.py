@@ -55,7 +55,7 @@ def _convention(label: str) -> str:
 
 
 def _counts(lb: pd.DataFrame) -> str:
-    n = lb["n_tracks"].astype(int)
+    n = (lb["n_tracks"] + lb["n_nan_tracks"]).astype(int)  # tracks scored, NaN or not
     span = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
     nan = int(lb["n_nan_tracks"].sum())
     return f"{span} track(s) per cell" + (f", {nan} NaN track value(s) skipped" if nan else "")

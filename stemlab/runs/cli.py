@@ -149,7 +149,7 @@ def _summary(res: Any) -> None:
         wide = lb.pivot(index="provider", columns="target", values="value")
         wide = wide.reindex(list(dict.fromkeys(lb["provider"])))
         wide.columns.name = wide.index.name = None
-        n = lb["n_tracks"]
+        n = lb["n_tracks"] + lb["n_nan_tracks"]  # tracks scored, NaN or not
         nan = int(lb["n_nan_tracks"].sum())
         print(f"\n{metric} — aggregation {label}: {describe(label)}"
               f" ({n.min() if n.min() == n.max() else f'{n.min()}-{n.max()}'} track(s) per cell"
