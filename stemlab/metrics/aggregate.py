@@ -218,11 +218,12 @@ def _select(df, metric: str, rows: str | None, strict: bool, by: Sequence[str]):
     out["value"] = _to_float(out["value"])
     dup = out.duplicated(cols, keep=False)
     if dup.any():
-        first = out[dup].iloc[0][cols]
-        n = int((out[cols] == first).all(axis=1).sum())
+        sizes = out.groupby(cols, dropna=False, sort=False).size()
+        sizes = sizes[sizes > 1]
+        key = sizes.index[0] if len(cols) > 1 else (sizes.index[0],)
         raise InputError(f"metric {metric!r} ({want}): several rows for one track within a group of {by}, "
-                         f"e.g. {n} rows for {first.to_dict()}; group by every column that tells them apart (provider, params …) or "
-                         "filter first — rows are never averaged together", field="by")
+                         f"e.g. {int(sizes.iloc[0])} rows for {dict(zip(cols, key))}; group by every column that tells them apart "
+                         "(provider, params …) or filter first — rows are never averaged together", field="by")
     out["aggregation"] = want
     return out.reset_index(drop=True)
 

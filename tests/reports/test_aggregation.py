@@ -130,7 +130,8 @@ def test_scores_parquet_and_museval_json_agree(run_dir, scores, frames: str, tra
     for metric in MUSEVAL.values():
         exp = expected(scores, metric, f"{frames}_frames", tracks)
         for (prov, tgt), r in exp.iterrows():
-            assert close(r.value, float(ref[(prov, tgt, metric)])), (prov, tgt, metric, r.value, ref[(prov, tgt, metric)])
+            want = float(ref[(prov, tgt, metric)])
+            assert close(r.value, want), (prov, tgt, metric, r.value, want)
             n += 1
     assert n == 4 * 3 * 5
     exp = expected(scores, METRIC, "median_frames", "median")
