@@ -488,14 +488,14 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, np.ndarray], ests: dict[str, n
 
 # ------------------------------------------------------------- aggregation
 
-#: named (frames, tracks) aggregations of published SDRs
+from .aggregate import PRESETS as _PRESETS  # noqa: E402  (this section only wraps stemlab.metrics.aggregate)
+from .aggregate import aggregate_records  # noqa: E402
+
+#: named (frames, tracks) aggregations of published SDRs — the presets of
+#: :func:`stemlab.metrics.aggregate.aggregate` (``rows``: the per-track rows)
 AGGREGATIONS: dict[str, dict[str, str]] = {
-    # sigsep/museval (SiSEC 2018 tables): median over frames, median over tracks
-    "museval": {"metric": "sdr_bsseval_v4", "rows": "median_frames", "tracks": "median"},
-    # demucs papers: per-track median over frames, mean over tracks
-    "demucs": {"metric": "sdr_bsseval_v4", "rows": "median_frames", "tracks": "mean"},
-    # MDX 2021 / SDX 2023 / MSST: whole-track uSDR, mean over tracks
-    "mdx": {"metric": "usdr", "rows": "track", "tracks": "mean"},
+    name: {"metric": p["metric"], "rows": f"{p['frames']}_frames" if p["frames"] else "track", "tracks": p["tracks"]}
+    for name, p in _PRESETS.items()
 }
 
 
@@ -507,45 +507,11 @@ def aggregate_tracks(
     tracks: str | None = None,
     by: Sequence[str] = ("target",),
 ) -> list[dict[str, Any]]:
-    """Aggregate per-track rows over tracks.
-
-    ``rows``: dicts or a DataFrame with ``track`` (any hashable), ``target``,
-    ``metric``, ``aggregation``, ``value`` (e.g. the ``rows`` of several
-    :class:`TrackEvaluation` with a ``track`` key added, or a run's
-    ``scores``). ``how``: ``museval`` (median of per-track frame medians),
-    ``demucs`` (mean of per-track frame medians) or ``mdx`` (mean of uSDR);
-    ``metric``/``tracks`` override the preset's metric or track aggregation
-    (``median``/``mean``). NaN tracks are skipped (as pandas/museval do) and
-    counted. Returns dicts ``{*by, metric, aggregation, value, n_tracks,
-    n_nan_tracks}`` where aggregation reads e.g. ``median_frames/median_tracks``."""
+    """:func:`stemlab.metrics.aggregate.aggregate` as a list of dicts
+    ``{*by, metric, aggregation, value, n_tracks, n_nan_tracks}`` (kept for
+    callers of this name). ``how``: ``museval`` (median of per-track frame
+    medians), ``demucs`` (mean of per-track frame medians) or ``mdx`` (mean
+    of uSDR); ``metric``/``tracks`` override the preset's."""
     if how not in AGGREGATIONS:
         raise InputError(f"aggregate_tracks: how must be one of {sorted(AGGREGATIONS)}, got {how!r}", field="how")
-    preset = AGGREGATIONS[how]
-    metric = metric or preset["metric"]
-    tr = tracks or preset["tracks"]
-    if tr not in ("median", "mean"):
-        raise InputError(f"aggregate_tracks: tracks must be 'median' or 'mean', got {tr!r}", field="tracks")
-    if hasattr(rows, "to_dict"):
-        rows = rows.to_dict("records")
-    want_agg = preset["rows"] if metric == preset["metric"] else None
-    groups: dict[tuple, list[float]] = {}
-    row_agg: dict[tuple, str] = {}
-    for r in rows:
-        if r.get("metric") != metric:
-            continue
-        agg = r.get("aggregation")
-        if want_agg is not None and agg != want_agg:
-            continue
-        if want_agg is None and agg == "mean_frames":
-            continue
-        key = tuple(r.get(b) for b in by)
-        groups.setdefault(key, []).append(float(r["value"]) if r.get("value") is not None else float("nan"))
-        row_agg[key] = str(agg)
-    out = []
-    for key, vals in groups.items():
-        a = np.asarray(vals, dtype=np.float64)
-        ok = a[np.isfinite(a)]
-        v = float("nan") if ok.size == 0 else float(np.median(ok) if tr == "median" else np.mean(ok))
-        out.append({**dict(zip(by, key)), "metric": metric, "aggregation": f"{row_agg[key]}/{tr}_tracks",
-                    "value": v, "n_tracks": int(ok.size), "n_nan_tracks": int(a.size - ok.size)})
-    return out
+    return aggregate_records(rows, metric=metric, how=how, tracks=tracks, by=by)

@@ -235,8 +235,7 @@ def _estimate_files(folder: Path, report: ScoreReport, track: str) -> dict[str, 
     return out
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in " -_.,()&'" else "_" for c in name).strip() or "track"
+from .._slug import slug as _slug  # noqa: E402  (one slug for run and score museval JSON paths)
 
 
 def score(
@@ -444,14 +443,21 @@ def _atomic(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------- CLI
 
 def _summary(report: ScoreReport) -> str:
+    """Per target and metric, the number :func:`stemlab.metrics.aggregate.aggregate`
+    gives with its defaults — the same as ``stemlab run``'s summary and
+    report: median over tracks of each track's median over frames
+    (museval) for BSSEval, median over tracks for whole-track metrics —
+    with its aggregation label."""
+    from .aggregate import aggregate
+
     lines = []
     metrics = list(dict.fromkeys(r["metric"] for r in report.rows))
     for m in metrics:
-        how = "museval" if m.endswith("_bsseval_v4") else "mdx"
-        for r in aggregate_tracks(report.rows, how, metric=m, tracks="median" if how == "museval" else "mean"):
+        for r in aggregate(report.rows, m, by=("target",)).to_dict("records"):
             v = r["value"]
+            nan = f", {r['n_nan_tracks']} NaN" if r["n_nan_tracks"] else ""
             lines.append(f"  {r['target']:<14} {m:<16} {('nan' if math.isnan(v) else f'{v:8.3f}'):>8}  "
-                         f"{r['aggregation']}  (n={r['n_tracks']})")
+                         f"{r['aggregation']}  (n={r['n_tracks']}{nan})")
     return "\n".join(lines)
 
 

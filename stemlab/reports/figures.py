@@ -18,10 +18,15 @@ _PHASE_COLORS = {
 }
 
 
-def leaderboard_bar(scores: pd.DataFrame, metric: str, stat: str = "median"):
+def leaderboard_bar(scores: pd.DataFrame, metric: str, stat: str = "median", *, frames: str | None = None,
+                    lb: pd.DataFrame | None = None):
+    """Bars of :func:`tables.leaderboard` (pass ``lb`` to draw a table
+    already computed) with their bootstrap CIs; the title names the
+    aggregation."""
     import plotly.graph_objects as go
 
-    lb = tables.leaderboard(scores, metric, stat=stat)
+    lb = tables.leaderboard(scores, metric, stat=stat, frames=frames) if lb is None else lb
+    label = str(lb["aggregation"].iloc[0]) if len(lb) else ""
     fig = go.Figure()
     for tgt, g in lb.groupby("target", sort=False):
         err_hi = (g["ci_high"] - g["value"]).to_numpy()
@@ -32,30 +37,38 @@ def leaderboard_bar(scores: pd.DataFrame, metric: str, stat: str = "median"):
             hovertemplate="%{x}<br>%{y:.2f} dB<extra>" + str(tgt) + "</extra>",
         )
     fig.update_layout(
-        barmode="group", title=f"{metric}: {stat} over tracks (95% bootstrap CI)",
+        barmode="group", title=f"{metric} — {label} (95% bootstrap CI over tracks)",
         yaxis_title=f"{metric} [dB]", legend_title="target", height=420, margin=dict(t=60, b=120),
     )
     return fig
 
 
-def track_heatmap(scores: pd.DataFrame, metric: str, target: str):
+def track_heatmap(scores: pd.DataFrame, metric: str, target: str, *, frames: str | None = None):
+    """provider × track heatmap of each track's own value (``median_frames``
+    for framewise metrics unless ``frames`` says otherwise)."""
     import plotly.graph_objects as go
 
-    m = tables.per_track(scores, metric, target)
+    m = tables.per_track(scores, metric, target, frames=frames)
     fig = go.Figure(go.Heatmap(z=m.to_numpy(), x=[str(c) for c in m.columns], y=[str(i) for i in m.index],
                                colorscale="Viridis", colorbar=dict(title="dB"),
                                hovertemplate="%{y}<br>%{x}<br>%{z:.2f} dB<extra></extra>"))
-    fig.update_layout(title=f"{metric} per track — {target}", height=max(300, 40 * len(m) + 160),
+    fig.update_layout(title=f"{metric} per track ({tables.aggregation_of(m)}) — {target}",
+                      height=max(300, 40 * len(m) + 160),
                       margin=dict(l=220, b=140))
     return fig
 
 
-def distribution(scores: pd.DataFrame, metric: str):
+def distribution(scores: pd.DataFrame, metric: str, *, frames: str | None = None):
+    """Box plot over tracks of each track's own value (one row per track:
+    ``median_frames`` for framewise metrics unless ``frames`` says otherwise)."""
     import plotly.express as px
 
-    df = scores[scores["metric"] == metric]
-    fig = px.box(df, x="provider", y="value", color="target", points="all",
-                 title=f"{metric} distribution over tracks")
+    from ..metrics.aggregate import track_values
+
+    df = track_values(scores, metric, frames=frames, by=("provider", "target"))
+    label = str(df["aggregation"].iloc[0]) if len(df) else ""
+    fig = px.box(df, x="provider", y="value", color="target", points="all", hover_data=["track"],
+                 title=f"{metric} ({label}) distribution over tracks")
     fig.update_layout(yaxis_title=f"{metric} [dB]", height=420, margin=dict(b=140))
     return fig
 
@@ -75,7 +88,8 @@ def pareto(points: pd.DataFrame, metric: str):
     front = tables.pareto_frontier(points)
     fig.add_scatter(x=front["usd_per_min"], y=front["quality"], mode="lines", line=dict(dash="dash", color="#444"),
                     name="Pareto frontier")
-    fig.update_layout(title=f"Quality vs cost ({metric}, mean of per-target medians)",
+    label = str(points["aggregation"].iloc[0]) if "aggregation" in points and len(points) else "mean over targets"
+    fig.update_layout(title=f"Quality vs cost ({metric}, {label})",
                       xaxis_title="USD per minute of audio", yaxis_title=f"{metric} [dB]", height=460)
     return fig
 

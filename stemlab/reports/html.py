@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..metrics.aggregate import describe
 from ..runs.results import Results, load_results
 from . import figures, stats, tables
 
@@ -39,7 +40,28 @@ window.__stemlabErrors.push(String(e.message));var d=document.getElementById('js
 d.style.display='block';d.className='fail';d.textContent='JavaScript errors: '+window.__stemlabErrors.join('; ');});</script>"""
 
 
-def _df_html(df: pd.DataFrame, floatfmt: str = "{:.2f}") -> str:
+def _wide(lb: pd.DataFrame) -> pd.DataFrame:
+    """provider × target values of a leaderboard (one value per cell: no
+    aggregation happens here)."""
+    w = lb.pivot(index="provider", columns="target", values="value")
+    w.columns.name = None
+    return w
+
+
+def _convention(label: str) -> str:
+    named = {"median_frames/median_tracks": "museval/SiSEC 2018 convention",
+             "median_frames/mean_tracks": "demucs papers' convention", "track/mean_tracks": "MDX 2021 convention"}
+    return f" ({named[label]})" if label in named else ""
+
+
+def _counts(lb: pd.DataFrame) -> str:
+    n = (lb["n_tracks"] + lb["n_nan_tracks"]).astype(int)  # tracks scored, NaN or not
+    span = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
+    nan = int(lb["n_nan_tracks"].sum())
+    return f"{span} track(s) per cell" + (f", {nan} NaN track value(s) skipped" if nan else "")
+
+
+def _df_html(df: pd.DataFrame, floatfmt: str = "{:.2f}", table_id: str | None = None) -> str:
     if df is None or df.empty:
         return "<p class='muted'>(none)</p>"
 
@@ -48,9 +70,16 @@ def _df_html(df: pd.DataFrame, floatfmt: str = "{:.2f}") -> str:
             return "–" if not math.isfinite(float(v)) else floatfmt.format(float(v))
         return html.escape(str(v))
 
+    def cell(v: Any) -> str:
+        # exact value alongside the rounded text, for readers and tests
+        if isinstance(v, (float, np.floating)) and math.isfinite(float(v)):
+            return f"<td data-value='{float(v)!r}'>{f(v)}</td>"
+        return f"<td>{f(v)}</td>"
+
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{f(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in df.itertuples(index=False))
+    tid = f" id='{html.escape(table_id, quote=True)}'" if table_id else ""
+    return f"<table{tid}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 class _Figures:
@@ -130,16 +159,19 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
     if metric is not None:
         lb = tables.leaderboard(scores, metric)
         lb_csv = lb
-        wide = lb.pivot_table(index="provider", columns="target", values="value", observed=True)
+        label = tables.aggregation_of(lb)
         sec.append(f"<h2>Leaderboard — {html.escape(metric)}</h2>"
-                   "<p class='muted'>median over tracks of each track's value (for BSSEval v4: each track's value "
-                   "is the median over 1-s frames, museval's convention); 95% bootstrap CIs in the chart.</p>")
-        sec.append(_df_html(wide.reset_index()))
+                   f"<p class='muted'>aggregation <code class='aggregation'>{html.escape(label)}</code>: "
+                   f"{html.escape(describe(label))}{_convention(label)}; "
+                   f"{_counts(lb)}; 95% bootstrap CIs over tracks in the chart and leaderboard.csv.</p>")
+        sec.append(_df_html(_wide(lb).reset_index(), table_id="leaderboard"))
         other = sorted(set(scores["metric"]) - {metric})
         for m in other:
-            w = tables.leaderboard(scores, m).pivot_table(index="provider", columns="target", values="value", observed=True)
-            sec.append(f"<h3>{html.escape(m)}</h3>" + _df_html(w.reset_index()))
-        sec.append(fig(figures.leaderboard_bar(scores, metric)))
+            lbm = tables.leaderboard(scores, m, ci=None)
+            lab = tables.aggregation_of(lbm)
+            sec.append(f"<h3>{html.escape(m)} <span class='muted'>(<code class='aggregation'>{html.escape(lab)}"
+                       f"</code>)</span></h3>" + _df_html(_wide(lbm).reset_index(), table_id=f"leaderboard-{m}"))
+        sec.append(fig(figures.leaderboard_bar(scores, metric, lb=lb)))
         targets = sorted(set(scores[scores["metric"] == metric]["target"]))
         for tgt in targets[:6]:
             sec.append(fig(figures.track_heatmap(scores, metric, tgt)))
@@ -154,13 +186,16 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
                                  "Holm p": c.p_holm, "rank-biserial": c.rank_biserial, "verdict": c.verdict})
             except InputError:
                 continue
+        row_agg = label.split("/")[0]
         sec.append("<h2>Is A better than B?</h2><p class='muted'>Wilcoxon signed-rank over tracks, Holm-corrected per "
-                   f"target; pairs with fewer than {stats.MIN_PAIRS_TEST} tracks are not tested.</p>")
-        sec.append(_df_html(pd.DataFrame(rows), "{:.3g}"))
+                   f"target, pairing each track's <code>{html.escape(row_agg)}</code> values; pairs with fewer than "
+                   f"{stats.MIN_PAIRS_TEST} tracks are not tested.</p>")
+        sec.append(_df_html(pd.DataFrame(rows), "{:.3g}", table_id="pairs"))
         pts = tables.quality_vs_cost(scores, jobs, metric)
-        sec.append("<h2>Quality vs cost</h2>")
+        sec.append("<h2>Quality vs cost</h2>"
+                   f"<p class='muted'>quality: {html.escape(tables.aggregation_of(pts))}.</p>")
         sec.append(fig(figures.pareto(pts, metric)))
-        sec.append(_df_html(pts))
+        sec.append(_df_html(pts, table_id="quality-vs-cost"))
     sec.append("<h2>Latency</h2>")
     sec.append(fig(figures.latency_breakdown(jobs)))
     sec.append(_df_html(tables.latency_table(jobs)))
@@ -182,8 +217,9 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
     # paper tables
     md = [f"# {meta.get('name', 'stemlab run')}", ""]
     if metric is not None and not lb_csv.empty:
-        wide = lb_csv.pivot_table(index="provider", columns="target", values="value", observed=True).reset_index()
-        md += [f"## {metric} (median over tracks)", "", tables.to_markdown(wide), ""]
+        label = tables.aggregation_of(lb_csv)
+        md += [f"## {metric} — {label}", "", f"{describe(label)} ({_counts(lb_csv)}).", "",
+               tables.to_markdown(_wide(lb_csv).reset_index()), ""]
         lb_csv.to_csv(out.with_name("leaderboard.csv"), index=False)
     md += ["## Latency", "", tables.to_markdown(tables.latency_table(jobs)), "",
            "## Failures", "", tables.to_markdown(fails), ""]

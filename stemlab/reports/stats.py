@@ -167,13 +167,14 @@ class Comparison:
     rank_biserial: float
     cohens_dz: float
     verdict: str
+    aggregation: str = ""  # the per-track rows paired, e.g. median_frames
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 def compare(
-    scores,  # pandas.DataFrame with columns track, provider, target, metric, value
+    scores,  # pandas.DataFrame with columns track, provider, target, metric, value (, aggregation)
     metric: str,
     target: str,
     providers: Sequence[str] | None = None,
@@ -182,15 +183,26 @@ def compare(
     n_boot: int = 10_000,
     seed: int = 0,
     higher_is_better: bool = True,
+    frames: str | None = None,
 ) -> list[Comparison]:
     """All pairwise comparisons on tracks both providers scored, with
     Holm-corrected Wilcoxon p-values and paired bootstrap CIs of the mean
     difference. Pairs with too few tracks are reported with NaN p and the
-    verdict "too few tracks (n=…)" instead of a misleading p-value."""
+    verdict "too few tracks (n=…)" instead of a misleading p-value.
+
+    The pairs are the per-track values of ONE aggregation
+    (:func:`stemlab.metrics.aggregate.track_values`: ``median_frames`` for
+    framewise metrics unless ``frames='mean'``, ``track`` for whole-track
+    metrics), never an average of a track's median and mean rows."""
+    from ..metrics.aggregate import track_values
+
     df = scores[(scores["metric"] == metric) & (scores["target"] == target)]
     if df.empty:
         raise InputError(f"no scores for metric {metric!r} and target {target!r}", field="metric")
-    wide = df.pivot_table(index="track", columns="provider", values="value", aggfunc="mean")
+    per = track_values(df, metric, frames=frames, by=("provider", "target"))
+    keys = [c for c in ("dataset", "track") if c in per.columns]
+    wide = per.pivot(index=keys, columns="provider", values="value")
+    row_agg = str(per["aggregation"].iloc[0])
     names = list(providers) if providers is not None else list(wide.columns)
     missing = [p for p in names if p not in wide.columns]
     if missing:
@@ -225,5 +237,5 @@ def compare(
             verdict = f"{better} better (Holm p={p_h:.3g})"
         else:
             verdict = f"no significant difference (Holm p={p_h:.3g})"
-        out.append(Comparison(metric=metric, target=target, p_holm=p_h, verdict=verdict, **e))
+        out.append(Comparison(metric=metric, target=target, p_holm=p_h, verdict=verdict, aggregation=row_agg, **e))
     return out

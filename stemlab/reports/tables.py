@@ -1,21 +1,23 @@
 """Tables derived from a results directory: leaderboards with CIs, latency
 percentiles, cost per hour, failures, Pareto frontier. All take the tidy
-frames of :class:`stemlab.runs.results.Results`."""
+frames of :class:`stemlab.runs.results.Results`; every number over tracks
+comes from :func:`stemlab.metrics.aggregate.aggregate` and carries its
+aggregation label (e.g. ``median_frames/median_tracks``)."""
 
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from .stats import MIN_SAMPLES_CI, bootstrap_ci
+from ..metrics.aggregate import aggregate, track_values
 
 __all__ = [
     "primary_metric",
     "leaderboard",
     "per_track",
+    "aggregation_of",
     "latency_table",
     "cost_table",
     "failures_table",
@@ -37,33 +39,47 @@ def primary_metric(scores: pd.DataFrame) -> str | None:
     return sorted(have)[0]
 
 
-def leaderboard(scores: pd.DataFrame, metric: str, *, stat: str = "median", ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """provider × target: ``stat`` over tracks with a bootstrap CI (NaN when
-    fewer than 3 tracks) and the number of tracks."""
-    df = scores[scores["metric"] == metric]
-    rows = []
-    for (prov, tgt), g in df.groupby(["provider", "target"], sort=False):
-        vals = g["value"].to_numpy(dtype=float)
-        vals = vals[np.isfinite(vals)]
-        if vals.size == 0:
-            est = lo = hi = float("nan")
-        elif vals.size >= MIN_SAMPLES_CI:
-            est, lo, hi = bootstrap_ci(vals, stat=stat, ci=ci, seed=seed, n_boot=4000)
-        else:
-            est = float(np.median(vals) if stat == "median" else np.mean(vals))
-            lo = hi = float("nan")
-        rows.append({"provider": prov, "target": tgt, "value": est, "ci_low": lo, "ci_high": hi, "n_tracks": int(vals.size)})
-    out = pd.DataFrame(rows)
+def leaderboard(scores: pd.DataFrame, metric: str, *, stat: str = "median", ci: float | None = 0.95, seed: int = 0,
+                frames: str | None = None, n_boot: int = 4000) -> pd.DataFrame:
+    """provider × target rows of :func:`stemlab.metrics.aggregate.aggregate`:
+    ``stat`` over tracks of each track's value (for framewise metrics the
+    ``frames`` rows, default ``median_frames`` — museval's convention) with
+    a percentile-bootstrap CI (NaN when fewer than 3 tracks). Columns
+    ``provider, target, value, ci_low, ci_high, n_tracks, n_nan_tracks,
+    metric, aggregation``; providers ordered by their mean value over
+    targets, best first."""
+    out = aggregate(scores, metric, frames=frames, tracks=stat, by=("provider", "target"), ci=ci, n_boot=n_boot,
+                    seed=seed)
+    if ci is None:
+        out["ci_low"] = out["ci_high"] = float("nan")
+    out = out[["provider", "target", "value", "ci_low", "ci_high", "n_tracks", "n_nan_tracks", "metric",
+               "aggregation"]]
     if out.empty:
         return out
-    order = out.groupby("provider")["value"].mean().sort_values(ascending=False).index
+    order = out.groupby("provider", sort=False)["value"].mean().sort_values(ascending=False, kind="stable").index
     out["provider"] = pd.Categorical(out["provider"], categories=list(order), ordered=True)
-    return out.sort_values(["provider", "target"]).reset_index(drop=True)
+    out = out.sort_values(["provider", "target"], kind="stable").reset_index(drop=True)
+    out.attrs["aggregation"] = str(out["aggregation"].iloc[0])
+    return out
 
 
-def per_track(scores: pd.DataFrame, metric: str, target: str) -> pd.DataFrame:
-    df = scores[(scores["metric"] == metric) & (scores["target"] == target)]
-    return df.pivot_table(index="provider", columns="track", values="value", aggfunc="mean")
+def aggregation_of(df: pd.DataFrame) -> str:
+    """The aggregation label a table was computed with ('' if none)."""
+    return str(df.attrs.get("aggregation", ""))
+
+
+def per_track(scores: pd.DataFrame, metric: str, target: str, *, frames: str | None = None) -> pd.DataFrame:
+    """provider × track: each track's own value of ``metric`` for ``target``
+    (``median_frames`` rows for framewise metrics unless ``frames`` says
+    otherwise; never a mix of rows). Columns are track names, or
+    ``dataset/track`` when the tracks come from several datasets."""
+    per = track_values(scores, metric, frames=frames, by=("provider", "target"))
+    per = per[per["target"] == target]
+    if "dataset" in per and per["dataset"].nunique() > 1:
+        per = per.assign(track=per["dataset"].astype(str) + "/" + per["track"].astype(str))
+    wide = per.pivot(index="provider", columns="track", values="value")
+    wide.attrs["aggregation"] = str(per["aggregation"].iloc[0]) if len(per) else ""
+    return wide
 
 
 def latency_table(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -119,24 +135,32 @@ def failures_table(jobs: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("count", ascending=False).reset_index(drop=True)
 
 
-def quality_vs_cost(scores: pd.DataFrame, jobs: pd.DataFrame, metric: str, targets: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per provider: mean of per-target medians of ``metric``, USD per audio
-    minute (0 for local), median turnaround."""
+def quality_vs_cost(scores: pd.DataFrame, jobs: pd.DataFrame, metric: str, targets: Sequence[str] | None = None, *,
+                    stat: str = "median", frames: str | None = None) -> pd.DataFrame:
+    """Per provider: ``quality`` = mean over targets of the per-target
+    :func:`stemlab.metrics.aggregate.aggregate` value of ``metric`` (``stat``
+    over tracks of each track's ``frames`` value; default museval's median
+    of medians; the label is in ``aggregation`` and ``attrs``), USD per audio minute (0 for local),
+    median turnaround."""
     if scores.empty:
         return pd.DataFrame()
-    df = scores[scores["metric"] == metric]
-    if targets:
-        df = df[df["target"].isin(targets)]
-    q = df.groupby(["provider", "target"])["value"].median().groupby("provider").mean()
+    df = scores[scores["target"].isin(targets)] if targets else scores
+    lb = aggregate(df, metric, frames=frames, tracks=stat, by=("provider", "target"))
+    q = lb.groupby("provider", sort=False)["value"].mean()
     c = cost_table(jobs).set_index("provider") if not jobs.empty else pd.DataFrame()
     lat = latency_table(jobs).set_index("provider") if not jobs.empty else pd.DataFrame()
     out = pd.DataFrame({"quality": q})
+    out.index.name = "provider"
     if not c.empty:
         out["usd_per_min"] = (c["usd_per_audio_hour"] / 60).reindex(out.index).fillna(0.0)
         out["kind"] = c["kind"].reindex(out.index)
     if not lat.empty:
         out["turnaround_p50_s"] = lat["turnaround_p50_s"].reindex(out.index)
-    return out.reset_index()
+    label = f"mean over targets of {lb['aggregation'].iloc[0]}" if len(lb) else ""
+    out["aggregation"] = label
+    out = out.reset_index()
+    out.attrs["aggregation"] = label
+    return out
 
 
 def pareto_frontier(points: pd.DataFrame, quality: str = "quality", cost: str = "usd_per_min") -> pd.DataFrame:

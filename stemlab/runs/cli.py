@@ -140,10 +140,21 @@ def _summary(res: Any) -> None:
             print(f"  ✗ {r.provider} on {r.track}: [{r.status}] {r.error_kind}: {str(r.error)[:160]}")
     s = res.scores
     if len(s):
-        metric = "sdr_bsseval_v4" if (s.metric == "sdr_bsseval_v4").any() else s.metric.iloc[0]
-        lb = s[s.metric == metric].pivot_table(index="provider", columns="target", values="value", aggfunc="median")
-        print(f"\n{metric} (median over tracks):")
-        print(lb.round(2).to_string())
+        from ..metrics.aggregate import aggregate, describe
+        from ..reports.tables import primary_metric
+
+        metric = primary_metric(s)
+        lb = aggregate(s, metric, by=("provider", "target"))
+        label = str(lb["aggregation"].iloc[0])
+        wide = lb.pivot(index="provider", columns="target", values="value")
+        wide = wide.reindex(list(dict.fromkeys(lb["provider"])))
+        wide.columns.name = wide.index.name = None
+        n = lb["n_tracks"] + lb["n_nan_tracks"]  # tracks scored, NaN or not
+        nan = int(lb["n_nan_tracks"].sum())
+        print(f"\n{metric} — aggregation {label}: {describe(label)}"
+              f" ({n.min() if n.min() == n.max() else f'{n.min()}-{n.max()}'} track(s) per cell"
+              + (f", {nan} NaN track value(s) skipped" if nan else "") + "):")
+        print(wide.to_string(float_format="{:.2f}".format))
 
 
 def _results_show(args: argparse.Namespace) -> int:

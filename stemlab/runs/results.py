@@ -68,13 +68,29 @@ class Results:
             raise RunError(f"{self.path}: no job for provider {provider!r} on track {track!r}")
         return StemCache(self.path / "cache").get(str(hit["job_key"].iloc[0]))
 
-    def leaderboard(self, metric: str = "sdr_bsseval_v4", agg: str = "median") -> "pd.DataFrame":
-        """Provider × target table of ``metric`` aggregated over tracks."""
+    def leaderboard(self, metric: str = "sdr_bsseval_v4", agg: str = "median", *, frames: str | None = None,
+                    tidy: bool = False) -> "pd.DataFrame":
+        """Provider × target table of ``metric``: ``agg`` (``median`` |
+        ``mean``) over tracks of each track's value — for framewise metrics
+        the ``frames`` rows (default ``median_frames``, museval's), for
+        whole-track metrics the ``track`` rows — from
+        :func:`stemlab.metrics.aggregate.aggregate`. The label (e.g.
+        ``median_frames/median_tracks``) is in ``.attrs["aggregation"]``;
+        ``tidy=True`` returns aggregate's long table (with ``n_tracks``,
+        ``n_nan_tracks`` and ``aggregation`` columns) instead."""
+        from ..metrics.aggregate import aggregate
+
         s = self.scores
         if s.empty:
             return s
-        s = s[s["metric"] == metric]
-        return s.pivot_table(index="provider", columns="target", values="value", aggfunc=agg)
+        lb = aggregate(s, metric, frames=frames, tracks=agg, by=("provider", "target"))
+        label = str(lb["aggregation"].iloc[0]) if len(lb) else ""
+        if tidy:
+            lb.attrs["aggregation"] = label
+            return lb
+        wide = lb.pivot(index="provider", columns="target", values="value")
+        wide.attrs["aggregation"] = label
+        return wide
 
 
 def _atomic_write(path: Path, write) -> None:

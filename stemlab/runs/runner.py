@@ -220,8 +220,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _slug(s: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)[:120]
+from .._slug import slug as _slug  # noqa: E402  (one slug for run and score museval JSON paths)
 
 
 def _channels(track: Track) -> int:
