@@ -73,13 +73,15 @@ def _decode_all(
             )
         lengths[name], chans[name] = arr.shape[1], arr.shape[0]
         if not keep(name):
-            continue
-        if not add:
+            pass  # decoded for its checks only: dropped before the next file is decoded
+        elif not add:
             out[name] = arr
         elif summable:
             if total is None:
                 total = arr  # decode() returned a fresh array: it becomes the accumulator
-            elif arr.shape[1] != total.shape[1] or {arr.shape[0], total.shape[0]} - {1, 2} and arr.shape[0] != total.shape[0]:
+            elif arr.shape[1] != total.shape[1] or (
+                arr.shape[0] != total.shape[0] and not {arr.shape[0], total.shape[0]} <= {1, 2}
+            ):
                 summable, total = False, None  # refused below, with every file's length/channels
             else:
                 if total.shape[0] < arr.shape[0]:
