@@ -1,17 +1,25 @@
 """Audio I/O without an ffmpeg binary.
 
-* Decoding: PyAV (libav* linked into the wheel), every stream of a container in
-  one demux pass, converted to float32 ``(channels, samples)`` with numpy so the
-  sample count is exactly what the decoder produced (AAC priming samples are
-  dropped by libavcodec's skip-samples side data: the MUSDB18 sample decodes to
-  300032 samples per stream, as museval's regression data expects).
+* Decoding: WAV/AIFF/FLAC PCM through libsndfile (``soundfile``), everything
+  else (MP3, AAC/M4A, multi-stream ``.stem.mp4``, Ogg …) through PyAV
+  (libav* linked into the wheel), every stream of a container in one demux
+  pass. Each stream is decoded straight into one preallocated float32
+  ``(channels, samples)`` array — libsndfile reads blocks into it, PyAV frames
+  are converted into it in place, the array sized from the header and grown
+  geometrically (``realloc``) if the header is short — so a decode holds one
+  copy of the signal. Values are exact and the same whichever library reads
+  a file: the sample count is what the decoder produced (AAC priming samples
+  are dropped by libavcodec's skip-samples side data: the MUSDB18 sample
+  decodes to 300032 samples per stream, as museval's regression data expects).
 * Resampling: libsoxr (``soxr``), "VHQ" quality by default — a linear-phase,
   band-limited polyphase resampler (−175 dB stop band, 0.95·Nyquist pass band),
   deterministic, multi-channel and ~50× faster than a naive FFT resampler.
   PyAV's swr is not used because its default filter is short (16 taps) and its
   output length depends on internal buffering.
 * Encoding: WAV/FLAC through libsndfile (``soundfile``: 16/24-bit PCM, float),
+  written block by block straight into the destination's temp file;
   MP3 (LAME) and M4A/AAC through PyAV for uploads and sandbox outputs.
+  ``scale=`` divides by a gain per block (no scaled copy).
 
 Every failure is an :class:`~stemlab.errors.InputError` naming the file and the
 reason; decoder exceptions never escape bare.
@@ -114,13 +122,17 @@ class PeakReport:
 
 
 def decoder_versions() -> dict[str, str]:
-    """PyAV and libav* versions: recorded with every decoded track, since
-    decoder versions change sample counts (stempeg#2)."""
+    """PyAV and libav* versions (and libsndfile's, which reads WAV/AIFF/FLAC
+    PCM): recorded with every decoded track, since decoder versions change
+    sample counts (stempeg#2)."""
     import av
+    import soundfile as sf
 
     out = {"pyav": av.__version__}
     for lib, ver in av.library_versions.items():
         out[lib] = ".".join(str(v) for v in ver)
+    out["soundfile"] = sf.__version__
+    out["libsndfile"] = str(sf.__libsndfile_version__)
     return out
 
 
