@@ -442,8 +442,8 @@ def _decode_sf(
     import soundfile as sf
 
     try:
-        f = sf.SoundFile(checked)
-    except Exception:  # not libsndfile's (or a name it cannot encode): PyAV tries
+        f = sf.SoundFile(os.fsencode(checked) if isinstance(checked, str) else checked)
+    except Exception:  # not libsndfile's: PyAV tries
         return None
     try:
         if f.format not in _SF_FORMATS or f.subtype not in _SF_EXACT_SUBTYPES:
