@@ -93,6 +93,19 @@ def test_oracle_blocked_equals_whole_signal(song, fn, old, kw, block) -> None:
     assert _maxdiff(new, want) <= TOL
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_oracle_mono_and_multichannel(channels: int) -> None:
+    """I = 1 (the 1/(ε+m) inverse) and I = 3 (np.linalg.inv) covariances."""
+    rng = np.random.RandomState(channels)
+    refs = {k: (0.1 * rng.standard_normal((channels, 50_001))).astype(np.float32) for k in NAMES[:3]}
+    mix = sum(refs.values()).astype(np.float32)
+    for fn, old, kw in ((ideal_ratio_mask, ref.ideal_ratio_mask, {}), (ideal_binary_mask, ref.ideal_binary_mask, {}),
+                        (multichannel_wiener, ref.multichannel_wiener, {}),
+                        (multichannel_wiener, ref.multichannel_wiener, {"normalisation": "sigsep"})):
+        new = fn(mix, refs.__getitem__, NAMES[:3], block=5, **kw)
+        assert _maxdiff(new, old(mix, refs.__getitem__, NAMES[:3], **kw)) <= TOL
+
+
 @pytest.mark.parametrize("variant", ["irm", "ibm", "mwf"])
 def test_oracle_provider_equals_whole_signal(song, variant: str) -> None:
     refs = {k: song[k] for k in NAMES}
