@@ -15,7 +15,7 @@ Any decodable extension works (see :data:`stemlab.audio.DECODABLE_EXTENSIONS`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -43,9 +43,24 @@ def find_audio(folder: Path, stem: str) -> Path | None:
     return hits[0] if hits else None
 
 
-def _decode_all(files: dict[str, Path], track: str) -> tuple[dict[str, np.ndarray], int]:
+def _decode_all(
+    files: dict[str, Path], track: str, *, keep: Callable[[str], bool] = lambda name: True,
+    add: bool = False,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Decode ``files`` one at a time, check one sample rate, equal lengths
+    and compatible channels (mono beside stereo → dual mono).
+
+    ``keep(name)``: whether to keep that file's samples (the others are
+    decoded for their checks only and dropped at once). ``add``: return
+    ``{"sum": …}``, the float32 sum of the kept files in file order, built in
+    one accumulator — the same values as stacking and summing them, without
+    holding every stem plus the sum."""
     out: dict[str, np.ndarray] = {}
+    lengths: dict[str, int] = {}
+    chans: dict[str, int] = {}
     rate: int | None = None
+    total: np.ndarray | None = None
+    summable = True
     for name, path in files.items():
         arr, sr = audio.decode(path)
         if rate is None:
@@ -56,20 +71,40 @@ def _decode_all(files: dict[str, Path], track: str) -> tuple[dict[str, np.ndarra
                 "resample the file so all stems share one rate",
                 file=str(path),
             )
-        out[name] = arr
-    lengths = {n: a.shape[1] for n, a in out.items()}
+        lengths[name], chans[name] = arr.shape[1], arr.shape[0]
+        if not keep(name):
+            pass  # decoded for its checks only: dropped before the next file is decoded
+        elif not add:
+            out[name] = arr
+        elif summable:
+            if total is None:
+                total = arr  # decode() returned a fresh array: it becomes the accumulator
+            elif arr.shape[1] != total.shape[1] or (
+                arr.shape[0] != total.shape[0] and not {arr.shape[0], total.shape[0]} <= {1, 2}
+            ):
+                summable, total = False, None  # refused below, with every file's length/channels
+            else:
+                if total.shape[0] < arr.shape[0]:
+                    total = np.repeat(total, arr.shape[0], axis=0)  # mono so far, a stereo stem: dual mono
+                total += arr  # a mono stem broadcasts over both channels (dual mono)
+        del arr
     if len(set(lengths.values())) > 1:
         raise DatasetError(
             f"track {track!r}: stems have different lengths (samples) {lengths}; expected equal lengths",
             file=str(next(iter(files.values())).parent),
         )
-    chans = {n: a.shape[0] for n, a in out.items()}
     if len(set(chans.values())) > 1:
         # mono stems beside stereo ones → dual mono; anything else is an error
         target = max(chans.values())
-        for n, a in out.items():
-            out[n] = audio.to_channels(a, target, name=str(files[n]))
+        for n in files:
+            if n in out:
+                out[n] = audio.to_channels(out[n], target, name=str(files[n]))
+            else:  # same check (and error) as converting it
+                audio.to_channels(np.zeros((chans[n], 0), np.float32), target, name=str(files[n]))
     assert rate is not None
+    if add:
+        assert total is not None
+        return {"sum": total}, rate
     return out, rate
 
 
@@ -121,8 +156,8 @@ def stem_folder_track(
 
     def load_mixture() -> np.ndarray:
         if mix_path is None:
-            arrs, _ = _decode_all(present, track_name)
-            return np.sum(list(arrs.values()), axis=0).astype(np.float32)
+            # the sum of the stems, accumulated one decoded stem at a time
+            return _decode_all(present, track_name, add=True)[0]["sum"]
         arr, sr = audio.decode(mix_path)
         if sr != info.sample_rate:
             raise DatasetError(f"track {track_name!r}: sample rate changed while reading {mix_path}")
@@ -132,15 +167,8 @@ def stem_folder_track(
         files = dict(present)
         if mix_path is not None:
             files = {"__mixture__": mix_path, **files}
-        arrs, _ = _decode_all(files, track_name)
-        mix = arrs.pop("__mixture__", None)
-        if mix is not None:
-            n = next(iter(arrs.values())).shape[1]
-            if mix.shape[1] != n:
-                raise DatasetError(
-                    f"track {track_name!r}: mixture has {mix.shape[1]} samples, stems {n}; expected equal",
-                    file=str(mix_path),
-                )
+        # the mixture is decoded for its checks (rate, length) and dropped at once
+        arrs, _ = _decode_all(files, track_name, keep=lambda n: n != "__mixture__")
         return arrs
 
     return Track(

@@ -21,6 +21,11 @@ __all__ = [
     "check_references",
     "mask_sources",
     "with_accompaniment",
+    "StftGrid",
+    "OverlapAdd",
+    "WholeSignal",
+    "stft_grid",
+    "block_frames",
     "peak_rss",
     "Stopwatch",
     "ACCOMPANIMENT",
@@ -69,14 +74,26 @@ def mask_sources(names: Sequence[str]) -> tuple[str, ...]:
 
 def with_accompaniment(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Add ``accompaniment`` = sum of the non-vocal stems when ``vocals`` and at
-    least one other stem are present and it is not there yet (in place)."""
+    least one other stem are present and it is not there yet (in place).
+
+    The sum is taken in float64 and rounded to float32, a block of samples at
+    a time: the only full-length array made is the returned stem."""
     if _VOCALS in stems and ACCOMPANIMENT not in stems:
         rest = [v for k, v in stems.items() if k != _VOCALS]
         if rest:
-            acc = np.zeros_like(rest[0], dtype=np.float64)
-            for r in rest:
-                acc += r
-            stems[ACCOMPANIMENT] = acc.astype(np.float32)
+            first = np.asarray(rest[0])
+            if first.ndim == 0:
+                stems[ACCOMPANIMENT] = np.float32(sum(np.float64(r) for r in rest))
+                return stems
+            acc = np.empty(first.shape, dtype=np.float32)
+            n = first.shape[-1]
+            step = BLOCK_SAMPLES // 4
+            for s in range(0, max(n, 1), step):
+                part = np.zeros(first[..., s : s + step].shape, dtype=np.float64)
+                for r in rest:
+                    part += r[..., s : s + step]
+                acc[..., s : s + step] = part
+            stems[ACCOMPANIMENT] = acc
     return stems
 
 
@@ -124,6 +141,178 @@ class VariantParams:
         info["variant_params"] = {v: list(ps) for v, ps in cls.variant_params.items()}
         info["variant_defaults"] = {v: dict(d) for v, d in cls.variant_defaults.items()}
         return info
+
+
+# --------------------------------------------------------------- blocked STFT
+
+#: Samples of signal per block of STFT frames: the working set of a blocked
+#: STFT → mask → overlap-add stays a few tens of MB whatever the track length.
+BLOCK_SAMPLES = 1 << 18
+
+
+def block_frames(hop: int, minimum: int = 16) -> int:
+    """Frames per block for a hop (about :data:`BLOCK_SAMPLES` of signal)."""
+    return max(minimum, BLOCK_SAMPLES // max(1, int(hop)))
+
+
+class StftGrid:
+    """``scipy.signal.stft``/``istft`` (periodic Hann, zero boundary
+    extension of ``nfft // 2``, ``padded=True``, ``scaling='spectrum'``,
+    float64) computed a block of frames at a time, with the same values.
+
+    Frame ``t`` covers samples ``[t·hop − nfft/2, t·hop + nfft/2)`` of the
+    signal (zeros outside it), so the STFT of frames ``[t0, t1)`` needs only
+    those samples; :meth:`stft` returns them time-major, ``(channels, frames,
+    bins)``. An :class:`OverlapAdd` inverts blocks in frame order: every
+    output sample is the same sum, in the same order, of the same windowed
+    inverse FFTs as in ``scipy.signal.istft``, divided by the same window
+    normalisation, so the result matches the whole-signal inverse.
+
+    Valid for ``num_samples >= nfft``; scipy shortens the window of shorter
+    inputs (see :class:`WholeSignal`)."""
+
+    def __init__(self, num_samples: int, nfft: int, hop: int) -> None:
+        from scipy.signal import get_window
+
+        if num_samples < nfft:
+            raise ValueError(f"StftGrid: {num_samples} samples, fewer than nfft={nfft}")
+        self.num_samples, self.nfft, self.hop = int(num_samples), int(nfft), int(hop)
+        self.pad = self.nfft // 2
+        ext = self.num_samples + 2 * self.pad
+        nadd = (-(ext - self.nfft) % self.hop) % self.nfft
+        self.frames = (ext + nadd - self.nfft) // self.hop + 1
+        self.bins = self.nfft // 2 + 1
+        self.window = get_window("hann", self.nfft)
+        self.scale = np.sqrt(1.0 / self.window.sum() ** 2)  # scipy: 'spectrum' scaling, square-rooted for stft
+        self.window_sum = self.window.sum()
+        self.window_sq = self.window**2
+
+    def blocks(self, size: int) -> list[tuple[int, int]]:
+        size = max(1, int(size))
+        return [(t0, min(self.frames, t0 + size)) for t0 in range(0, self.frames, size)]
+
+    def stft(self, x: np.ndarray, t0: int, t1: int) -> np.ndarray:
+        """Frames ``[t0, t1)`` of the STFT of ``x`` ``(channels, samples)``:
+        complex128 ``(channels, t1 − t0, bins)``."""
+        from numpy.lib.stride_tricks import sliding_window_view
+        from scipy import fft as sp_fft
+
+        x = np.asarray(x)
+        start = t0 * self.hop - self.pad  # signal index of the first sample of frame t0
+        length = (t1 - t0 - 1) * self.hop + self.nfft
+        seg = np.zeros((x.shape[0], length))
+        lo, hi = max(start, 0), min(start + length, self.num_samples)
+        if hi > lo:
+            seg[:, lo - start : hi - start] = x[:, lo:hi]
+        frames = sliding_window_view(seg, self.nfft, axis=-1)[:, :: self.hop]
+        z = sp_fft.rfft(self.window * frames, n=self.nfft)
+        z *= self.scale
+        return z
+
+    def overlap_add(self, out: np.ndarray) -> "OverlapAdd":
+        return OverlapAdd(self, out)
+
+
+class OverlapAdd:
+    """Inverse STFT of a :class:`StftGrid`, fed blocks of frames in order and
+    written into ``out`` (float32 ``(channels, samples)``) as soon as a
+    sample has all its frames. Holds the ``nfft − hop`` samples still
+    waiting for later frames."""
+
+    def __init__(self, grid: StftGrid, out: np.ndarray) -> None:
+        self.grid = grid
+        self.out = out
+        keep = grid.nfft - grid.hop
+        self._carry = np.zeros((out.shape[0], keep))
+        self._carry_norm = np.zeros(keep)
+        self.next_frame = 0
+
+    def add(self, z: np.ndarray) -> None:
+        """The next block of frames, complex ``(channels, frames, bins)``."""
+        from scipy import fft as sp_fft
+
+        g = self.grid
+        nfft, hop = g.nfft, g.hop
+        count = z.shape[1]
+        t0 = self.next_frame
+        t1 = t0 + count
+        if t1 > g.frames:
+            raise ValueError(f"OverlapAdd: {t1} frames fed, the signal has {g.frames}")
+        xs = sp_fft.irfft(z, n=nfft, axis=-1)
+        xs *= g.window_sum
+        length = (count - 1) * hop + nfft
+        keep = nfft - hop
+        acc = np.zeros((z.shape[0], length))
+        acc[:, :keep] = self._carry
+        norm = np.zeros(length)
+        norm[:keep] = self._carry_norm
+        if nfft % hop == 0:
+            # piece r of frame j lands on hop-chunk j + r; chunks receive frames in increasing order
+            # (pieces r = R−1 … 0), as scipy's frame loop adds them
+            r_count = nfft // hop
+            pieces = (xs * g.window).reshape(z.shape[0], count, r_count, hop)
+            acc3 = acc.reshape(z.shape[0], count + r_count - 1, hop)
+            norm2 = norm.reshape(count + r_count - 1, hop)
+            wsq = g.window_sq.reshape(r_count, hop)
+            for r in range(r_count - 1, -1, -1):
+                acc3[:, r : r + count] += pieces[:, :, r]
+                norm2[r : r + count] += wsq[r]
+            del pieces
+        else:
+            for j in range(count):
+                acc[:, j * hop : j * hop + nfft] += xs[:, j] * g.window
+                norm[j * hop : j * hop + nfft] += g.window_sq
+        del xs
+        final = t1 == g.frames
+        done = length if final else count * hop
+        p0 = t0 * hop  # padded index of acc[:, 0]
+        j0, j1 = max(p0 - g.pad, 0), min(p0 + done - g.pad, g.num_samples)
+        if j1 > j0:
+            a, b = j0 + g.pad - p0, j1 + g.pad - p0
+            nb = norm[a:b]
+            self.out[:, j0:j1] = acc[:, a:b] / np.where(nb > 1e-10, nb, 1.0)
+        if not final:
+            self._carry = acc[:, done:].copy()
+            self._carry_norm = norm[done:].copy()
+        self.next_frame = t1
+
+
+class WholeSignal:
+    """The former whole-signal ``scipy.signal.stft``/``istft`` calls behind
+    the :class:`StftGrid` interface (one block holding every frame), for
+    inputs shorter than ``nfft``: scipy then shortens the window to the
+    input, which only the whole-signal calls reproduce. Such inputs are a
+    few thousand samples: their memory does not matter."""
+
+    frames = None
+
+    def __init__(self, stft, istft, num_samples: int) -> None:
+        self._stft, self._istft, self.num_samples = stft, istft, int(num_samples)
+
+    def blocks(self, size: int) -> list[tuple[int, int | None]]:
+        return [(0, None)]
+
+    def stft(self, x: np.ndarray, t0: int = 0, t1: int | None = None) -> np.ndarray:
+        return np.swapaxes(self._stft(x), -1, -2)
+
+    def overlap_add(self, out: np.ndarray) -> "_WholeInverse":
+        return _WholeInverse(self, out)
+
+
+class _WholeInverse:
+    def __init__(self, whole: WholeSignal, out: np.ndarray) -> None:
+        self.whole, self.out = whole, out
+
+    def add(self, z: np.ndarray) -> None:
+        self.out[...] = self.whole._istft(np.swapaxes(z, -1, -2), self.whole.num_samples)
+
+
+def stft_grid(num_samples: int, nfft: int, hop: int, stft, istft) -> StftGrid | WholeSignal:
+    """A :class:`StftGrid`, or for inputs shorter than ``nfft`` the former
+    whole-signal ``stft(x)`` / ``istft(z, num_samples)`` (see :class:`WholeSignal`)."""
+    if num_samples >= nfft:
+        return StftGrid(num_samples, nfft, hop)
+    return WholeSignal(stft, istft, num_samples)
 
 
 # ------------------------------------------------------------------ bookkeeping

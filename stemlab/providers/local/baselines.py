@@ -24,7 +24,10 @@ DSP baselines — classic signal processing, no weights, no references:
   ``accompaniment`` (the rest). Needs stereo input.
 
 Every DSP parameter is a provider parameter (see :class:`BaselineProvider`);
-the STFT is ``scipy.signal.stft`` with a periodic Hann window.
+the STFT is ``scipy.signal.stft`` with a periodic Hann window, computed a
+block of frames at a time (:class:`~stemlab.providers.local._common.StftGrid`):
+the estimates equal the whole-signal computation and memory is the returned
+stems plus a constant working set.
 """
 
 from __future__ import annotations
@@ -37,7 +40,15 @@ import numpy as np
 from ...errors import ProviderRejected
 from ...types import MUSDB_TARGETS, Cost, Separation, Stems, Track
 from ..base import Param, Provider, as_track
-from ._common import ACCOMPANIMENT, VariantParams, check_mixture, mask_sources, with_accompaniment
+from ._common import (
+    ACCOMPANIMENT,
+    VariantParams,
+    block_frames,
+    check_mixture,
+    mask_sources,
+    stft_grid,
+    with_accompaniment,
+)
 
 __all__ = ["BaselineProvider", "hpss_masks", "centre_mask", "NO_DRUMS"]
 
@@ -74,11 +85,13 @@ def hpss_masks(
 
     H = median_filter(mag, size=(1, int(kernel_time)), mode="reflect")
     P = median_filter(mag, size=(int(kernel_freq), 1), mode="reflect")
-    tiny = np.finfo(np.float64).tiny
-    Hp, Pp = H**power, P**power
-    mp = Pp / np.maximum(Pp + (margin**power) * Hp, tiny)
-    mh = Hp / np.maximum(Hp + (margin**power) * Pp, tiny)
-    return mh, mp
+    return _soft_mask(H, P, power, margin), _soft_mask(P, H, power, margin)
+
+
+def _soft_mask(A: np.ndarray, B: np.ndarray, power: float, margin: float) -> np.ndarray:
+    """``A^p / (A^p + (margin·B)^p)`` (floored at the smallest normal float)."""
+    Ap = A**power
+    return Ap / np.maximum(Ap + (margin**power) * B**power, np.finfo(np.float64).tiny)
 
 
 def centre_mask(
@@ -234,11 +247,14 @@ class BaselineProvider(VariantParams, Provider):
 
     @staticmethod
     def _floor(mix: np.ndarray, targets: tuple[str, ...], variant: str, mode: str) -> dict[str, np.ndarray]:
+        """One array per returned stem and nothing else of the track's size."""
         out: dict[str, np.ndarray] = {}
         if variant == "silence":
             for n in targets:
                 out[n] = np.zeros_like(mix)
-            return with_accompaniment(out)
+            if "vocals" in out and ACCOMPANIMENT not in out and len(out) > 1:
+                out[ACCOMPANIMENT] = np.zeros_like(mix)  # the sum of silent stems
+            return out
         share = 1.0
         if mode == "equal":
             share = 1.0 / max(1, len(mask_sources(targets)))
@@ -251,19 +267,59 @@ class BaselineProvider(VariantParams, Provider):
         return out
 
     @staticmethod
+    def _grid(mix: np.ndarray, p: dict[str, Any]):
+        nfft, hop = int(p["nfft"]), int(p["hop"])
+        return stft_grid(mix.shape[1], nfft, hop, lambda x: _stft(x, nfft, hop), lambda z, n: _istft(z, nfft, hop, n))
+
+    @staticmethod
     def _hpss(mix: np.ndarray, p: dict[str, Any]) -> dict[str, np.ndarray]:
-        n = mix.shape[1]
-        Z = _stft(mix, p["nfft"], p["hop"])
-        mag = np.mean(np.abs(Z), axis=0)  # one mask for all channels keeps the stereo image
-        mh, mp = hpss_masks(mag, p["kernel_time"], p["kernel_freq"], p["power"], p["margin"])
-        drums = _istft(Z * mp[None], p["nfft"], p["hop"], n)
-        return {"drums": drums, NO_DRUMS: (mix - drums).astype(np.float32)}
+        """Blocks of STFT frames; the harmonic (time) median of a block also
+        reads ``kernel_time // 2 + 1`` frames of the blocks on either side, so
+        every median sees the frames it sees on the whole spectrogram (and the
+        same reflection at the track's ends)."""
+        from scipy.ndimage import median_filter
+
+        grid = BaselineProvider._grid(mix, p)
+        kt, kf = int(p["kernel_time"]), int(p["kernel_freq"])
+        power, margin = p["power"], p["margin"]
+        halo = kt // 2 + 1
+        drums = np.empty(mix.shape, np.float32)
+        inv = grid.overlap_add(drums)
+
+        def spectra(block):
+            if block is None:
+                return None
+            Z = grid.stft(mix, *block)  # (C, t, F)
+            return Z, np.mean(np.abs(Z), axis=0)  # one mask for all channels keeps the stereo image
+
+        blocks = iter(grid.blocks(max(block_frames(int(p["hop"])), 8 * halo)))  # halo overhead ≤ 25 %
+        nxt = spectra(next(blocks, None))
+        left = None  # magnitudes of the (up to) `halo` frames before the current block
+        while nxt is not None:
+            Z, mag = nxt
+            nxt = spectra(next(blocks, None))
+            parts = [m for m in (left, mag, None if nxt is None else nxt[1][:halo]) if m is not None]
+            ext = np.concatenate(parts, axis=0) if len(parts) > 1 else mag
+            off = 0 if left is None else left.shape[0]
+            H = median_filter(ext, size=(kt, 1), mode="reflect")[off : off + mag.shape[0]]
+            P = median_filter(mag, size=(1, kf), mode="reflect")
+            inv.add(Z * _soft_mask(P, H, power, margin)[None])
+            if left is None or mag.shape[0] >= halo:
+                left = mag[-halo:].copy()
+            else:
+                left = np.concatenate([left, mag], axis=0)[-halo:]
+            del Z, ext, H, P
+        return {"drums": drums, NO_DRUMS: np.subtract(mix, drums)}
 
     @staticmethod
     def _centre(mix: np.ndarray, p: dict[str, Any], sr: int) -> dict[str, np.ndarray]:
-        n = mix.shape[1]
-        Z = _stft(mix, p["nfft"], p["hop"])
-        freqs = np.arange(Z.shape[1]) * sr / p["nfft"]
-        m = centre_mask(Z, freqs, p["low_hz"], p["high_hz"], p["sharpness"])
-        vocals = _istft(Z * m[None], p["nfft"], p["hop"], n)
-        return {"vocals": vocals, ACCOMPANIMENT: (mix - vocals).astype(np.float32)}
+        grid = BaselineProvider._grid(mix, p)
+        vocals = np.empty(mix.shape, np.float32)
+        inv = grid.overlap_add(vocals)
+        for block in grid.blocks(block_frames(int(p["hop"]))):
+            Z = grid.stft(mix, *block)  # (C, t, F)
+            freqs = np.arange(Z.shape[-1]) * sr / p["nfft"]
+            m = centre_mask(np.swapaxes(Z, 1, 2), freqs, p["low_hz"], p["high_hz"], p["sharpness"])  # (F, t)
+            inv.add(Z * m.T[None])
+            del Z, m
+        return {"vocals": vocals, ACCOMPANIMENT: np.subtract(mix, vocals)}

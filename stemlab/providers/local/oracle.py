@@ -32,10 +32,15 @@ Variants (``oracle:irm``, ``oracle:ibm``, ``oracle:mwf``):
     column ``k`` of every ``R_j(f)`` is divided by ``R_j(0)[0,k] + R_j(1)[1,k]``;
     its Wiener gains are also rounded to complex64 as there.
 
-Memory: ratio and binary masks are computed in two passes over the sources
-(one STFT of one source at a time, plus the mixture STFT and the mask
-denominator); the Wiener filter keeps one PSD ``(F, T)`` per source and
-applies the gains in blocks of frames.
+Memory: nothing of the size of a whole-track spectrogram is made. The STFT,
+the masks and the overlap-add run a block of frames at a time
+(:class:`~stemlab.providers.local._common.StftGrid`, about 6 s of signal per
+block): masks are per time-frequency bin and an output sample depends only on
+the frames covering it, so the estimates equal the whole-signal computation
+(bit for bit for irm/ibm; mwf's covariances are sums over blocks, equal to
+float rounding). The Wiener filter makes two passes: spatial covariances
+accumulated over the whole track, then PSDs and gains per block. Memory is
+the returned stems plus a constant working set.
 """
 
 from __future__ import annotations
@@ -48,7 +53,18 @@ import numpy as np
 from ...errors import ConfigError
 from ...types import Cost, MUSDB_TARGETS, Separation, Stems, Track
 from ..base import Param, Provider, as_track
-from ._common import ACCOMPANIMENT, VariantParams, check_mixture, check_references, mask_sources, with_accompaniment
+from ._common import (
+    ACCOMPANIMENT,
+    StftGrid,
+    VariantParams,
+    WholeSignal,
+    block_frames,
+    check_mixture,
+    check_references,
+    mask_sources,
+    stft_grid,
+    with_accompaniment,
+)
 
 __all__ = ["OracleProvider", "EPS", "oracle_stft", "oracle_istft", "ideal_ratio_mask", "ideal_binary_mask",
            "multichannel_wiener"]
@@ -56,12 +72,10 @@ __all__ = ["OracleProvider", "EPS", "oracle_stft", "oracle_istft", "ideal_ratio_
 #: float64 machine epsilon, sigsep's regulariser.
 EPS: float = float(np.finfo(np.float64).eps)
 
-_BLOCK_FRAMES = 512  # frames per block when applying Wiener gains
-
-
 def oracle_stft(x: np.ndarray, nfft: int = 2048) -> np.ndarray:
     """sigsep's STFT: ``(channels, samples)`` → complex ``(channels, F, T)``,
-    ``F = nfft/2 + 1``, hop ``nfft/2``, periodic Hann, zero-padded boundaries."""
+    ``F = nfft/2 + 1``, hop ``nfft/2``, periodic Hann, zero-padded boundaries.
+    (Whole signal; the providers use the blocked :class:`StftGrid`.)"""
     from scipy.signal import stft
 
     return stft(np.asarray(x, dtype=np.float64), nperseg=nfft)[-1]
@@ -78,37 +92,53 @@ def oracle_istft(z: np.ndarray, num_samples: int) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def _grid(mixture: np.ndarray, nfft: int) -> StftGrid | WholeSignal:
+    return stft_grid(mixture.shape[-1], nfft, nfft // 2, lambda x: oracle_stft(x, nfft), oracle_istft)
+
+
+def _outputs(mixture: np.ndarray, names: tuple[str, ...], grid) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    out = {name: np.empty(mixture.shape, np.float32) for name in names}
+    return out, {name: grid.overlap_add(out[name]) for name in names}
+
+
 def ideal_ratio_mask(
     mixture: np.ndarray, sources: Callable[[str], np.ndarray], names: tuple[str, ...], alpha: float = 2.0,
-    nfft: int = 2048,
+    nfft: int = 2048, block: int | None = None,
 ) -> dict[str, np.ndarray]:
     """IRM estimates for ``names``; ``sources(name)`` returns a reference
-    ``(channels, samples)`` (called twice per source: memory stays at one
-    source STFT at a time)."""
-    n = mixture.shape[-1]
-    X = oracle_stft(mixture, nfft)
-    model = np.full(X.shape, EPS)
-    for name in names:
-        model += np.abs(oracle_stft(sources(name), nfft)) ** alpha
-    out = {}
-    for name in names:
-        P = np.abs(oracle_stft(sources(name), nfft)) ** alpha
-        out[name] = oracle_istft(X * (P / model), n)
+    ``(channels, samples)``. Computed a block of STFT frames at a time (``block``
+    frames, default about 6 s): memory is the outputs plus one block of each
+    source's spectrogram, whatever the length."""
+    grid = _grid(mixture, nfft)
+    refs = {name: sources(name) for name in names}
+    out, inv = _outputs(mixture, names, grid)
+    for t0, t1 in grid.blocks(block or block_frames(nfft // 2)):
+        X = grid.stft(mixture, t0, t1)
+        model = np.full(X.shape, EPS)
+        P = {}
+        for name in names:
+            P[name] = np.abs(grid.stft(refs[name], t0, t1)) ** alpha
+            model += P[name]
+        for name in names:
+            inv[name].add(X * (P.pop(name) / model))
     return out
 
 
 def ideal_binary_mask(
     mixture: np.ndarray, sources: Callable[[str], np.ndarray], names: tuple[str, ...], alpha: float = 1.0,
-    theta: float = 0.5, nfft: int = 2048,
+    theta: float = 0.5, nfft: int = 2048, block: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """IBM estimates: keep a bin when ``|S_j|^α / (ε + |X|^α) ≥ θ``."""
-    n = mixture.shape[-1]
-    X = oracle_stft(mixture, nfft)
-    denom = EPS + np.abs(X) ** alpha
-    out = {}
-    for name in names:
-        P = np.abs(oracle_stft(sources(name), nfft)) ** alpha
-        out[name] = oracle_istft(X * ((P / denom) >= theta), n)
+    """IBM estimates: keep a bin when ``|S_j|^α / (ε + |X|^α) ≥ θ`` (blocked as
+    :func:`ideal_ratio_mask`)."""
+    grid = _grid(mixture, nfft)
+    refs = {name: sources(name) for name in names}
+    out, inv = _outputs(mixture, names, grid)
+    for t0, t1 in grid.blocks(block or block_frames(nfft // 2)):
+        X = grid.stft(mixture, t0, t1)
+        denom = EPS + np.abs(X) ** alpha
+        for name in names:
+            P = np.abs(grid.stft(refs[name], t0, t1)) ** alpha
+            inv[name].add(X * ((P / denom) >= theta))
     return out
 
 
@@ -131,47 +161,67 @@ def _inv(M: np.ndarray, eps: float) -> np.ndarray:
 
 def multichannel_wiener(
     mixture: np.ndarray, sources: Callable[[str], np.ndarray], names: tuple[str, ...],
-    normalisation: str = "frequency", nfft: int = 2048,
+    normalisation: str = "frequency", nfft: int = 2048, block: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Oracle multichannel Wiener filter (see the module docstring)."""
+    """Oracle multichannel Wiener filter (see the module docstring), in two
+    passes over blocks of STFT frames: the first accumulates each source's
+    spatial covariance over the whole track, the second recomputes the
+    sources' PSDs block by block and applies the Wiener gains."""
     if normalisation not in ("frequency", "sigsep"):
         raise ConfigError(f"oracle mwf: normalisation must be 'frequency' or 'sigsep', got {normalisation!r}",
                           field="normalisation")
-    n = mixture.shape[-1]
-    X = oracle_stft(mixture, nfft)  # (I, F, T)
-    I, F, T = X.shape
+    grid = _grid(mixture, nfft)
+    blocks = grid.blocks(block or block_frames(nfft // 2, minimum=16) // 2)
+    refs = {name: sources(name) for name in names}
+    I = mixture.shape[0]
     eye = np.eye(I, dtype=np.complex128)
+    # pass 1: R_j(f) = mean over frames of y yᴴ / (ε + v), v = first PSD estimate (mean over channels of |y|²)
+    acc: dict[str, np.ndarray] = {}
+    T = 0
+    for t0, t1 in blocks:
+        frames = 0
+        for name in names:
+            Y = grid.stft(refs[name], t0, t1)  # (I, t, F)
+            frames = Y.shape[1]
+            v = np.mean(np.abs(Y) ** 2, axis=0)  # (t, F)
+            part = np.einsum("atf,btf,tf->fab", Y, Y.conj(), 1.0 / (EPS + v))  # (F, I, I)
+            if name in acc:
+                acc[name] += part
+            else:
+                acc[name] = part
+            del Y, v
+        T += frames
     R: dict[str, np.ndarray] = {}
-    P: dict[str, np.ndarray] = {}
+    Rinv: dict[str, np.ndarray] = {}
     for name in names:
-        Y = oracle_stft(sources(name), nfft)
-        # 1/ first PSD estimate: mean over channels of |Y|²
-        v = np.mean(np.abs(Y) ** 2, axis=0)  # (F, T)
-        # 2/ spatial covariance: mean over frames of y yᴴ / (ε + v)
-        Rj = np.einsum("aft,bft,ft->fab", Y, Y.conj(), 1.0 / (EPS + v)) / T  # (F, I, I)
-        # 3/ normalise, regularise
+        Rj = acc.pop(name) / T
+        # normalise, regularise
         if normalisation == "sigsep":
             Rj = Rj * I / np.trace(Rj) + EPS * eye[None]
         else:
             tr = np.einsum("faa->f", Rj).real
             Rj = Rj * (I / np.where(tr > 0, tr, 1.0))[:, None, None] + EPS * eye[None]
-        # 4/ refined PSD: (1/I) Re yᴴ R⁻¹ y
-        Rinv = _inv(Rj, EPS)
-        P[name] = np.einsum("fab,bft,aft->ft", Rinv, Y, Y.conj()).real / I
         R[name] = Rj
-        del Y
+        Rinv[name] = _inv(Rj, EPS)
+    # pass 2: refined PSD (1/I) Re yᴴ R⁻¹ y, Wiener gains G_j = P_j R_j (Σ_k P_k R_k)⁻¹, ŝ_j = G_j x
     gain_dtype = np.complex64 if normalisation == "sigsep" else np.complex128
-    out: dict[str, np.ndarray] = {}
-    for name in names:
-        Yj = np.empty_like(X)
-        for t0 in range(0, T, _BLOCK_FRAMES):
-            t1 = min(T, t0 + _BLOCK_FRAMES)
-            Cxx = sum(P[k][:, t0:t1, None, None] * R[k][:, None] for k in names)  # (F, t, I, I)
-            inv_cxx = _inv(Cxx, EPS)
-            SR = P[name][:, t0:t1, None, None] * R[name][:, None]
+    out, inv = _outputs(mixture, names, grid)
+    for t0, t1 in blocks:
+        P = {}
+        for name in names:
+            Y = grid.stft(refs[name], t0, t1)
+            P[name] = np.einsum("fab,btf,atf->tf", Rinv[name], Y, Y.conj()).real / I  # (t, F)
+            del Y
+        X = grid.stft(mixture, t0, t1)
+        Cxx = sum(P[k][..., None, None] * R[k][None] for k in names)  # (t, F, I, I)
+        inv_cxx = _inv(Cxx, EPS)
+        del Cxx
+        for name in names:
+            SR = P[name][..., None, None] * R[name][None]
             G = np.matmul(SR, inv_cxx).astype(gain_dtype)
-            Yj[:, :, t0:t1] = np.einsum("ftab,bft->aft", G, X[:, :, t0:t1])
-        out[name] = oracle_istft(Yj, n)
+            del SR
+            inv[name].add(np.einsum("tfab,btf->atf", G, X))
+            del G
     return out
 
 
