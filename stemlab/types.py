@@ -140,12 +140,17 @@ class Stems(_Picklable):
     def subset(self, names: Sequence[str]) -> "Stems":
         return Stems({n: self[n] for n in names}, self.sample_rate)
 
-    def sum(self, names: Sequence[str] | None = None) -> np.ndarray:
+    def sum(self, names: Sequence[str] | None = None, block: int = 1 << 16) -> np.ndarray:
+        """The float32 sum of ``names`` (all stems), accumulated in float64 a
+        block of samples at a time (no full-length float64 copy)."""
         names = tuple(names) if names is not None else self.names
-        out = np.zeros((self.num_channels, self.num_samples), dtype=np.float64)
-        for n in names:
-            out += self[n]
-        return out.astype(np.float32)
+        out = np.empty((self.num_channels, self.num_samples), dtype=np.float32)
+        for a in range(0, self.num_samples, block):
+            acc = np.zeros((self.num_channels, min(block, self.num_samples - a)), dtype=np.float64)
+            for n in names:
+                acc += self[n][:, a : a + block]
+            out[:, a : a + block] = acc
+        return out
 
     def with_accompaniment(self, vocals: str = "vocals") -> "Stems":
         """Add ``accompaniment`` = sum of every non-vocal stem (musdb convention)."""
@@ -166,7 +171,7 @@ def _pcm_hash(audio: np.ndarray, sample_rate: int) -> str:
     h = hashlib.sha256()
     a = np.ascontiguousarray(audio, dtype=np.float32)
     h.update(f"{a.shape}|{sample_rate}|".encode())
-    h.update(a.tobytes())
+    h.update(memoryview(a).cast("B"))  # no copy of the samples
     return h.hexdigest()
 
 

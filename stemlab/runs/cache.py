@@ -123,10 +123,10 @@ class StemCache:
             tmp.mkdir(parents=True)
             entries = {}
             for name, arr in stems.items():
-                peak = float(np.abs(arr).max()) if arr.size else 0.0
+                peak = max(float(arr.max()), -float(arr.min())) if arr.size else 0.0
                 scale = max(1.0, peak / (1.0 - 2.0**-22))
                 fname = f"{_safe(name)}.flac"
-                audio.encode(tmp / fname, arr / scale, stems.sample_rate, subtype="PCM_24")
+                audio.encode(tmp / fname, arr, stems.sample_rate, subtype="PCM_24", scale=scale)
                 entries[name] = {"file": fname, "scale": scale, "sha256": file_sha256(tmp / fname)}
             manifest = {"sample_rate": stems.sample_rate, "stems": entries, "meta": dict(meta or {})}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
