@@ -15,10 +15,10 @@ import stemlab.providers as P
 from stemlab.audio import encode_bytes
 from stemlab.errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
 from stemlab.providers.base import NullJournal
-from stemlab.providers.remote import mvsep as M
-from stemlab.providers.remote._limits import _reset_registry
-from stemlab.providers.remote.quality_checker import QualityChecker, build_zip, dataset_type
-from stemlab.sandbox.mvsep import MVSepSandbox
+from stemlab.services.mvsep import provider as M
+from stemlab.services._remote.limits import _reset_registry
+from stemlab.services.mvsep.quality_checker import QualityChecker, build_zip, dataset_type
+from stemlab.services.mvsep.sandbox import MVSepSandbox
 
 SCALE = 0.005  # 200 virtual seconds per real second
 

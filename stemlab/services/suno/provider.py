@@ -20,7 +20,7 @@ from urllib.parse import quote
 from ...audio import check_audio
 from ...errors import ConfigError, ProviderOutputError, ProviderRejected
 from ...types import Cost, Track
-from ._http import (
+from .._remote.http import (
     COMMON_OPTIONS,
     DONE,
     FAILED,

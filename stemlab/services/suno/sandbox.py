@@ -25,7 +25,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .server import Handler, Sandbox, SandboxJob
+from .._sandbox.server import Handler, Sandbox, SandboxJob
 
 __all__ = ["SunoSandbox"]
 

@@ -46,11 +46,11 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..audio import decode_bytes
-from ..errors import InputError
-from ..providers.remote.webhooks import SIGNATURE_HEADER, sign
-from .faults import WEBHOOK_KINDS
-from .server import Handler, Sandbox, SandboxJob, iso, localhost_url
+from ...audio import decode_bytes
+from ...errors import InputError
+from .._remote.webhooks import SIGNATURE_HEADER, sign
+from .._sandbox.faults import WEBHOOK_KINDS
+from .._sandbox.server import Handler, Sandbox, SandboxJob, iso, localhost_url
 
 __all__ = ["AIStemSplitterSandbox"]
 

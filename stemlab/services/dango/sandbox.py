@@ -56,11 +56,11 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..audio import decode_bytes
-from ..errors import InputError
-from .faults import OUTPUT_KINDS
-from .separators import derive_stems
-from .server import Handler, Sandbox, SandboxJob, _HTTPError, iso
+from ...audio import decode_bytes
+from ...errors import InputError
+from .._sandbox.faults import OUTPUT_KINDS
+from .._sandbox.separators import derive_stems
+from .._sandbox.server import Handler, Sandbox, SandboxJob, _HTTPError, iso
 
 __all__ = ["DangoSandbox", "parse_multipart"]
 

@@ -30,9 +30,9 @@ from ...errors import (
     ProviderUnavailable,
 )
 from ...types import Cost
-from ..base import Param
-from ._client import DownloadRefused
-from ._http import (
+from ...providers.base import Param
+from .._remote.client import DownloadRefused
+from .._remote.http import (
     COMMON_OPTIONS,
     DONE,
     FAILED,

@@ -71,10 +71,10 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from ..audio import decode_bytes, encode_bytes
-from ..errors import InputError
-from ..providers.remote.mvsep import Algorithm, credits_for, parse_algorithms, stems_for
-from .server import Handler, Sandbox, SandboxJob, localhost_url
+from ...audio import decode_bytes, encode_bytes
+from ...errors import InputError
+from .provider import Algorithm, credits_for, parse_algorithms, stems_for
+from .._sandbox.server import Handler, Sandbox, SandboxJob, localhost_url
 
 __all__ = ["MVSepSandbox", "QC_DATASETS", "parse_form"]
 
@@ -173,7 +173,7 @@ class MVSepSandbox(Sandbox):
         """Serve ``raw`` (the ``/app/algorithms`` array) instead of the
         shipped snapshot — e.g. with another ``price_coefficient``."""
         if raw is None:
-            text = resources.files("stemlab.providers.remote").joinpath("mvsep_algorithms.json").read_text("utf-8")
+            text = resources.files("stemlab.services.mvsep").joinpath("algorithms.json").read_text("utf-8")
             raw = json.loads(text)["algorithms"]
         self.algorithm_list = copy.deepcopy(list(raw))
         self.algorithms = parse_algorithms(self.algorithm_list)
@@ -697,6 +697,6 @@ class MVSepSandbox(Sandbox):
 
 
 def _bad(message: str) -> Exception:
-    from .server import _HTTPError
+    from .._sandbox.server import _HTTPError
 
     return _HTTPError(400, "INVALID", message)

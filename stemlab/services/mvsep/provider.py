@@ -31,8 +31,8 @@ from ...errors import (
     StemlabError,
 )
 from ...types import Cost, Separation, Track
-from ..base import JobJournal, Param
-from ._http import (
+from ...providers.base import JobJournal, Param
+from .._remote.http import (
     COMMON_OPTIONS,
     DONE,
     FAILED,
@@ -285,7 +285,7 @@ def parse_algorithms(data: Any) -> dict[int, Algorithm]:
 @lru_cache(maxsize=1)
 def load_snapshot() -> dict[int, Algorithm]:
     """The shipped snapshot of the algorithm list (see its ``_source``)."""
-    raw = resources.files(__package__).joinpath("mvsep_algorithms.json").read_text(encoding="utf-8")
+    raw = resources.files(__package__).joinpath("algorithms.json").read_text(encoding="utf-8")
     return parse_algorithms(json.loads(raw))
 
 
@@ -324,7 +324,7 @@ class MVSep(RemoteProvider):
     (redirects followed, e.g. to a storage host). Cancel, queue, user,
     history and the algorithm list are methods (:meth:`acancel`,
     :meth:`aqueue`, :meth:`auser`, :meth:`ahistory`, :meth:`aalgorithms`);
-    the Quality Checker is :class:`~stemlab.providers.remote.quality_checker.QualityChecker`.
+    the Quality Checker is :class:`~stemlab.services.mvsep.quality_checker.QualityChecker`.
 
     Seed 002 vs mvsep-cli 1.2.0 — stemlab accepts both:
 

@@ -16,8 +16,8 @@ from urllib.parse import quote
 from ...audio import encode_bytes
 from ...errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
 from ...types import Cost
-from ..base import Param
-from ._http import (
+from ...providers.base import Param
+from .._remote.http import (
     COMMON_OPTIONS,
     DONE,
     FAILED,
@@ -120,7 +120,7 @@ class AIStemSplitter(RemoteProvider):
        (Java SDK); stemlab sends ``webhookUrl``. The signature scheme
        (``aistemsplitter-signature: t=<unix>,v1=<hex>`` HMAC-SHA256 of
        ``"<t>.<raw body>"``) is verified by
-       :mod:`stemlab.providers.remote.webhooks`.
+       :mod:`stemlab.services._remote.webhooks`.
     6. Listing recent jobs: named in seed 001, absent from the SDK; stemlab
        tries ``GET /audio/splits?limit=50`` for reconciliation and, if the
        service answers 404/405, resubmits with the same Idempotency-Key
