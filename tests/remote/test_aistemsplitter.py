@@ -18,7 +18,7 @@ from stemlab.audio import encode_bytes
 from stemlab.errors import ConfigError, ProviderRejected, ProviderUnavailable
 from stemlab.providers import create
 from stemlab.providers.base import NullJournal
-from stemlab.services.aistemsplitter.provider import PRICING
+from stemlab.services.aistemsplitter.pricing import PRICING
 from stemlab.sandbox import AIStemSplitterSandbox
 
 from ._stemcheck import aligned_sdr, record_statuses, status_order
