@@ -55,13 +55,13 @@ SERVICES: dict[str, ServiceInfo] = {s.name: s for s in (
                 f"{_S}.aistemsplitter.sandbox:AIStemSplitterSandbox", "AISTEMSPLITTER_API_KEY",
                 f"{_S}.aistemsplitter.pricing", "AI Stem Splitter hosted Demucs (paid, per minute)",
                 webhook_env_var="AISTEMSPLITTER_WEBHOOK_SECRET"),
-    ServiceInfo("suno", f"{_S}.suno.provider:Suno", f"{_S}.suno.sandbox:SunoSandbox", "SUNO_API_KEY",
-                f"{_S}.suno.pricing", "Suno stems via an API gateway (vocals + instrumental of a Suno clip)"),
-    ServiceInfo("dango", f"{_S}.dango.provider:Dango", f"{_S}.dango.sandbox:DangoSandbox", "DANGO_API_KEY",
-                f"{_S}.dango.pricing", "Dango vocal remover (vocals/accompaniment or 4 stems; paid in points)"),
     ServiceInfo("mvsep", f"{_S}.mvsep.provider:MVSep", f"{_S}.mvsep.sandbox:MVSepSandbox", "MVSEP_API_TOKEN",
                 f"{_S}.mvsep.pricing",
                 "MVSEP hosted models (BS/Mel-Roformer, Demucs4 HT, ensembles …; paid in credits)"),
+    ServiceInfo("dango", f"{_S}.dango.provider:Dango", f"{_S}.dango.sandbox:DangoSandbox", "DANGO_API_KEY",
+                f"{_S}.dango.pricing", "Dango vocal remover (团子): vocals/accompaniment or 4 stems (paid, points)"),
+    ServiceInfo("suno", f"{_S}.suno.provider:Suno", f"{_S}.suno.sandbox:SunoSandbox", "SUNO_API_KEY",
+                f"{_S}.suno.pricing", "Suno stems via an API gateway (vocals + instrumental of a Suno clip)"),
 )}
 
 

@@ -22,7 +22,9 @@ from stemlab.errors import (
 )
 from stemlab.providers import NullJournal, create
 from stemlab.providers.base import check_output_stems
-from stemlab.services.dango.provider import STYLES, Dango, points_for_seconds
+from stemlab.services.dango.catalog import STYLES
+from stemlab.services.dango.pricing import points_for_seconds
+from stemlab.services.dango.provider import Dango
 from stemlab.services.dango.sandbox import MSG_NO_DOWNLOADS, MSG_TOO_LONG, DangoSandbox
 from stemlab.types import Track
 
