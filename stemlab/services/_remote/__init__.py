@@ -10,20 +10,7 @@
   service).
 
 The services themselves live in ``stemlab/services/<name>/provider.py``.
-Names below are re-exported lazily, so importing :mod:`.serve` alone does not
-load the HTTP client stack.
+This package file imports nothing, so an emulator that runs on
+:mod:`.serve` does not load the HTTP client stack (the base class is
+:class:`stemlab.services._remote.http.RemoteProvider`).
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["RemoteProvider", "JobContext", "JobState", "Submission", "RemoteJobInfo", "PollSchedule"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from . import http
-
-        return getattr(http, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
