@@ -64,7 +64,7 @@ def bench_overhead(work: Path) -> None:
 
 def bench_concurrency(work: Path, n_jobs: int, scale: float) -> None:
     from stemlab.runs import runner as runner_mod
-    from stemlab.sandbox.pool import SandboxPool
+    from stemlab.sandbox import SandboxPool
     from stemlab.testing import synthetic_folder_dataset
 
     data = work / "songs"

@@ -13,6 +13,8 @@ import re
 import threading
 from typing import Iterable
 
+from .services import env_vars
+
 __all__ = [
     "ENV_VARS",
     "REDACTED",
@@ -26,14 +28,10 @@ __all__ = [
 
 REDACTED = "***"
 
-#: Environment variable holding the API key of each remote service.
-ENV_VARS: dict[str, str] = {
-    "aistemsplitter": "AISTEMSPLITTER_API_KEY",
-    "aistemsplitter_webhook": "AISTEMSPLITTER_WEBHOOK_SECRET",
-    "mvsep": "MVSEP_API_TOKEN",
-    "dango": "DANGO_API_KEY",
-    "suno": "SUNO_API_KEY",
-}
+#: Environment variable holding the API key of each remote service
+#: (``<service>``) and its webhook signing secret (``<service>_webhook``), from
+#: :data:`stemlab.services.SERVICES`.
+ENV_VARS: dict[str, str] = env_vars()
 
 _lock = threading.Lock()
 _secrets: set[str] = set()

@@ -142,7 +142,7 @@ _EXTRA_COMMANDS = (
     "stemlab.metrics.scoring:register_cli",
     "stemlab.runs.cli:register_cli",
     "stemlab.reports.cli:register_cli",
-    "stemlab.sandbox.cli:register_cli",
+    "stemlab.services._sandbox.cli:register_cli",
 )
 
 

@@ -1,7 +1,7 @@
 """Provider registry.
 
-Built-ins are listed in :data:`BUILTIN` — one line per provider, imported
-lazily. Third-party packages add providers through the ``stemlab.providers``
+Built-ins are listed in :data:`BUILTIN` — one line per local provider plus
+the remote services of :data:`stemlab.services.SERVICES` — imported lazily. Third-party packages add providers through the ``stemlab.providers``
 entry-point group (``name = "pkg.module:ProviderClass"``).
 """
 
@@ -12,6 +12,7 @@ from importlib import metadata
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from ..services import SERVICES
 from .base import JobJournal, NullJournal, Param, Provider, Status, format_spec, parse_spec
 
 __all__ = [
@@ -29,15 +30,13 @@ __all__ = [
     "register",
 ]
 
-#: family → "module:Class". One line per provider.
+#: family → "module:Class". One line per local provider; the remote services
+#: come from :data:`stemlab.services.SERVICES` (one entry per service there).
 BUILTIN: dict[str, str] = {
     "demucs": "stemlab.providers.local.demucs:DemucsProvider",
     "oracle": "stemlab.providers.local.oracle:OracleProvider",
     "baseline": "stemlab.providers.local.baselines:BaselineProvider",
-    "aistemsplitter": "stemlab.providers.remote.aistemsplitter:AIStemSplitter",
-    "suno": "stemlab.providers.remote.suno:Suno",
-    "dango": "stemlab.providers.remote.dango:Dango",
-    "mvsep": "stemlab.providers.remote.mvsep:MVSep",
+    **{name: s.provider for name, s in SERVICES.items()},
 }
 
 _registered: dict[str, type[Provider]] = {}

@@ -6,7 +6,7 @@ output and are part of the provider's identity (and of the ledger/cache key);
 *options* (device, threads, base URL, API key, timeouts) do not.
 
 Local providers implement :meth:`Provider.separate`; remote ones (see
-:mod:`stemlab.providers.remote._http`) implement the async job lifecycle and
+:mod:`stemlab.services._remote.http`) implement the async job lifecycle and
 get ``separate`` for free. The harness only calls :meth:`Provider.aseparate`.
 """
 

@@ -5,87 +5,28 @@ publishes no money price (MVSEP credits, Dango points, the Suno gateway), the
 unit consumption is exact and the money figure needs the buyer's own price
 per unit (a notebook parameter), never a guess.
 
-Sources: the seeds in ``shared/seeds`` as restated in ``remote-apis.md``
-(AI Stem Splitter packs and free minutes; MVSEP's credit formula; Dango's
-12 free points under 30 s and 60–120 paid points per song).
+The tables and formulas are not written here: :data:`PRICING` holds each
+service's ``SERVICE_PRICING`` from its pricing module
+(``stemlab/services/<name>/pricing.py``, listed in
+:data:`stemlab.services.SERVICES`) — the same formulas the providers' cost
+estimates use. Dango's paid points per song default to 120, the upper bound
+of the 60–120 that seed 003 gives (this module used to assume 90, a
+midpoint the seed does not state); pass ``points_per_song`` to
+:func:`monthly_cost` for another tier.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
+
+from ..services import SERVICES, pricing_module
+from ..services._pricing import Pack, ServicePricing
 
 __all__ = ["Pack", "ServicePricing", "PRICING", "cheapest_packs", "monthly_cost", "usd_per_audio_hour"]
 
-
-@dataclass(frozen=True)
-class Pack:
-    name: str
-    price_usd: float
-    minutes: float  # of input audio
-
-    @property
-    def usd_per_min(self) -> float:
-        return self.price_usd / self.minutes
-
-
-@dataclass(frozen=True)
-class ServicePricing:
-    service: str
-    as_of: str  # when stemlab's table was read from the source (YYYY-MM-DD)
-    source: str
-    unit: str  # what is consumed: "minutes", "credits", "points", "calls"
-    packs: tuple[Pack, ...] = ()
-    free_units: float = 0.0
-    notes: str = ""
-    #: units consumed by one song of ``seconds`` (service's own rounding)
-    units_per_song: Callable[[float], float] | None = field(default=None, repr=False, compare=False)
-
-
-def _aiss_units(seconds: float) -> float:
-    return seconds / 60.0  # minutes; API credits are seconds (1 credit = 1 s)
-
-
-def _mvsep_units(seconds: float, price_coefficient: float = 1.0) -> float:
-    # credits = floor(duration_s * price_coefficient / 60) ?: 1
-    return float(max(1, math.floor(seconds * price_coefficient / 60.0)))
-
-
-def _dango_units(seconds: float, points_per_song: float = 90.0) -> float:
-    return 0.0 if seconds < 30 else points_per_song  # < 30 s uses 12 free points
-
-
-PRICING: dict[str, ServicePricing] = {
-    "aistemsplitter": ServicePricing(
-        service="aistemsplitter", as_of="2026-11-22",
-        source="AI Stem Splitter developer docs (seeds 000/001, undated) and SDK aistemsplitter 0.1.1 (2026-05)",
-        unit="minutes", free_units=10.0,
-        packs=(Pack("50 min", 6.99, 50), Pack("150 min", 15.00, 150), Pack("500 min", 39.99, 500)),
-        notes="Minute packs never expire; first 10 minutes free; API credits are seconds of input.",
-        units_per_song=_aiss_units,
-    ),
-    "mvsep": ServicePricing(
-        service="mvsep", as_of="2026-11-22", source="MVSEP API docs (seed 002, undated) and mvsep-cli 1.2.0 (2026-03)",
-        unit="credits",
-        notes="credits = max(1, floor(duration_s × price_coefficient / 60)) per job (premium); mirror=1 adds 1 credit. "
-              "The money price of a credit is not published in the API docs: pass usd_per_credit.",
-        units_per_song=_mvsep_units,
-    ),
-    "dango": ServicePricing(
-        service="dango", as_of="2026-11-22", source="Dango vocal-remover API docs (seed 003, last updated 2022-02-09)",
-        unit="points",
-        notes="Songs under 30 s use 12 free points; otherwise 60–120 paid points per song (table on the vendor site; "
-              "90 assumed as the midpoint); failed jobs are refunded. Money per point: pass usd_per_point.",
-        units_per_song=_dango_units,
-    ),
-    "suno": ServicePricing(
-        service="suno", as_of="2026-11-22", source="Suno stems gateway docs (seed 004, modified 2025-05-06)",
-        unit="calls",
-        notes="The gateway separates Suno clips only; pricing is not documented: pass usd_per_call.",
-        units_per_song=lambda seconds: 1.0,
-    ),
-}
+#: service → its dated table (from ``stemlab/services/<name>/pricing.py``)
+PRICING: dict[str, ServicePricing] = {name: pricing_module(name).SERVICE_PRICING for name in SERVICES}
 
 
 def cheapest_packs(minutes: float, packs: Sequence[Pack]) -> tuple[float, dict[str, int]]:

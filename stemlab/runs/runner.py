@@ -309,7 +309,7 @@ class Runner:
         return out
 
     def _sandbox_options(self, sel: ProviderSel) -> dict[str, Any]:
-        from ..sandbox.pool import SandboxPool
+        from ..sandbox import SandboxPool
 
         if self._sandboxes is None:
             self._sandboxes = SandboxPool()

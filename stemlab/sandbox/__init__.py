@@ -1,17 +1,30 @@
 """Offline emulators of the remote services (real HTTP servers on 127.0.0.1).
 
 ``with AIStemSplitterSandbox() as sb: create("aistemsplitter", **sb.provider_options())``
-— see :mod:`stemlab.sandbox.server` for the framework, :mod:`.faults` for
-fault injection, :mod:`.separators` for what they run.
+
+A public façade: the emulators live in ``stemlab/services/<name>/sandbox.py``
+and are found through :data:`stemlab.services.SERVICES`; the framework is
+:mod:`stemlab.services._sandbox` (:mod:`~stemlab.services._sandbox.server`,
+:mod:`~stemlab.services._sandbox.faults` for fault injection,
+:mod:`~stemlab.services._sandbox.separators` for what they run,
+:mod:`~stemlab.services._sandbox.pool`). Every emulator class is importable
+from here by its class name (``from stemlab.sandbox import MVSepSandbox``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .clock import ScaledClock
-from .faults import Fault, FaultPlan
-from .separators import DegradedOracle, ReferenceLibrary, dsp_split
+from ..services import SERVICES, sandbox_class
+from ..services._sandbox.clock import ScaledClock
+from ..services._sandbox.faults import Fault, FaultPlan
+from ..services._sandbox.separators import DegradedOracle, ReferenceLibrary, dsp_split
+
+#: provider family → "module:Class" of its emulator (from :data:`stemlab.services.SERVICES`)
+SANDBOXES: dict[str, str] = {name: s.sandbox for name, s in SERVICES.items()}
+
+#: emulator class name → service name
+_BY_CLASS: dict[str, str] = {s.sandbox.rpartition(":")[2]: name for name, s in SERVICES.items()}
 
 __all__ = [
     "ScaledClock",
@@ -21,51 +34,27 @@ __all__ = [
     "ReferenceLibrary",
     "dsp_split",
     "Sandbox",
-    "AIStemSplitterSandbox",
-    "SunoSandbox",
-    "DangoSandbox",
-    "MVSepSandbox",
     "SANDBOXES",
     "SandboxPool",
     "get_sandbox_class",
+    *sorted(_BY_CLASS),
 ]
-
-#: provider family → "module:Class" of its emulator (one line per service)
-SANDBOXES: dict[str, str] = {
-    "aistemsplitter": "stemlab.sandbox.aistemsplitter:AIStemSplitterSandbox",
-    "suno": "stemlab.sandbox.suno:SunoSandbox",
-    "dango": "stemlab.sandbox.dango:DangoSandbox",
-    "mvsep": "stemlab.sandbox.mvsep:MVSepSandbox",
-}
 
 
 def get_sandbox_class(family: str) -> type:
-    import importlib
-
-    from ..errors import ConfigError
-
-    target = SANDBOXES.get(family.lower())
-    if target is None:
-        raise ConfigError(f"no sandbox for provider {family!r}; available: {sorted(SANDBOXES)}", field="sandbox")
-    mod, _, attr = target.partition(":")
-    return getattr(importlib.import_module(mod), attr)
+    """The emulator class of a service (:class:`~stemlab.errors.ConfigError` if it has none)."""
+    return sandbox_class(family)
 
 
 def __getattr__(name: str) -> Any:
     if name == "Sandbox":
-        from .server import Sandbox
+        from ..services._sandbox.server import Sandbox
 
         return Sandbox
-    if name == "AIStemSplitterSandbox":
-        return get_sandbox_class("aistemsplitter")
-    if name == "SunoSandbox":
-        return get_sandbox_class("suno")
-    if name == "DangoSandbox":
-        return get_sandbox_class("dango")
-    if name == "MVSepSandbox":
-        return get_sandbox_class("mvsep")
     if name == "SandboxPool":
-        from .pool import SandboxPool
+        from ..services._sandbox.pool import SandboxPool
 
         return SandboxPool
+    if name in _BY_CLASS:
+        return sandbox_class(_BY_CLASS[name])
     raise AttributeError(f"module 'stemlab.sandbox' has no attribute {name!r}")

@@ -183,7 +183,7 @@ def _sandboxed(family: str, spec: str | None = None) -> Callable[[Path, Any], Ma
 
     def make(repo: Path, track: Track) -> Made:
         import stemlab.providers as P
-        from stemlab.sandbox.pool import SandboxPool
+        from stemlab.sandbox import SandboxPool
 
         pool = SandboxPool()  # the runner's default clock scale
         pool.register(track)

@@ -3,7 +3,7 @@
 Cases come from the registry (``stemlab.providers.families()``): local
 families through :data:`conftest.LOCAL_CASES` (demucs on the tiny repo,
 every oracle and baseline variant), remote ones through their sandbox from
-the harness' :class:`~stemlab.sandbox.pool.SandboxPool` — so a family added
+the harness' :class:`~stemlab.services._sandbox.pool.SandboxPool` — so a family added
 to ``BUILTIN`` with a sandbox in ``stemlab.sandbox.SANDBOXES`` joins
 automatically, and one with neither shows up as a skip with the reason.
 

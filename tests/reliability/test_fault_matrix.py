@@ -35,7 +35,7 @@ import stemlab.providers as P
 from stemlab.audio import resample
 from stemlab.errors import StemlabError
 from stemlab.sandbox import SANDBOXES, get_sandbox_class
-from stemlab.sandbox.faults import KINDS
+from stemlab.services._sandbox.faults import KINDS
 from tests.remote._stemcheck import aligned_sdr
 
 SECONDS = 2.0
@@ -53,7 +53,7 @@ ROLE_GUESSES = {
 @dataclass(frozen=True)
 class Case:
     label: str
-    kind: str  # a kind of stemlab.sandbox.faults
+    kind: str  # a kind of stemlab.services._sandbox.faults
     role: str  # submit | status | download | job | output | webhook
     args: str = ""  # "(k=v,…)*COUNT" part of the fault spec
     expect: str = "recovered"  # recovered | degraded | failed
@@ -182,7 +182,7 @@ def _sdr(est: np.ndarray, ref: np.ndarray) -> float:
 
 def _run(family: str, track: Any, fault: str | None, options: dict[str, Any], webhook: bool) -> dict[str, Any]:
     from stemlab.providers import create
-    from stemlab.providers.remote.webhooks import WebhookReceiver, WebhookVerifier
+    from stemlab.services._remote.webhooks import WebhookReceiver, WebhookVerifier
 
     cls = get_sandbox_class(family)
     with cls(faults=fault, seed=0, scale=SCALE) as sb:

@@ -218,7 +218,7 @@ def test_ctrl_c_finishes_the_ledger_then_resume(tmp_path, reference):
                         os.kill(os.getpid(), signal.SIGINT)
                     real(name)
 
-                import stemlab.providers.remote._http as http_mod
+                import stemlab.services._remote.http as http_mod
 
                 http_mod.crashpoint = interrupt
                 Runner(spec, output=out, quiet=True, sandboxes=_ParentSandbox(sb)).run()

@@ -21,7 +21,7 @@ from stemlab.errors import ProviderUnavailable
 from stemlab.runs import run
 from stemlab.runs import runner as runner_mod
 from stemlab.sandbox import SANDBOXES
-from stemlab.sandbox.pool import SandboxPool
+from stemlab.sandbox import SandboxPool
 from tests.remote._stemcheck import aligned_score
 
 

@@ -18,7 +18,7 @@ from stemlab.audio import encode_bytes
 from stemlab.errors import ConfigError, ProviderRejected, ProviderUnavailable
 from stemlab.providers import create
 from stemlab.providers.base import NullJournal
-from stemlab.providers.remote.aistemsplitter import PRICING
+from stemlab.services.aistemsplitter.pricing import PRICING
 from stemlab.sandbox import AIStemSplitterSandbox
 
 from ._stemcheck import aligned_sdr, record_statuses, status_order
@@ -186,7 +186,7 @@ def test_resumed_in_doubt_submit_never_pays_twice(excerpt, listing, direct):
     and one charge in every case."""
     import asyncio
 
-    from stemlab.providers.remote._http import JobContext
+    from stemlab.services._remote.http import JobContext
 
     with _sandbox(excerpt, list_supported=listing) as sb:
         track = excerpt

@@ -22,8 +22,10 @@ from stemlab.errors import (
 )
 from stemlab.providers import NullJournal, create
 from stemlab.providers.base import check_output_stems
-from stemlab.providers.remote.dango import STYLES, Dango, points_for_seconds
-from stemlab.sandbox.dango import MSG_NO_DOWNLOADS, MSG_TOO_LONG, DangoSandbox
+from stemlab.services.dango.catalog import STYLES
+from stemlab.services.dango.pricing import points_for_seconds
+from stemlab.services.dango.provider import Dango
+from stemlab.services.dango.sandbox import MSG_NO_DOWNLOADS, MSG_TOO_LONG, DangoSandbox
 from stemlab.types import Track
 
 SCALE = 0.005  # 200 virtual seconds per real second
@@ -486,7 +488,7 @@ def test_missing_and_wrong_key(demo_track: Track, monkeypatch: pytest.MonkeyPatc
 def test_registered_in_sandbox_pool_and_cli() -> None:
     from stemlab.providers import families
     from stemlab.sandbox import SANDBOXES, get_sandbox_class
-    from stemlab.sandbox.pool import SandboxPool
+    from stemlab.sandbox import SandboxPool
 
     assert "dango" in families() and "dango" in SANDBOXES
     assert get_sandbox_class("dango") is DangoSandbox

@@ -15,10 +15,11 @@ import stemlab.providers as P
 from stemlab.audio import encode_bytes
 from stemlab.errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
 from stemlab.providers.base import NullJournal
-from stemlab.providers.remote import mvsep as M
-from stemlab.providers.remote._limits import _reset_registry
-from stemlab.providers.remote.quality_checker import QualityChecker, build_zip, dataset_type
-from stemlab.sandbox.mvsep import MVSepSandbox
+from stemlab.services.mvsep import catalog, pricing
+from stemlab.services.mvsep import provider as M
+from stemlab.services._remote.limits import _reset_registry
+from stemlab.services.mvsep.quality_checker import QualityChecker, build_zip, dataset_type
+from stemlab.services.mvsep.sandbox import MVSepSandbox
 
 SCALE = 0.005  # 200 virtual seconds per real second
 
@@ -202,7 +203,7 @@ def test_unknown_hash_is_not_found(track):
     (200.0, 3.0, 10), (241.0, 0.5, 2), (3600.0, 4.0, 240),
 ])
 def test_credits_formula(seconds, coef, credits):
-    assert M.credits_for(seconds, coef) == credits
+    assert pricing.credits_for(seconds, coef) == credits
 
 
 def test_cost_estimate_uses_price_coefficient_and_usd_per_credit():
@@ -270,7 +271,7 @@ def test_unknown_names_are_config_errors_listing_valid_ones(spec, needle):
 
 
 def test_snapshot_is_packaged_and_complete():
-    algos = M.load_snapshot()
+    algos = catalog.load_snapshot()
     assert len(algos) == 57
     assert {20, 26, 28, 30, 40, 48, 63} <= set(algos)
     assert algos[20].model_field.options == {"0": "htdemucs_ft (High Quality, Slow)",

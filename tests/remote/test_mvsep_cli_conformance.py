@@ -18,10 +18,10 @@ import pytest
 
 import stemlab.providers as P
 from stemlab.audio import decode_bytes, encode_bytes
-from stemlab.providers.remote import mvsep as M
-from stemlab.providers.remote._limits import _reset_registry
-from stemlab.providers.remote.quality_checker import QualityChecker, build_zip
-from stemlab.sandbox.mvsep import MVSepSandbox
+from stemlab.services.mvsep import provider as M
+from stemlab.services._remote.limits import _reset_registry
+from stemlab.services.mvsep.quality_checker import QualityChecker, build_zip
+from stemlab.services.mvsep.sandbox import MVSepSandbox
 
 api_mod = pytest.importorskip("mvsep_cli.api", reason="mvsep-cli (dev extra) not installed")
 MVSEP_API = api_mod.MVSEP_API

@@ -21,7 +21,7 @@ import stemlab.datasets as D
 from stemlab.errors import ProviderOutputError, ProviderRejected, ProviderUnavailable
 from stemlab.providers import create
 from stemlab.sandbox import SunoSandbox
-from stemlab.sandbox.clock import ScaledClock
+from stemlab.sandbox import ScaledClock
 
 from ._stemcheck import aligned_score, aligned_sdr, best_lag, record_statuses, status_order
 
@@ -142,7 +142,7 @@ def test_harness_run_through_the_suno_sandbox_finishes(tmp_path, monkeypatch, ho
     (``hold_clock``: realistic per-job service timings)."""
     from stemlab.runs import run
     from stemlab.runs import runner as runner_mod
-    from stemlab.sandbox.pool import SandboxPool
+    from stemlab.sandbox import SandboxPool
 
     monkeypatch.setattr(runner_mod, "score_stems", aligned_score)
     pool = SandboxPool(scale=0.001, options={"suno": {"separator": _slow_separator(1.5), "hold_clock": hold_clock}})

@@ -15,8 +15,8 @@ import pytest
 import stemlab.datasets as D
 from stemlab.errors import ConfigError
 from stemlab.providers import create
-from stemlab.providers.remote import webhooks as W
-from stemlab.providers.remote.webhooks import SIGNATURE_HEADER, InvalidWebhook, WebhookReceiver, WebhookVerifier, sign
+from stemlab.services._remote import webhooks as W
+from stemlab.services._remote.webhooks import SIGNATURE_HEADER, InvalidWebhook, WebhookReceiver, WebhookVerifier, sign
 from stemlab.sandbox import AIStemSplitterSandbox
 
 SECRET = "whsec_test_0123456789abcdef"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from stemlab.runs import run
 from stemlab.runs import runner as runner_mod
-from stemlab.sandbox.pool import SandboxPool
+from stemlab.sandbox import SandboxPool
 from tests.fakes import fake_score
 
 

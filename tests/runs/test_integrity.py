@@ -21,7 +21,7 @@ import soundfile as sf
 
 from stemlab.errors import RunError
 from stemlab.runs import load_results, run
-from stemlab.sandbox.pool import SandboxPool
+from stemlab.sandbox import SandboxPool
 
 SR = 22050
 N = 2 * SR

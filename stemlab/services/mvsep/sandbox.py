@@ -61,6 +61,7 @@ import re
 import time
 import uuid
 import zipfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, ClassVar, Mapping, Sequence
@@ -71,10 +72,9 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from ..audio import decode_bytes, encode_bytes
-from ..errors import InputError
-from ..providers.remote.mvsep import Algorithm, credits_for, parse_algorithms, stems_for
-from .server import Handler, Sandbox, SandboxJob, localhost_url
+from ...audio import decode_bytes, encode_bytes
+from ...errors import InputError
+from .._sandbox.server import Handler, Sandbox, SandboxJob, localhost_url
 
 __all__ = ["MVSepSandbox", "QC_DATASETS", "parse_form"]
 
@@ -87,6 +87,95 @@ _WORD = {"accompaniment": "instrum"}
 _REMOTE_TYPES = ("direct", "mega", "drive", "dropbox")
 #: sandbox separator quality per sep_type (HQ models better than old ones)
 _QUALITY = {40: 0.9, 48: 0.9, 63: 0.9, 26: 0.93, 28: 0.93, 30: 0.93, 20: 0.86, 25: 0.86, 46: 0.88}
+
+#: the stem words of seed 002's separation-type table ("名称 值 Additional fields"):
+#: an algorithm's name — or its model option's label — lists its stems in
+#: parentheses, e.g. "Demucs4 HT (vocals, drums, bass, other)", "spleeter" →
+#: "2 stems (vocals, music)", "MelBand Karaoke (lead/back vocals)"
+_SEED_STEM_WORDS = frozenset({
+    "vocals", "instrum", "instrumental", "music", "drums", "bass", "other", "piano", "guitar", "strings", "wind",
+    "organ", "saxophone", "violin", "crowd", "noreverb", "dialog", "sfx", "speech", "effects", "kick", "snare",
+    "cymbals", "toms", "ride", "hh", "crash", "hihat",
+})
+#: listed next to vocals these mean "everything else": one backing stem, whose files say ``instrum``
+_BACKING_WORDS = frozenset({"instrum", "instrumental", "music"})
+
+
+@dataclass(frozen=True)
+class _Algorithm:
+    """One entry of ``GET /app/algorithms`` as the sandbox reads it (seed 002
+    "获取分离类型": ``render_id``, ``name``, ``orientation`` 2 = premium users
+    only, ``price_coefficient``, ``algorithm_fields`` with JSON-encoded
+    ``options`` and a ``default_key``)."""
+
+    render_id: int
+    name: str
+    price_coefficient: float
+    orientation: int
+    #: add_optN → (field text, option key → label, default key)
+    fields: Mapping[str, tuple[str, Mapping[str, str], str | None]]
+
+
+def _read_algorithms(raw: Sequence[Mapping[str, Any]]) -> dict[int, _Algorithm]:
+    out: dict[int, _Algorithm] = {}
+    for it in raw:
+        fields: dict[str, tuple[str, Mapping[str, str], str | None]] = {}
+        for f in it.get("algorithm_fields") or []:
+            opts = f.get("options") or {}
+            if isinstance(opts, str):
+                opts = json.loads(opts) if opts.strip() else {}
+            dk = f.get("default_key")
+            fields[str(f.get("name"))] = (str(f.get("text") or ""), {str(k): str(v) for k, v in dict(opts).items()},
+                                          None if dk is None else str(dk))
+        out[int(it["render_id"])] = _Algorithm(int(it["render_id"]), str(it.get("name") or ""),
+                                               float(it.get("price_coefficient") or 1.0),
+                                               int(it.get("orientation") or 0), fields)
+    return out
+
+
+def _listed_stems(text: str) -> list[str] | None:
+    """The first parenthesised list in ``text`` made only of the seed's stem
+    words ("lead/back vocals" is two stems), or None."""
+    for group in re.findall(r"\(([^()]*)\)", text):
+        out: list[str] = []
+        for word in (w.strip().lower() for w in group.split(",")):
+            if word == "lead/back vocals":
+                out += ["lead_vocals", "back_vocals"]
+            elif word in _SEED_STEM_WORDS:
+                out.append(word)
+            else:
+                out = []
+                break
+        if out:
+            return out
+    return None
+
+
+def _job_stems(algo: _Algorithm, add_opts: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
+    """(stems the job returns, the chosen model's label): the stems the model
+    label lists, else those of the algorithm name; Demucs4 HT's "htdemucs_6s
+    (6 stems, additional piano and guitar)" adds guitar and piano. Next to
+    vocals the backing word is the ``accompaniment`` (the separator's name
+    for it; files say ``instrum``)."""
+    label = None
+    for name, (text, options, default) in algo.fields.items():
+        if "model" in text.lower():
+            label = options.get(str(add_opts.get(name) or default or ""))
+            break
+    words = (_listed_stems(label) if label else None) or _listed_stems(algo.name) or []
+    if label and "6 stems" in label and "guitar" not in words:
+        words += ["guitar", "piano"]
+    if "vocals" in words:
+        words = ["accompaniment" if w in _BACKING_WORDS else w for w in words]
+    return tuple(dict.fromkeys(words)), label
+
+
+def _credits(seconds: float, price_coefficient: float) -> float:
+    """Seed 002 "获取分离类型", ``price_coefficient``: a premium job costs
+    ``floor(<音频文件时长(秒)> * price_coefficient / 60)?:1`` credits."""
+    n = math.floor(seconds * price_coefficient / 60)
+    return float(n or 1)
+
 
 #: Quality Checker dataset type → (dataset name, stems); others are refused
 QC_DATASETS: Mapping[int, tuple[str, tuple[str, ...]]] = {
@@ -160,7 +249,7 @@ class MVSepSandbox(Sandbox):
         self.qc_song_seconds = float(qc_song_seconds)
         self.refund_failed = refund_failed
         self.algorithm_list: list[dict[str, Any]] = []
-        self.algorithms: dict[int, Algorithm] = {}
+        self.algorithms: dict[int, _Algorithm] = {}
         self.set_algorithms(None)
         self.long_filenames: dict[str, bool] = {}
         self.qc_entries: dict[int, dict[str, Any]] = {}
@@ -173,10 +262,11 @@ class MVSepSandbox(Sandbox):
         """Serve ``raw`` (the ``/app/algorithms`` array) instead of the
         shipped snapshot — e.g. with another ``price_coefficient``."""
         if raw is None:
-            text = resources.files("stemlab.providers.remote").joinpath("mvsep_algorithms.json").read_text("utf-8")
+            # the snapshot of the live list the service folder ships (data, not client code)
+            text = resources.files("stemlab.services.mvsep").joinpath("algorithms.json").read_text("utf-8")
             raw = json.loads(text)["algorithms"]
         self.algorithm_list = copy.deepcopy(list(raw))
-        self.algorithms = parse_algorithms(self.algorithm_list)
+        self.algorithms = _read_algorithms(self.algorithm_list)
 
     # ---------------------------------------------------------------- wire
     def routes(self) -> list[tuple[str, str, str, Handler]]:
@@ -327,8 +417,8 @@ class MVSepSandbox(Sandbox):
             v = form.get(n)
             if v in (None, ""):
                 continue
-            f = algo.field(n)
-            if f is None or (f.options and v not in f.options):
+            f = algo.fields.get(n)
+            if f is None or (f[1] and v not in f[1]):
                 raise self.fail(400, "INVALID", f"Invalid value {v!r} for {n} of separation type {sep_type}")
             opts[n] = v
         if algo.orientation == 2 and not premium:
@@ -372,11 +462,11 @@ class MVSepSandbox(Sandbox):
             except InputError:
                 failure = ("failed", "The audio file could not be decoded")
         duration = audio.shape[1] / sr if audio is not None else 0.0
-        credits = float(credits_for(duration, algo.price_coefficient)) if premium and failure is None else 0.0
+        credits = _credits(duration, algo.price_coefficient) if premium and failure is None else 0.0
         if credits > self.balance(acct):
             raise self.fail(400, "CREDITS", f"Not enough credits: the separation needs {credits:.0f}, "
                             f"you have {self.balance(acct):.0f}")
-        stems, label = stems_for(algo, opts)
+        stems, label = _job_stems(algo, opts)
         if not stems:
             stems = ("output",)
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
@@ -697,6 +787,6 @@ class MVSepSandbox(Sandbox):
 
 
 def _bad(message: str) -> Exception:
-    from .server import _HTTPError
+    from .._sandbox.server import _HTTPError
 
     return _HTTPError(400, "INVALID", message)

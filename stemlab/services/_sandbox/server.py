@@ -5,7 +5,7 @@ on ``127.0.0.1`` at an ephemeral port (``with Sandbox() as sb: sb.base_url``)
 and gives every emulator the same machinery:
 
 * endpoints wrapped by :class:`FaultyEndpoint`, which applies the
-  response-level faults of the :class:`~stemlab.sandbox.faults.FaultPlan`
+  response-level faults of the :class:`~stemlab.services._sandbox.faults.FaultPlan`
   (429 with Retry-After, 5xx, dropped connections after the handler ran,
   late answers, truncated/corrupt bodies, expired download URLs);
 * a scaled clock for queue/processing delays;
@@ -16,7 +16,7 @@ and gives every emulator the same machinery:
 * lossy output encoding (MP3/M4A via :func:`stemlab.audio.encode_bytes`)
   with a configurable encoder delay, and the output faults (wrong rate,
   channels, length);
-* the pluggable separator (see :mod:`stemlab.sandbox.separators`).
+* the pluggable separator (see :mod:`stemlab.services._sandbox.separators`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..audio import encode_bytes, resample, to_channels
-from ..providers.remote._serve import BackgroundServer
+from ...audio import encode_bytes, resample, to_channels
+from .._remote.serve import BackgroundServer
 from .clock import ScaledClock
 from .faults import JOB_KINDS, OUTPUT_KINDS, RESPONSE_KINDS, Fault, FaultPlan
 from .separators import DegradedOracle, ReferenceLibrary, Separator, derive_stems

@@ -36,10 +36,10 @@ def register_cli(subparsers: "argparse._SubParsersAction[Any]") -> None:
 
 def build_sandbox(args: argparse.Namespace) -> Any:
     """The (not yet started) sandbox the ``serve`` arguments describe."""
-    from . import get_sandbox_class
+    from .. import sandbox_class
     from .faults import FaultPlan
 
-    cls = get_sandbox_class(args.service)
+    cls = sandbox_class(args.service)
     plan = FaultPlan.parse(";".join(args.faults) if args.faults else None, seed=args.seed)
     kwargs: dict[str, Any] = {"faults": plan, "scale": args.scale, "port": args.port, "seed": args.seed}
     if args.api_keys:
@@ -54,11 +54,11 @@ def build_sandbox(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .._secrets import ENV_VARS
+    from .. import SERVICES
 
     sb = build_sandbox(args)
     sb.start()
-    var = ENV_VARS.get(args.service.lower(), "API_KEY")
+    var = SERVICES[args.service.lower()].env_var
     print(f"stemlab sandbox ({args.service}) — an offline emulator, NOT the real service", flush=True)
     print(f"  base URL : {sb.base_url}")
     print(f"  API key  : {sb.api_key}   (export {var}=…)")
@@ -76,8 +76,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from . import SANDBOXES
+    from .. import SERVICES
 
-    for fam in sorted(SANDBOXES):
+    for fam in sorted(SERVICES):
         print(fam)
     return 0

@@ -56,11 +56,11 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..audio import decode_bytes
-from ..errors import InputError
-from .faults import OUTPUT_KINDS
-from .separators import derive_stems
-from .server import Handler, Sandbox, SandboxJob, _HTTPError, iso
+from ...audio import decode_bytes
+from ...errors import InputError
+from .._sandbox.faults import OUTPUT_KINDS
+from .._sandbox.separators import derive_stems
+from .._sandbox.server import Handler, Sandbox, SandboxJob, _HTTPError, iso
 
 __all__ = ["DangoSandbox", "parse_multipart"]
 
@@ -146,7 +146,8 @@ class DangoSandbox(Sandbox):
     default_quality: ClassVar[float] = 0.85
     default_output_format: ClassVar[str] = "mp3"
 
-    #: (up to seconds, paid points) for songs of ≥ 30 s (sandbox assumption within the docs' 60–120)
+    #: (up to seconds, paid points) for songs of ≥ 30 s. Seed 003 (upload result): "如歌曲时长小于30秒,则扣除12点
+    #:免费点数,否则扣除60 ~ 120点付费点数" — the tiers inside 60–120 are this sandbox's assumption
     points_table: ClassVar[tuple[tuple[float, float], ...]] = ((180.0, 60.0), (360.0, 90.0), (720.0, 120.0))
 
     def __init__(
@@ -365,7 +366,7 @@ class DangoSandbox(Sandbox):
         if duration > self.max_seconds:
             raise self.refuse(-1, MSG_TOO_LONG)
         bal = self.balance(acct)
-        free = duration < 30.0
+        free = duration < 30.0  # seed 003: under 30 s, 12 free points; else 60–120 paid points
         points = 12.0 if free else self.paid_points_for(duration)
         pool = "free" if free else "paid"
         if bal[pool] < points:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 
 from ..._secrets import Secret, get_secret
 from ...errors import ConfigError, StemlabError
-from ._limits import Clock
+from .limits import Clock
 
 __all__ = ["SIGNATURE_HEADER", "sign", "parse_signature", "InvalidWebhook", "WebhookVerifier", "WebhookReceiver"]
 
@@ -170,7 +170,7 @@ class WebhookReceiver:
             from starlette.applications import Starlette
             from starlette.routing import Route
 
-            from ._serve import BackgroundServer
+            from .serve import BackgroundServer
 
             app = Starlette(routes=[Route(self.path, self._endpoint, methods=["POST"])])
             self._server = BackgroundServer(app, host=self.host, port=self.port)

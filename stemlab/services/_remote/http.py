@@ -65,10 +65,10 @@ from ...errors import (
 )
 from ..._crash import crashpoint
 from ...types import Cost, Separation, Track
-from ..base import JobJournal, NullJournal, Provider, Status, as_track
-from ._client import Ambiguous, Auth, DownloadRefused, HttpClient, Response, RetryPolicy, Timeouts
-from ._limits import Clock, RealClock, account_key, release_limits, shared_limits
-from ._output import assemble_stems
+from ...providers.base import JobJournal, NullJournal, Provider, Status, as_track
+from .client import Ambiguous, Auth, DownloadRefused, HttpClient, Response, RetryPolicy, Timeouts
+from .limits import Clock, RealClock, account_key, release_limits, shared_limits
+from .output import assemble_stems
 
 __all__ = [
     "RemoteProvider",

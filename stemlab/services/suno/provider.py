@@ -20,7 +20,8 @@ from urllib.parse import quote
 from ...audio import check_audio
 from ...errors import ConfigError, ProviderOutputError, ProviderRejected
 from ...types import Cost, Track
-from ._http import (
+from .. import SERVICES
+from .._remote.http import (
     COMMON_OPTIONS,
     DONE,
     FAILED,
@@ -33,6 +34,7 @@ from ._http import (
     Response,
     Submission,
 )
+from . import pricing
 
 __all__ = ["Suno", "READY_STATUSES"]
 
@@ -67,7 +69,7 @@ class Suno(RemoteProvider):
     """
 
     family: ClassVar[str] = "suno"
-    description: ClassVar[str] = "Suno stems via an API gateway (vocals + instrumental of a Suno clip)"
+    description: ClassVar[str] = SERVICES["suno"].description
     option_names: ClassVar[tuple[str, ...]] = COMMON_OPTIONS + ("clip_ids", "usd_per_call")
     default_base_url: ClassVar[str] = ""
     default_poll: ClassVar[PollSchedule] = PollSchedule(initial=5.0, interval=5.0, max_interval=20.0, backoff=1.25,
@@ -91,7 +93,9 @@ class Suno(RemoteProvider):
         return ("vocals", "accompaniment")
 
     def cost_for_seconds(self, seconds: float) -> Cost:
-        return Cost(usd=float(self.options.get("usd_per_call") or 0.0), credits=1.0, credit_unit="calls", estimated=True)
+        calls = pricing.calls_for(seconds)
+        return Cost(usd=calls * float(self.options.get("usd_per_call") or 0.0), credits=calls, credit_unit="calls",
+                    estimated=True)
 
     # --------------------------------------------------------------- input
     def clip_id(self, track: Track) -> str | None:

@@ -8,16 +8,15 @@ they disagree and what stemlab does about it.
 from __future__ import annotations
 
 import asyncio
-import math
-from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 from urllib.parse import quote
 
 from ...audio import encode_bytes
 from ...errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
 from ...types import Cost
-from ..base import Param
-from ._http import (
+from ...providers.base import Param
+from .. import SERVICES
+from .._remote.http import (
     COMMON_OPTIONS,
     DONE,
     FAILED,
@@ -32,41 +31,12 @@ from ._http import (
     Submission,
     sequence_of,
 )
+from . import pricing
+from .catalog import FROM_WIRE, MODEL_ALIASES, MODELS, stems_of
+from .pricing import PRICING, PricingTable
 
-__all__ = ["AIStemSplitter", "PRICING", "PricingTable", "MODEL_ALIASES"]
+__all__ = ["AIStemSplitter"]
 
-
-@dataclass(frozen=True)
-class PricingTable:
-    """Minute packs in USD. ``as_of``: when the table was read (YYYY-MM-DD)."""
-
-    as_of: str
-    source: str
-    packs: tuple[tuple[str, float, float], ...]  # (name, USD, minutes)
-    free_minutes: float
-    credit_unit: str = "seconds"  # API credits: 1 credit = 1 s of input
-
-    def usd_per_minute(self, pack: str | None = None) -> float:
-        """USD per input minute at ``pack`` (default: the smallest pack, the
-        conservative figure for budget caps)."""
-        for name, usd, minutes in self.packs:
-            if pack is None or name == pack:
-                return usd / minutes
-        raise ConfigError(f"aistemsplitter: unknown pack {pack!r}; valid: {[p[0] for p in self.packs]}", field="pack")
-
-
-#: Same table as ``stemlab.reports.pricing.PRICING["aistemsplitter"]`` (a test keeps them equal).
-PRICING = PricingTable(
-    as_of="2026-11-22",
-    source="AI Stem Splitter developer docs (seeds 000/001) and SDK aistemsplitter 0.1.1",
-    packs=(("50 min", 6.99, 50.0), ("150 min", 15.00, 150.0), ("500 min", 39.99, 500.0)),
-    free_minutes=10.0,
-)
-
-#: stemlab variant → the SDK's short model names (README, n8n: "4s"/"6s")
-MODEL_ALIASES: Mapping[str, str] = {"htdemucs_6s": "6s", "htdemucs_ft": "4s"}
-_FROM_WIRE = {"6s": "htdemucs_6s", "4s": "htdemucs_ft", "htdemucs_6s": "htdemucs_6s", "htdemucs_ft": "htdemucs_ft",
-              "htdemucs": "htdemucs"}
 
 _STATUS = {
     "queued": QUEUED, "pending": QUEUED, "created": QUEUED,
@@ -120,7 +90,7 @@ class AIStemSplitter(RemoteProvider):
        (Java SDK); stemlab sends ``webhookUrl``. The signature scheme
        (``aistemsplitter-signature: t=<unix>,v1=<hex>`` HMAC-SHA256 of
        ``"<t>.<raw body>"``) is verified by
-       :mod:`stemlab.providers.remote.webhooks`.
+       :mod:`stemlab.services._remote.webhooks`.
     6. Listing recent jobs: named in seed 001, absent from the SDK; stemlab
        tries ``GET /audio/splits?limit=50`` for reconciliation and, if the
        service answers 404/405, resubmits with the same Idempotency-Key
@@ -137,12 +107,12 @@ class AIStemSplitter(RemoteProvider):
     ``"500 min"`` ≈$0.08/min; default the 50-minute pack, the dearest — safe
     for budget caps). The 10 free minutes
     are not subtracted (stemlab cannot see the account's remaining free
-    minutes). Table: :data:`PRICING` (dated).
+    minutes). Table and formula: :mod:`.pricing` (dated).
     """
 
     family: ClassVar[str] = "aistemsplitter"
-    description: ClassVar[str] = "AI Stem Splitter hosted Demucs (paid, per minute)"
-    variants: ClassVar[tuple[str, ...]] = ("htdemucs_ft", "htdemucs", "htdemucs_6s")
+    description: ClassVar[str] = SERVICES["aistemsplitter"].description
+    variants: ClassVar[tuple[str, ...]] = MODELS
     default_variant: ClassVar[str | None] = "htdemucs_ft"
     params_schema: ClassVar[tuple[Param, ...]] = (
         Param("output_format", str, "wav", help="format the service returns the stems in", choices=("wav", "mp3")),
@@ -173,12 +143,11 @@ class AIStemSplitter(RemoteProvider):
 
     @property
     def stems(self) -> tuple[str, ...]:
-        base = ("vocals", "drums", "bass", "other")
-        return base + ("guitar", "piano") if self.variant == "htdemucs_6s" else base
+        return stems_of(self.variant)
 
     # ---------------------------------------------------------------- cost
     def cost_for_seconds(self, seconds: float) -> Cost:
-        credits = float(math.ceil(max(0.0, seconds)))
+        credits = pricing.credits_for(seconds)
         upm = self.options.get("usd_per_minute")
         rate = float(upm) if upm is not None else self.pricing.usd_per_minute(self.options.get("pack"))
         return Cost(usd=credits / 60.0 * rate, credits=credits, credit_unit="seconds", estimated=True)
@@ -359,7 +328,7 @@ class AIStemSplitter(RemoteProvider):
         elif isinstance(err, str) and err:
             msg = err
         model = data.get("stemModel")
-        info = {"stem_model": _FROM_WIRE.get(str(model), str(model))} if model else {}
+        info = {"stem_model": FROM_WIRE.get(str(model), str(model))} if model else {}
         if data.get("durationSeconds") is not None:
             info["duration_seconds"] = data.get("durationSeconds")
         return JobState(status=status, outputs=outputs, error_code=str(code) if code else None,

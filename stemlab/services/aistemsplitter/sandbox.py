@@ -34,6 +34,8 @@ balance, the stem URL lifetime (``url_ttl``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import math
 import secrets
@@ -46,11 +48,10 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..audio import decode_bytes
-from ..errors import InputError
-from ..providers.remote.webhooks import SIGNATURE_HEADER, sign
-from .faults import WEBHOOK_KINDS
-from .server import Handler, Sandbox, SandboxJob, iso, localhost_url
+from ...audio import decode_bytes
+from ...errors import InputError
+from .._sandbox.faults import WEBHOOK_KINDS
+from .._sandbox.server import Handler, Sandbox, SandboxJob, iso, localhost_url
 
 __all__ = ["AIStemSplitterSandbox"]
 
@@ -60,6 +61,19 @@ _SEED_NAMES = {"htdemucs_ft", "htdemucs", "htdemucs_6s"}
 _SDK_NAMES = {"4s", "6s"}
 _FOUR = ("vocals", "drums", "bass", "other")
 _QUALITY = {"htdemucs_ft": 0.88, "htdemucs": 0.82, "htdemucs_6s": 0.78}
+
+#: seed 001 (Webhooks / FAQ): "the webhook signature scheme (HMAC-SHA256 in aistemsplitter-signature)"
+_SIGNATURE_HEADER = "aistemsplitter-signature"
+
+
+def _signature(secret: str, body: bytes) -> str:
+    """The ``aistemsplitter-signature`` value of a delivery: seed 001 says
+    HMAC-SHA256 in that header; the value ``t=<unix>,v1=<hex of
+    HMAC-SHA256(secret, "<t>.<raw body>")>`` is the layout remote-apis.md §1.6
+    records (no seed or wheel pins it)."""
+    t = int(time.time())
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
 
 
 class AIStemSplitterSandbox(Sandbox):
@@ -275,6 +289,8 @@ class AIStemSplitterSandbox(Sandbox):
             except InputError:
                 failure = ("INVALID_AUDIO", "The input could not be decoded as audio")
         duration = audio.shape[1] / sr if audio is not None else 0.0
+        # credits are seconds of input (SDK 0.1.1 GET /credits: unit "seconds"; creditsUsed an integer):
+        # whole seconds, rounded up; seed 000 sells them as minute packs
         credits = float(math.ceil(duration)) if failure is None else 0.0
         if credits > self.balance(acct):
             raise self.fail(402, "INSUFFICIENT_CREDITS", f"Needs {credits:.0f} credits, balance {self.balance(acct):.0f}")
@@ -372,7 +388,7 @@ class AIStemSplitterSandbox(Sandbox):
             for _ in range(times):
                 try:
                     r = await c.post(url, content=body, headers={"Content-Type": "application/json",
-                                                                 SIGNATURE_HEADER: sign(secret, body)})
+                                                                 _SIGNATURE_HEADER: _signature(secret, body)})
                     self.deliveries.append((event["id"], event["type"], r.status_code))
                 except httpx.HTTPError:
                     self.deliveries.append((event["id"], event["type"], -1))

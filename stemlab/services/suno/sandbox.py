@@ -25,7 +25,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .server import Handler, Sandbox, SandboxJob
+from .._sandbox.server import Handler, Sandbox, SandboxJob
 
 __all__ = ["SunoSandbox"]
 
@@ -125,6 +125,7 @@ class SunoSandbox(Sandbox):
                                    output_format=self.output_format, filename=src["title"], id_prefix="stem_")
                 job.extra.update(clip_id=cid, ids={"vocals": str(uuid.uuid4()), "instrumental": str(uuid.uuid4())})
                 self.stem_jobs[(acct, cid)] = job.id
+                # seed 004 documents no price: the sandbox charges one "call" per stem job (see the module doc)
                 self.ledger.charge(job.id, acct, 1.0, "calls", self.clock.now())
                 self.ledger.creates.append((job.id, "new"))
             else:

@@ -36,7 +36,7 @@ from tenacity.wait import wait_base
 
 from ..._secrets import REDACTED, install_log_filter, redact
 from ...errors import ProviderError, ProviderOutputError, ProviderTimeout, ProviderUnavailable, StemlabError
-from ._limits import Clock, RateLimiter, RealClock
+from .limits import Clock, RateLimiter, RealClock
 
 __all__ = [
     "Auth",

@@ -29,7 +29,7 @@ import numpy as np
 from ..._secrets import register_secret
 from ...audio import encode_bytes
 from ...errors import ConfigError, ProviderOutputError, ProviderRejected
-from .mvsep import MVSep
+from .provider import MVSep
 
 __all__ = ["QualityChecker", "DATASET_TYPES", "dataset_type", "build_zip"]
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 __all__ = ["Fault", "FaultPlan", "RESPONSE_KINDS", "JOB_KINDS", "OUTPUT_KINDS", "WEBHOOK_KINDS", "KINDS"]
 

@@ -6,19 +6,15 @@ differ. Models are chosen by name (``mvsep:demucs4ht?model=htdemucs_ft``,
 ``mvsep:bs_roformer``, ``mvsep:ensemble?model=v_2025_06_30``), mapped onto the
 service's numbers (``sep_type``, ``add_opt1..3``) through the algorithm list
 ``GET /api/app/algorithms`` — fetched once per host and cached; the shipped
-snapshot ``mvsep_algorithms.json`` lets offline runs plan and validate.
+snapshot ``algorithms.json`` (:mod:`.catalog`) lets offline runs plan and
+validate; credits are :mod:`.pricing`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import re
 import time
-from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from typing import Any, ClassVar, Mapping
 
 from ...audio import encode_bytes
@@ -31,12 +27,12 @@ from ...errors import (
     StemlabError,
 )
 from ...types import Cost, Separation, Track
-from ..base import JobJournal, Param
-from ._http import (
+from ...providers.base import JobJournal, Param
+from .. import SERVICES
+from .._remote.http import (
     COMMON_OPTIONS,
     DONE,
     FAILED,
-    QUEUED,
     RUNNING,
     Auth,
     JobContext,
@@ -49,261 +45,23 @@ from ._http import (
     sequence_of,
     log,
 )
+from . import pricing
+from .api import MIRRORS, OUTPUT_FORMATS, STATUS_MAP, stem_in_name
+from .catalog import (
+    ACCOMP_WORDS,
+    STEM_WORDS,
+    VARIANTS,
+    Algorithm,
+    ModelChoice,
+    load_snapshot,
+    parse_algorithms,
+    slugify,
+    stems_for,
+    stems_of,
+    variant_names,
+)
 
-__all__ = [
-    "MVSep",
-    "Algorithm",
-    "AlgorithmField",
-    "ModelChoice",
-    "VARIANTS",
-    "OUTPUT_FORMATS",
-    "MIRRORS",
-    "STATUS_MAP",
-    "credits_for",
-    "load_snapshot",
-    "parse_algorithms",
-    "stems_of",
-    "stems_for",
-]
-
-#: host of each mirror, as mvsep-cli's ``Config.MIRRORS``; the API lives under ``/api``
-MIRRORS: Mapping[str, str] = {"main": "https://mvsep.com", "mirror": "https://mirror.mvsep.com"}
-
-#: stemlab name → ``output_format`` number (seed 002 / mvsep-cli)
-OUTPUT_FORMATS: Mapping[str, int] = {"mp3": 0, "wav": 1, "flac": 2, "m4a": 3, "wav32": 4, "flac24": 5}
-
-#: every ``status`` of ``GET /separation/get`` → stemlab's job status
-#: (``error``: ZFTurbo's example client stops on it too; ``not_found``: the
-#: job is unknown, deleted or expired — final, the client cannot wait it out)
-STATUS_MAP: Mapping[str, str] = {
-    "waiting": QUEUED,
-    "processing": RUNNING,
-    "distributing": RUNNING,
-    "merging": RUNNING,
-    "done": DONE,
-    "failed": FAILED,
-    "error": FAILED,
-    "not_found": FAILED,
-}
-
-#: stemlab variant → ``sep_type`` (``render_id``). Every other algorithm of the
-#: list is reachable as the slug of its name (:func:`_slug`), e.g. ``mvsep_wind``.
-VARIANTS: Mapping[str, int] = {
-    "demucs4ht": 20,
-    "bs_roformer": 40,
-    "mel_roformer": 48,
-    "bs_roformer_sw": 63,
-    "mdx23c": 25,
-    "scnet": 46,
-    "mdx_b": 23,
-    "ensemble_vocals": 26,  # Ensemble (vocals, instrum)
-    "ensemble": 28,  # Ensemble (vocals, instrum, bass, drums, other)
-    "ensemble_all_in": 30,
-    "demucs4_vocals": 27,
-    "vit_large": 33,
-    "uvr_vr": 9,
-    "mdx_ab": 7,
-    "demucs3": 10,
-    "demucs2": 13,
-    "spleeter": 0,
-    "unmix": 3,
-    "karaoke": 49,
-}
-
-#: service stem words → stemlab stem names (when the algorithm also returns vocals)
-_ACCOMP_WORDS = {"instrum", "instrumental", "music", "instrumentals", "accompaniment", "other_than_vocals"}
-_STEM_WORDS = {"vocals", "drums", "bass", "other", "piano", "guitar", "instrum", "instrumental", "music", "strings",
-               "wind", "organ", "saxophone", "violin", "crowd", "dialog", "speech", "sfx", "effects", "kick", "snare",
-               "cymbals", "toms", "ride", "hh", "crash", "hihat", "lead", "back", "lead_vocals", "back_vocals",
-               "accompaniment", "noreverb"}
-
-
-def credits_for(seconds: float, price_coefficient: float) -> int:
-    """MVSEP credits of one job: ``floor(duration_s · price_coefficient / 60)``,
-    at least 1 (the docs' ``?: 1``)."""
-    return max(1, int(math.floor(max(0.0, float(seconds)) * float(price_coefficient) / 60.0)))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-
-
-def stems_of(text: str) -> tuple[str, ...] | None:
-    """stemlab stem names from a parenthesised list in an algorithm or model
-    name (``"Demucs4 HT (vocals, drums, bass, other)"``), or None.
-    ``instrum``/``instrumental``/``music`` next to vocals become
-    ``accompaniment``; ``lead/back vocals`` → ``lead_vocals``, ``back_vocals``."""
-    for group in re.findall(r"\(([^()]*)\)", text):
-        words = [w.strip().lower() for w in group.split(",") if w.strip()]
-        if not words:
-            continue
-        out: list[str] = []
-        for w in words:
-            if w == "lead/back vocals":
-                out += ["lead_vocals", "back_vocals"]
-            elif re.fullmatch(r"[a-z ]+", w) and _slug(w) in _STEM_WORDS:
-                out.append(_slug(w))
-            else:
-                out = []
-                break
-        if not out:
-            continue
-        if "vocals" in out:
-            out = ["accompaniment" if w in _ACCOMP_WORDS else w for w in out]
-        seen: list[str] = []
-        for w in out:
-            if w not in seen:
-                seen.append(w)
-        return tuple(seen)
-    return None
-
-
-def _stem_in_name(name: str) -> str | None:
-    """The stem a result file name ends with: the last stem word in it
-    (``song_vocals`` → vocals; ``Song_instrum_bs_roformer_81`` → instrum;
-    ``x_lead_vocals`` → lead_vocals)."""
-    tokens = [t for t in re.split(r"[^a-z]+", name.lower()) if t]
-    for i in range(len(tokens) - 1, -1, -1):
-        t = tokens[i]
-        if t == "vocals" and i > 0 and tokens[i - 1] in ("lead", "back"):
-            return f"{tokens[i - 1]}_vocals"
-        if t in _STEM_WORDS and t not in ("lead", "back"):
-            return t
-    return None
-
-
-@dataclass(frozen=True)
-class AlgorithmField:
-    """One ``add_optN`` field: ``options`` key → label, ``default_key``."""
-
-    name: str  # add_opt1 | add_opt2 | add_opt3
-    text: str
-    options: Mapping[str, str]
-    default_key: str | None
-
-    @property
-    def is_model(self) -> bool:
-        return "model" in self.text.lower()
-
-    def names(self) -> dict[str, str]:
-        """Model name → option key: the slug of each label up to its first
-        parenthesis (``"htdemucs_ft (High Quality, Slow)"`` → ``htdemucs_ft``)
-        and of a version in parentheses (``"… (v. 2025.06.30)"`` →
-        ``v_2025_06_30``); labels whose slugs collide get ``_<key>``."""
-        first: dict[str, list[str]] = {}
-        extra: dict[str, list[str]] = {}
-        for key, label in self.options.items():
-            head = _slug(label.split(" (", 1)[0]) or _slug(label)
-            first.setdefault(head, []).append(key)
-            for par in re.findall(r"\(([^()]*)\)", label):
-                if re.match(r"\s*v(er)?\.?\s*\d{4}", par, re.I):
-                    extra.setdefault(_slug(par), []).append(key)
-        out: dict[str, str] = {}
-        for table in (first, extra):
-            for name, keys in table.items():
-                if len(keys) == 1 and name not in out:
-                    out[name] = keys[0]
-                else:
-                    for k in keys:
-                        out.setdefault(f"{name}_{k}", k)
-        return out
-
-
-@dataclass(frozen=True)
-class Algorithm:
-    """One entry of ``GET /app/algorithms``."""
-
-    render_id: int
-    name: str
-    price_coefficient: float
-    group: int
-    orientation: int
-    fields: tuple[AlgorithmField, ...]
-
-    @property
-    def slug(self) -> str:
-        for v, rid in VARIANTS.items():
-            if rid == self.render_id:
-                return v
-        return _slug(self.name.split(" (", 1)[0])
-
-    @property
-    def model_field(self) -> AlgorithmField | None:
-        return next((f for f in self.fields if f.is_model), None)
-
-    def field(self, name: str) -> AlgorithmField | None:
-        return next((f for f in self.fields if f.name == name), None)
-
-
-def stems_for(algo: Algorithm, add_opts: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
-    """(stemlab stems, model label) of ``algo`` run with ``add_opts``: the
-    stems listed in the chosen model's label if it lists any (spleeter,
-    UnMix), else those of the algorithm's name; Demucs' ``6 stems`` model
-    adds guitar and piano. Empty stems: not a separation algorithm."""
-    mf = algo.model_field
-    label = None
-    if mf is not None:
-        label = mf.options.get(str(add_opts.get(mf.name) or mf.default_key or ""))
-    stems = (stems_of(label) if label else None) or stems_of(algo.name) or ()
-    if label and "6 stems" in label and "guitar" not in stems:
-        stems = tuple(stems) + ("guitar", "piano")
-    return tuple(stems), label
-
-
-def parse_algorithms(data: Any) -> dict[int, Algorithm]:
-    """``render_id`` → :class:`Algorithm` from the API's JSON (an array;
-    ``options`` is a JSON-encoded object, as mvsep-cli reads it)."""
-    items = data.get("algorithms") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise ProviderOutputError(f"mvsep: algorithm list: expected an array, got {type(items).__name__}")
-    out: dict[int, Algorithm] = {}
-    for it in items:
-        if not isinstance(it, dict) or "render_id" not in it:
-            continue
-        fields = []
-        for f in it.get("algorithm_fields") or []:
-            opts = f.get("options")
-            if isinstance(opts, str):
-                try:
-                    opts = json.loads(opts) if opts.strip() else {}
-                except ValueError:
-                    opts = {}
-            opts = {str(k): str(v) for k, v in (opts or {}).items()} if isinstance(opts, dict) else {}
-            dk = f.get("default_key")
-            fields.append(AlgorithmField(str(f.get("name") or ""), str(f.get("text") or ""), opts,
-                                         None if dk is None else str(dk)))
-        try:
-            rid = int(it["render_id"])
-            pc = float(it.get("price_coefficient") or 1.0)
-        except (TypeError, ValueError):
-            continue
-        out[rid] = Algorithm(rid, str(it.get("name") or ""), pc, int(it.get("algorithm_group_id") or 0),
-                             int(it.get("orientation") or 0), tuple(fields))
-    return out
-
-
-@lru_cache(maxsize=1)
-def load_snapshot() -> dict[int, Algorithm]:
-    """The shipped snapshot of the algorithm list (see its ``_source``)."""
-    raw = resources.files(__package__).joinpath("mvsep_algorithms.json").read_text(encoding="utf-8")
-    return parse_algorithms(json.loads(raw))
-
-
-def _variants() -> tuple[str, ...]:
-    algos = load_snapshot()
-    named = [v for v, rid in VARIANTS.items() if rid in algos]
-    rest = sorted({a.slug for a in algos.values() if stems_of(a.name)} - set(named))
-    return tuple(named + rest)
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """What a provider configuration sends: ``sep_type`` and the ``add_opt`` values."""
-
-    sep_type: int
-    add_opts: Mapping[str, str]
-    stems: tuple[str, ...]
-    model: str | None  # the model option's label
+__all__ = ["MVSep"]
 
 
 #: the algorithm list of each host, fetched at most once per ``_ALGO_TTL`` seconds
@@ -324,7 +82,7 @@ class MVSep(RemoteProvider):
     (redirects followed, e.g. to a storage host). Cancel, queue, user,
     history and the algorithm list are methods (:meth:`acancel`,
     :meth:`aqueue`, :meth:`auser`, :meth:`ahistory`, :meth:`aalgorithms`);
-    the Quality Checker is :class:`~stemlab.providers.remote.quality_checker.QualityChecker`.
+    the Quality Checker is :class:`~stemlab.services.mvsep.quality_checker.QualityChecker`.
 
     Seed 002 vs mvsep-cli 1.2.0 — stemlab accepts both:
 
@@ -363,15 +121,15 @@ class MVSep(RemoteProvider):
     ``premium_enabled``), ``"premium"`` or ``"free"``; an explicit
     ``max_concurrency`` wins. Free accounts spend no credits (cost 0).
 
-    Cost: credits as :func:`credits_for` with the algorithm's
+    Cost: credits as :func:`.pricing.credits_for` with the algorithm's
     ``price_coefficient`` (live list, else the snapshot). USD =
     credits × ``usd_per_credit`` (option, default 0: MVSEP publishes no API
     price per credit).
     """
 
     family: ClassVar[str] = "mvsep"
-    description: ClassVar[str] = "MVSEP hosted models (BS/Mel-Roformer, Demucs4 HT, ensembles …; paid in credits)"
-    variants: ClassVar[tuple[str, ...]] = _variants()
+    description: ClassVar[str] = SERVICES["mvsep"].description
+    variants: ClassVar[tuple[str, ...]] = variant_names()
     default_variant: ClassVar[str | None] = "demucs4ht"
     params_schema: ClassVar[tuple[Param, ...]] = (
         Param("model", str, None, help="model of the algorithm by name (see 'valid' in the error for a bad one) "
@@ -468,7 +226,7 @@ class MVSep(RemoteProvider):
                 raise ConfigError(f"provider mvsep:{self.variant}: {algo.name!r} has no model choice; drop 'model'",
                                   field="mvsep.params.model")
             names = mf.names()
-            key = names.get(_slug(str(model)))
+            key = names.get(slugify(str(model)))
             if key is None and str(model) in mf.options:
                 key = str(model)
             if key is None:
@@ -505,9 +263,9 @@ class MVSep(RemoteProvider):
     def cost_for_seconds(self, seconds: float) -> Cost:
         if self.premium is False:  # free accounts (premium_enabled 0) spend no credits
             return Cost(credits=0.0, credit_unit="mvsep_credits", estimated=True)
-        credits = float(credits_for(seconds, self.price_coefficient()))
+        credits = float(pricing.credits_for(seconds, self.price_coefficient()))
         if self.options.get("download_mirror"):
-            credits += 1.0
+            credits += pricing.MIRROR_CREDITS
         upc = float(self.options.get("usd_per_credit") or 0.0)
         return Cost(usd=credits * upc, credits=credits, credit_unit="mvsep_credits", estimated=True)
 
@@ -688,15 +446,15 @@ class MVSep(RemoteProvider):
                 continue
             stem = None
             for cand in (f.get("type"), f.get("name")):
-                if isinstance(cand, str) and _slug(cand) in _STEM_WORDS:
-                    stem = _slug(cand)
+                if isinstance(cand, str) and slugify(cand) in STEM_WORDS:
+                    stem = slugify(cand)
                     break
             if stem is None:
                 fname = str(f.get("download") or f["url"].split("?", 1)[0].rsplit("/", 1)[-1])
-                stem = _stem_in_name(fname.rsplit(".", 1)[0])
+                stem = stem_in_name(fname.rsplit(".", 1)[0])
             if stem is None:
                 continue
-            if has_vocals and stem in _ACCOMP_WORDS:
+            if has_vocals and stem in ACCOMP_WORDS:
                 stem = "accompaniment"
             out.setdefault(stem, f["url"].replace("\\/", "/"))
         return out

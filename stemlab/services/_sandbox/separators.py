@@ -27,7 +27,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from ..audio import resample, to_channels
+from ...audio import resample, to_channels
 
 __all__ = ["Separator", "ReferenceLibrary", "DegradedOracle", "dsp_split", "derive_stems"]
 

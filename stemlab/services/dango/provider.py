@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 from urllib.parse import quote
@@ -30,9 +29,10 @@ from ...errors import (
     ProviderUnavailable,
 )
 from ...types import Cost
-from ..base import Param
-from ._client import DownloadRefused
-from ._http import (
+from ...providers.base import Param
+from .. import SERVICES
+from .._remote.client import DownloadRefused
+from .._remote.http import (
     COMMON_OPTIONS,
     DONE,
     FAILED,
@@ -45,79 +45,13 @@ from ._http import (
     Response,
     Submission,
 )
+from . import pricing
+from .api import MAX_BATCH, MAX_SECONDS, ZIP_NAMES, english
+from .catalog import DEFAULT_STYLE, STYLE_BY_CODE, STYLES
 
-__all__ = ["Dango", "Style", "STYLES", "STYLE_BY_CODE", "points_for_seconds", "FREE_POINTS", "PAID_POINTS",
-           "SHORT_SECONDS", "MAX_SECONDS", "DOWNLOADS_PER_SONG", "URL_TTL", "RETENTION"]
+__all__ = ["Dango"]
 
 log = logging.getLogger("stemlab.remote")
-
-
-@dataclass(frozen=True)
-class Style:
-    """One Dango algorithm (``style`` on the upload channel)."""
-
-    name: str
-    code: int
-    description: str
-    multitrack: bool = False  # offers the 4-stem zip
-    deprecated: bool = False  # "已过时不推荐" in the docs
-
-
-#: stemlab name → algorithm (seed 003 "歌曲算法"); numbers are accepted too
-STYLES: Mapping[str, Style] = {s.name: s for s in (
-    Style("multitrack_v2", 0, "Dango 2.0 multitrack extraction", multitrack=True, deprecated=True),
-    Style("v4", 5, "Dango 4.0 accompaniment/vocal extraction"),
-    Style("v4_better_vocals", 6, "Dango 4.0 better-vocals extraction", deprecated=True),
-    Style("v4_harmony", 7, "Dango 4.0 harmony-keeping extraction", deprecated=True),
-    Style("v4_aggressive", 8, "Dango 4.0 accompaniment/vocal extraction (aggressive)", deprecated=True),
-    Style("v5", 9, "Dango 5.0 accompaniment/vocal extraction"),
-    Style("v5_better_vocals", 10, "Dango 5.0 better-vocals extraction"),
-    Style("v5_harmony", 11, "Dango 5.0 harmony-keeping extraction"),
-    Style("multitrack_v3", 12, "Dango 3.0 multitrack extraction", multitrack=True),
-)}
-STYLE_BY_CODE: Mapping[int, Style] = {s.code: s for s in STYLES.values()}
-_DEFAULT_STYLE = {"vocals": "v5", "4stems": "multitrack_v3"}
-
-SHORT_SECONDS = 30.0  #: songs shorter than this use free points
-FREE_POINTS = 12.0  #: free points per short song
-PAID_POINTS = (60.0, 120.0)  #: paid points per song of ≥ 30 s (the exact table is on the vendor's site)
-MAX_SECONDS = 12 * 60.0  #: the service refuses longer songs
-DOWNLOADS_PER_SONG = 7
-URL_TTL = 20 * 60.0  #: seconds a download URL stays valid
-RETENTION = 30 * 86400.0  #: seconds a finished song is kept
-MAX_BATCH = 20  #: ids per batch status request (assumption: the docs give no limit)
-
-#: the docs' Chinese error messages → English (shown next to the original)
-_MESSAGES = {
-    "余额不足": "not enough points on the account",
-    "暂不支持的文件格式": "unsupported file format",
-    "上传的歌曲不允许超过12分钟": "songs longer than 12 minutes are refused",
-    "歌曲已过期": "the song expired (kept 30 days)",
-    "歌曲不存在": "no such song",
-    "无法下载的文件": "file cannot be downloaded (FLAC needs a lossless upload)",
-    "歌曲仍在准备中": "the song is not ready",
-    "已经超过最大下载次数": "all 7 downloads of this song are used up",
-    "当前模型没有4音轨模式": "this algorithm has no 4-stem mode",
-}
-#: 4-stem zip member name fragments → stemlab stem (Chinese and English)
-_ZIP_NAMES = (("vocal", "vocals"), ("人声", "vocals"), ("drum", "drums"), ("鼓", "drums"), ("bass", "bass"),
-              ("贝斯", "bass"), ("other", "other"), ("其他", "other"), ("其它", "other"))
-
-
-def points_for_seconds(seconds: float, paid_per_song: float = PAID_POINTS[1]) -> tuple[float, float]:
-    """``(free, paid)`` points one song of ``seconds`` uses: under 30 s 12
-    free points, else ``paid_per_song`` (the docs say 60–120; the default is
-    the upper bound, safe for budget caps)."""
-    if seconds < SHORT_SECONDS:
-        return FREE_POINTS, 0.0
-    return 0.0, float(paid_per_song)
-
-
-def _english(message: str) -> str:
-    for zh, en in _MESSAGES.items():
-        if zh in message:
-            return f"{en} ({message})"
-    return message
 
 
 class _StatusBatcher:
@@ -295,7 +229,7 @@ class Dango(RemoteProvider):
     """
 
     family: ClassVar[str] = "dango"
-    description: ClassVar[str] = "Dango vocal remover (团子): vocals/accompaniment or 4 stems (paid, points)"
+    description: ClassVar[str] = SERVICES["dango"].description
     variants: ClassVar[tuple[str, ...]] = ("vocals", "4stems")
     default_variant: ClassVar[str | None] = "vocals"
     params_schema: ClassVar[tuple[Param, ...]] = (
@@ -319,7 +253,7 @@ class Dango(RemoteProvider):
         fam = self.family
         raw = str(self.config["style"]).strip().lower()
         if raw in ("", "auto"):
-            style = STYLES[_DEFAULT_STYLE[self.variant or "vocals"]]
+            style = STYLES[DEFAULT_STYLE[self.variant or "vocals"]]
         elif raw.lstrip("-").isdigit() and int(raw) in STYLE_BY_CODE:
             style = STYLE_BY_CODE[int(raw)]
         elif raw in STYLES:
@@ -333,7 +267,7 @@ class Dango(RemoteProvider):
             raise ConfigError(f"provider {fam}: variant 4stems needs a multitrack style ({', '.join(multi)}), "
                               f"got {style.name!r}", field=f"{fam}.params.style")
         # canonical identity: the variant's default style is "auto"
-        self.config["style"] = "auto" if style.name == _DEFAULT_STYLE[self.variant or "vocals"] else style.name
+        self.config["style"] = "auto" if style.name == DEFAULT_STYLE[self.variant or "vocals"] else style.name
         self.style = style
         for name in ("points_per_song", "usd_per_point", "batch_max_age"):
             v = self.options.get(name)
@@ -361,7 +295,7 @@ class Dango(RemoteProvider):
     # --------------------------------------------------------------- cost
     def cost_for_seconds(self, seconds: float) -> Cost:
         per = self.options.get("points_per_song")
-        free, paid = points_for_seconds(seconds, PAID_POINTS[1] if per is None else float(per))
+        free, paid = pricing.points_for_seconds(seconds, pricing.PAID_POINTS[1] if per is None else float(per))
         return self._points_cost(free, paid, estimated=True)
 
     def _points_cost(self, free: float, paid: float, *, estimated: bool) -> Cost:
@@ -374,8 +308,8 @@ class Dango(RemoteProvider):
         if not isinstance(length, (int, float)) or isinstance(length, bool):
             return None
         paid_cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
-        if length < SHORT_SECONDS or (length <= SHORT_SECONDS and not paid_cost):
-            return self._points_cost(FREE_POINTS, 0.0, estimated=False)  # "cost" is meaningless then
+        if length < pricing.SHORT_SECONDS or (length <= pricing.SHORT_SECONDS and not paid_cost):
+            return self._points_cost(pricing.FREE_POINTS, 0.0, estimated=False)  # "cost" is meaningless then
         if paid_cost is None:
             return None
         return self._points_cost(0.0, paid_cost, estimated=False)
@@ -384,7 +318,7 @@ class Dango(RemoteProvider):
     def parse_error(self, resp: Response) -> tuple[str, str]:
         data = resp.json_or_none()
         if isinstance(data, dict) and ("code" in data or "message" in data):
-            return str(data.get("code", "")), _english(str(data.get("message") or ""))
+            return str(data.get("code", "")), english(str(data.get("message") or ""))
         return super().parse_error(resp)
 
     def _payload(self, resp: Response, stage: str) -> Any:
@@ -400,7 +334,7 @@ class Dango(RemoteProvider):
         raise self._code_error(code, str(body.get("message") or ""), stage, resp.what)
 
     def _code_error(self, code: Any, message: str, stage: str, where: str) -> ProviderError:
-        desc = f"code {code}: {_english(message) or 'no message'}"
+        desc = f"code {code}: {english(message) or 'no message'}"
         try:
             c = int(code)
         except (TypeError, ValueError):
@@ -673,7 +607,7 @@ def _unzip_stems(data: bytes, stems: tuple[str, ...], label: str) -> dict[str, b
     names = [n for n in zf.namelist() if not n.endswith("/")]
     for n in names:
         low = n.rsplit("/", 1)[-1].lower()
-        for frag, stem in _ZIP_NAMES:
+        for frag, stem in ZIP_NAMES:
             if frag in low and stem not in out:
                 out[stem] = zf.read(n)
                 break

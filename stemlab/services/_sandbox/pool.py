@@ -36,13 +36,13 @@ class SandboxPool:
 
     def get(self, family: str) -> Any:
         """The running sandbox of ``family`` (started on first use)."""
-        from . import get_sandbox_class
+        from .. import sandbox_class
 
         fam = family.lower()
         with self._lock:
             sb = self._sandboxes.get(fam)
             if sb is None:
-                cls = get_sandbox_class(fam)
+                cls = sandbox_class(fam)
                 kwargs = {"scale": self.scale, "seed": self.seed, **self.options.get(fam, {})}
                 if fam in self.faults:
                     kwargs["faults"] = FaultPlan.parse(self.faults[fam], seed=self.seed)
