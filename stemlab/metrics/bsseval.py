@@ -58,6 +58,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -80,6 +81,8 @@ __all__ = [
 EPS = np.finfo(float).eps
 #: FFT bins per matrix-product batch: keeps the per-bin operands in cache
 _BINS = 512
+#: the same for the frames' spectra (rows × bins × frames per batch)
+_FRAME_BINS = 128
 
 try:  # the gufunc behind np.linalg.solve, without its per-call error-state setup
     from numpy.linalg import _umath_linalg as _ul
@@ -241,6 +244,16 @@ class _Group:
     ests: list[int]
     C: int
 
+    @cached_property
+    def erows(self) -> list[int]:
+        """The group's estimate rows among the shared estimates' rows (once C is set)."""
+        return self.est_rows()
+
+    @cached_property
+    def rrows(self) -> list[int] | None:
+        """:meth:`ref_rows`, cached (once C is set)."""
+        return self.ref_rows()
+
     @property
     def nsrc(self) -> int:
         return len(self.refs)
@@ -259,20 +272,25 @@ class _Group:
     def est_rows(self) -> list[int]:
         return [k * self.C + c for k in self.ests for c in range(self.C)]
 
-    def combine(self, x: np.ndarray, axis: int) -> np.ndarray:
+    def combine(self, x: np.ndarray, axis: int, out: np.ndarray | None = None) -> np.ndarray:
         """The group's reference rows from the shared rows of ``x`` along
         ``axis``: a view or a selection, or for sums the rows added in order
-        (float64: ``((x₀ + x₁) + x₂)``, exactly a :class:`SumSource`)."""
-        rows = self.ref_rows()
+        (float64: ``((x₀ + x₁) + x₂)``, exactly a :class:`SumSource`); into
+        ``out`` when given and not a view."""
+        rows = self.rrows
         if rows is not None:
-            return _take(x, rows, axis)
-        parts = []
-        for t in self.refs:
-            acc = np.array(_take(x, list(range(t[0] * self.C, (t[0] + 1) * self.C)), axis))
+            return _take(x, rows, axis, out)
+        C = self.C
+        if out is None:
+            shape = list(x.shape)
+            shape[axis] = self.R
+            out = np.empty(shape, dtype=x.dtype)
+        for j, t in enumerate(self.refs):
+            dst = out[_along(axis, slice(j * C, (j + 1) * C))]
+            np.copyto(dst, x[_along(axis, slice(t[0] * C, (t[0] + 1) * C))])
             for i in t[1:]:
-                acc += _take(x, list(range(i * self.C, (i + 1) * self.C)), axis)
-            parts.append(acc)
-        return np.concatenate(parts, axis=axis)
+                dst += x[_along(axis, slice(i * C, (i + 1) * C))]
+        return out
 
     def matrix(self, nrows: int) -> np.ndarray:
         """``K`` (R, nrows): the group's reference rows = K · shared rows."""
@@ -284,13 +302,16 @@ class _Group:
         return K
 
 
-def _take(x: np.ndarray, rows: list[int], axis: int) -> np.ndarray:
-    """``x``'s ``rows`` along ``axis``: a view for a contiguous range."""
+def _along(axis: int, sl: slice) -> tuple:
+    return (slice(None),) * axis + (sl,)
+
+
+def _take(x: np.ndarray, rows: list[int], axis: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``x``'s ``rows`` along ``axis``: a view for a contiguous range, else a
+    copy (into ``out`` when given)."""
     if rows == list(range(rows[0], rows[0] + len(rows))):
-        idx = [slice(None)] * x.ndim
-        idx[axis] = slice(rows[0], rows[0] + len(rows))
-        return x[tuple(idx)]
-    return np.take(x, rows, axis=axis)
+        return x[_along(axis, slice(rows[0], rows[0] + len(rows)))]
+    return np.take(x, rows, axis=axis, out=out, mode="clip")
 
 
 def _in_threads(fn: Callable[[list], Any], items: list, workers: int | None = None) -> list:
@@ -578,28 +599,28 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
     """One pass over the frames. Per frame, read into a float64 buffer: every
     group's time-domain terms (silence, ‖s‖², ‖ŝ − s‖²) and, when ``full``,
     the frame's spectra (zero-padded to ``N``); per chunk of ``frame_chunk``
-    frames, the projections' energies from the spectra (Parseval, bins first:
-    per bin one small matrix product for all the chunk's frames)."""
+    frames, the projections' energies from the spectra (Parseval), a batch of
+    bins at a time: per bin one small matrix product for all the chunk's
+    frames, the spectra laid out rows first so that the differences and sums
+    of squares run over contiguous memory."""
     nwin = starts.size
     flen = int((stops - starts).max())
     Rb, Ru = base.rows, ests.rows
     rows = Rb + Ru
     F = N // 2 + 1
-    if full:  # Parseval: interior bins count twice; √weights go into the spectra
-        wts = np.full(F, 2.0 / N)
-        wts[0] = 1.0 / N
-        if N % 2 == 0:
-            wts[-1] = 1.0 / N
-        sw = np.sqrt(wts)[:, None, None]
+    nyq = N % 2 == 0  # the last bin is Nyquist's (counted once, like DC)
+    B = _FRAME_BINS
 
     def run(chunks: list[int]) -> None:
         td = np.zeros((rows, max(N, flen)))  # one frame of every signal; zero past the frame
         tb, tu = td[:Rb, :flen], td[Rb:, :flen]
         if full:
-            spec = np.empty((rows, frame_chunk, F), np.complex128)
-            Xs = np.empty((_BINS, rows, frame_chunk), np.complex128)
-            Pb = [np.empty((_BINS, 2 * st.g.R, frame_chunk), np.complex128) for st in states]
-            Db = [np.empty((3, _BINS, st.g.R, frame_chunk), np.complex128) for st in states]
+            fc = frame_chunk
+            spec = np.empty((rows, fc, F), np.complex128)
+            Xs = np.empty((rows, B, fc), np.complex128)
+            bufs = [(np.empty((2 * st.g.R, B, fc), np.complex128), np.empty((3 * st.g.R, B, fc), np.complex128),
+                     np.empty((st.g.R, B, fc), np.complex128), np.empty((st.g.R, B, fc), np.complex128))
+                    for st in states]
         for t0 in chunks:
             nt = min(frame_chunk, nwin - t0)
             for i in range(nt):
@@ -612,7 +633,7 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
                 for st in states:
                     g, o = st.g, st.out
                     r = g.combine(tb, 0).reshape(g.nsrc, g.C, flen)
-                    e = _take(tu, g.est_rows(), 0).reshape(g.nsrc, g.C, flen)
+                    e = _take(tu, g.erows, 0).reshape(g.nsrc, g.C, flen)
                     o["silent_r"][:, t] = _silent(r)
                     o["silent_e"][:, t] = _silent(e)
                     # time-domain SDR terms: exactly museval's sums
@@ -623,33 +644,37 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
                     _rfft(td, N, spec[:, i])
             if not full:
                 continue
-            accP = [np.zeros(2 * st.g.R * nt * 2) for st in states]
-            accD = [np.zeros((3, st.g.R * nt * 2)) for st in states]
-            for f0 in range(0, F, _BINS):
-                f1 = min(F, f0 + _BINS)
+            # Σ_bins |Y|² (acc) and the DC + Nyquist bins' share (edge), per row and frame
+            acc = [np.zeros((5 * st.g.R, 2 * nt)) for st in states]
+            edge = [np.zeros((5 * st.g.R, 2 * nt)) for st in states]
+            for f0 in range(0, F, B):
+                f1 = min(F, f0 + B)
                 nf = f1 - f0
-                X = Xs[:nf, :, :nt]
-                np.multiply(spec[:, :nt, f0:f1].transpose(2, 0, 1), sw[f0:f1], out=X)
-                for st, P, D, aP, aD in zip(states, Pb, Db, accP, accD):
+                X = Xs[:, :nf, :nt]
+                np.copyto(X, spec[:, :nt, f0:f1].transpose(0, 2, 1))  # (rows, bins, frames)
+                for st, (Pb, Db, rx, ex), ac, ed in zip(states, bufs, acc, edge):
                     R = st.g.R
-                    P, D = P[:nf, :, :nt], D[:, :nf, :, :nt]
-                    Xr = st.g.combine(X[:, :Rb], 1)
-                    Xe = _take(X[:, Rb:], st.g.est_rows(), 1)
-                    np.matmul(st.H[f0:f1], Xr, out=P)  # [P; Pⱼ] = [H; Hⱼ]·X
-                    np.subtract(Xe, P[:, :R], out=D[0])  # ŝ − P
-                    np.subtract(P[:, :R], P[:, R:], out=D[1])  # P − Pⱼ
-                    np.subtract(P[:, R:], Xr, out=D[2])  # Pⱼ − s
-                    pv = P.view(np.float64).reshape(nf, -1)  # re, im interleaved
-                    dv = D.view(np.float64).reshape(3, nf, -1)
-                    aP += np.einsum("fk,fk->k", pv, pv)
-                    aD += np.einsum("afk,afk->ak", dv, dv)
-            for st, aP, aD in zip(states, accP, accD):
+                    P, D = Pb[:, :nf, :nt], Db[:, :nf, :nt]
+                    Xr = st.g.combine(X[:Rb], 0, rx[:, :nf, :nt])
+                    Xe = _take(X[Rb:], st.g.erows, 0, ex[:, :nf, :nt])
+                    np.matmul(st.H[f0:f1], Xr.transpose(1, 0, 2), out=P.transpose(1, 0, 2))  # [P; Pⱼ] = [H; Hⱼ]·X
+                    np.subtract(Xe, P[:R], out=D[:R])  # ŝ − P
+                    np.subtract(P[:R], P[R:], out=D[R : 2 * R])  # P − Pⱼ
+                    np.subtract(P[R:], Xr, out=D[2 * R :])  # Pⱼ − s
+                    pv = P.view(np.float64)  # re, im interleaved
+                    dv = D.view(np.float64)
+                    ac[: 2 * R] += np.einsum("rfk,rfk->rk", pv, pv)
+                    ac[2 * R :] += np.einsum("rfk,rfk->rk", dv, dv)
+                    for k in ([0] if f0 == 0 else []) + ([nf - 1] if f1 == F and nyq else []):
+                        ed[: 2 * R] += pv[:, k] ** 2
+                        ed[2 * R :] += dv[:, k] ** 2
+            for st, ac, ed in zip(states, acc, edge):
                 g = st.g
                 sl = slice(t0, t0 + nt)
-                eP = aP.reshape(2, g.nsrc, g.C, nt, 2).sum(axis=(2, 4))
-                eD = aD.reshape(3, g.nsrc, g.C, nt, 2).sum(axis=(2, 4))
-                st.out["pall"][:, sl], st.out["pj"][:, sl] = eP
-                st.out["art"][:, sl], st.out["interf"][:, sl], st.out["spat"][:, sl] = eD
+                # Parseval: ‖y‖² = (2 Σ_bins |Y|² − |Y_DC|² − |Y_Nyquist|²) / N
+                en = ((2.0 * ac - ed) / N).reshape(5, g.nsrc, g.C, nt, 2).sum(axis=(2, 4))
+                st.out["pall"][:, sl], st.out["pj"][:, sl] = en[0], en[1]
+                st.out["art"][:, sl], st.out["interf"][:, sl], st.out["spat"][:, sl] = en[2], en[3], en[4]
 
     _in_threads(run, list(range(0, nwin, frame_chunk)))
 
@@ -663,7 +688,7 @@ def bss_eval_v4_groups(
     *,
     filters_len: int = 512,
     nan_policy: str = "museval",
-    frame_chunk: int = 4,
+    frame_chunk: int = 8,
     full: bool = True,
     check: bool = True,
 ) -> list[BssEvalResult]:
@@ -824,7 +849,7 @@ def bss_eval_v4(
     *,
     filters_len: int = 512,
     nan_policy: str = "museval",
-    frame_chunk: int = 4,
+    frame_chunk: int = 8,
 ) -> BssEvalResult:
     """Framewise SDR/ISR/SIR/SAR of ``estimates`` against ``references``, both
     ``(n_sources, channels, samples)`` arrays (museval uses samples × channels
