@@ -636,10 +636,11 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
                     e = _take(tu, g.erows, 0).reshape(g.nsrc, g.C, flen)
                     o["silent_r"][:, t] = _silent(r)
                     o["silent_e"][:, t] = _silent(e)
-                    # time-domain SDR terms: exactly museval's sums
-                    o["true"][:, t] = np.einsum("jcn,jcn->j", r, r)
+                    # time-domain SDR terms: exactly museval's sums (per channel,
+                    # then over channels: the same numbers for any buffer layout)
+                    o["true"][:, t] = np.einsum("jcn,jcn->jc", r, r).sum(axis=1)
                     d = e - r
-                    o["err"][:, t] = np.einsum("jcn,jcn->j", d, d)
+                    o["err"][:, t] = np.einsum("jcn,jcn->jc", d, d).sum(axis=1)
                 if full:
                     _rfft(td, N, spec[:, i])
             if not full:

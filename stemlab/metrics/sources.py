@@ -251,14 +251,25 @@ def _full(ch: Any) -> bool:
 
 class AudioFileSource:
     """An audio file read in blocks through ``soundfile`` (WAV, FLAC, OGG and
-    whatever the installed libsndfile decodes): ``src[:, a:b]`` seeks to
-    sample ``a`` and reads ``b − a`` frames as float32 ``(channels, b − a)``
-    (full scale ±1), times ``scale`` when given (float32 multiply, the same
-    as ``decoded * scale`` on the float32 array). ``sample_rate`` in Hz.
-    Thread-safe (one lock per file); the file stays open until
-    :meth:`close` (or garbage collection)."""
+    whatever the installed libsndfile decodes): ``src[:, a:b]`` returns
+    samples ``a … b−1`` as float32 ``(channels, b − a)`` (full scale ±1),
+    times ``scale`` when given (float32 multiply, the same as ``decoded *
+    scale`` on the float32 array). ``sample_rate`` in Hz.
+
+    PCM and float files (WAV, AIFF, …) and FLAC are read by seeking, which
+    libsndfile does sample-exactly for them. Other formats (OGG/Vorbis, Opus,
+    MP3) are decoded once, sequentially and a block at a time, into a
+    temporary float32 file when the source is created (libsndfile's seeks in
+    them land on the wrong samples); reads then come from that file, which
+    :meth:`close` deletes. Either way the values are those of
+    ``soundfile.read(path, dtype="float32")`` and the memory used is a block.
+    Thread-safe (one lock per file); the file stays open until :meth:`close`
+    (or garbage collection)."""
 
     dtype = np.dtype(np.float32)
+    #: subtypes libsndfile seeks in sample-exactly (and any FLAC file)
+    SEEKABLE_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE",
+                                   "ULAW", "ALAW"})
 
     def __init__(self, path: str | os.PathLike[str], scale: float | None = None) -> None:
         import soundfile as sf
@@ -269,10 +280,45 @@ class AudioFileSource:
         except Exception as e:  # noqa: BLE001 - soundfile raises RuntimeError/LibsndfileError/OSError
             raise InputError(f"{self.path}: cannot open as audio ({e})", file=self.path) from None
         self.sample_rate: int = int(info.samplerate)
+        self.format: str = str(info.format)
+        self.subtype: str = str(info.subtype)
         self.shape: tuple[int, int] = (int(info.channels), int(info.frames))
         self.scale = None if scale is None else float(scale)
         self._lock = threading.Lock()
         self._file: Any = None
+        self._spool: tuple[str, Any] | None = None
+        if not self.seekable:
+            self._decode_to_spool()
+
+    @property
+    def seekable(self) -> bool:
+        """Whether samples are read by seeking in the file itself."""
+        return self.format == "FLAC" or self.subtype in self.SEEKABLE_SUBTYPES
+
+    def _decode_to_spool(self) -> None:
+        import tempfile
+        import weakref
+
+        import soundfile as sf
+
+        fd, tmp = tempfile.mkstemp(prefix="stemlab-audio-", suffix=".f32")
+        n = 0
+        try:
+            with os.fdopen(fd, "wb") as out, sf.SoundFile(self.path) as f:
+                while True:
+                    blk = f.read(BLOCK, dtype="float32", always_2d=True)
+                    if not blk.shape[0]:
+                        break
+                    out.write(np.ascontiguousarray(blk).tobytes())
+                    n += blk.shape[0]
+        except Exception as e:  # noqa: BLE001
+            os.unlink(tmp)
+            raise InputError(f"{self.path}: cannot decode ({e})", file=self.path) from None
+        self.shape = (self.shape[0], n)
+        data = np.memmap(tmp, dtype=np.float32, mode="r", shape=(n, self.shape[0])) if n else np.zeros(
+            (0, self.shape[0]), np.float32)
+        self._spool = (tmp, data)
+        self._finalizer = weakref.finalize(self, _unlink, tmp)
 
     def _handle(self) -> Any:
         if self._file is None:
@@ -284,13 +330,18 @@ class AudioFileSource:
     def __getitem__(self, key: Any) -> np.ndarray:
         ch, a, b = _span(key, self.shape[1])
         n = b - a
-        with self._lock:
-            f = self._handle()
-            if n > 0:
-                f.seek(a)
-                data = f.read(n, dtype="float32", always_2d=True)
-            else:
-                data = np.zeros((0, self.shape[0]), np.float32)
+        if self._spool is None and not self.seekable:
+            self._decode_to_spool()
+        if self._spool is not None:
+            data = np.array(self._spool[1][a:b])
+        else:
+            with self._lock:
+                f = self._handle()
+                if n > 0:
+                    f.seek(a)
+                    data = f.read(n, dtype="float32", always_2d=True)
+                else:
+                    data = np.zeros((0, self.shape[0]), np.float32)
         if data.shape[0] != n:
             raise InputError(f"{self.path}: read {data.shape[0]} of {n} samples at {a} (the file is shorter "
                              f"than its header's {self.shape[1]} frames)", file=self.path)
@@ -300,11 +351,17 @@ class AudioFileSource:
         return out if _full(ch) else out[ch]
 
     def close(self) -> None:
-        """Close the file (it is reopened on the next read)."""
+        """Close the file and delete the temporary decode, if any (both come
+        back on the next read)."""
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+            if self._spool is not None:
+                tmp = self._spool[0]
+                self._spool = None
+                self._finalizer.detach()
+                _unlink(tmp)
 
     def __enter__(self) -> "AudioFileSource":
         return self
@@ -313,12 +370,20 @@ class AudioFileSource:
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_file")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_file", "_spool", "_finalizer")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._file = None
+        self._spool = None
 
     def __repr__(self) -> str:
         return f"AudioFileSource({self.path!r}, shape={self.shape}, sample_rate={self.sample_rate})"
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
