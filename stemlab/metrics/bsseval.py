@@ -329,9 +329,15 @@ def _in_threads(fn: Callable[[list], Any], items: list, workers: int | None = No
 
 def _silent(x: np.ndarray) -> np.ndarray:
     """(nsrc,): source silent in the frame ``x`` (nsrc, C, len) — its channel
-    sum is all zero (museval sums over channels first)."""
-    csum = x[:, 0] if x.shape[1] == 1 else x.sum(axis=1)
-    return ~(csum != 0).any(axis=-1)
+    sum is all zero (museval sums over channels first). A nonzero channel sum
+    among the first samples settles it; only frames silent there are summed
+    whole."""
+    out = np.zeros(x.shape[0], bool)
+    for j in range(x.shape[0]):
+        if x[j, :, :256].sum(axis=0).any():
+            continue
+        out[j] = not x[j].sum(axis=0).any()
+    return out
 
 
 def _policy(sr: np.ndarray, se: np.ndarray, policy: str) -> np.ndarray:
@@ -419,8 +425,8 @@ def _correlations(refs: _Rows, ests: _Rows, L: int, block: int, group: int = 8
                 xp = np.zeros((P, n, N))  # every signal's blocks, zero-padded to N (numpy would copy)
                 X = np.empty((P, n, F), np.complex128)
                 Wf = np.empty((R, n, F), np.complex128)
-                Xc = np.empty((_BINS, P, n), np.complex128)
-                Wc = np.empty((_BINS, n, R), np.complex128)
+                Xc = np.empty((P, _BINS, n), np.complex128)
+                Wc = np.empty((R, _BINS, n), np.complex128)
                 Y = np.empty((_BINS, P, R), np.complex128)
             a = b0 * block
             refs.read(a - ext, a + n * block + ext, br)
@@ -434,12 +440,12 @@ def _correlations(refs: _Rows, ests: _Rows, L: int, block: int, group: int = 8
             wv = np.lib.stride_tricks.as_strided(br, shape=(R, n, block + 2 * ext),
                                                  strides=(br.strides[0], block * 8, 8), writeable=False)
             _rfft(wv, N, Wf)
-            for f0 in range(0, F, _BINS):  # bins first, a cache-sized batch at a time
+            for f0 in range(0, F, _BINS):  # a cache-sized batch of bins at a time
                 f1 = min(F, f0 + _BINS)
-                xc, wc, y = Xc[: f1 - f0], Wc[: f1 - f0], Y[: f1 - f0]
-                np.conjugate(X[:, :, f0:f1].transpose(2, 0, 1), out=xc)
-                np.copyto(wc, Wf[:, :, f0:f1].transpose(2, 1, 0))
-                np.matmul(xc, wc, out=y)  # (bins, P, R): Σ_blocks conj(X)·W
+                xc, wc, y = Xc[:, : f1 - f0], Wc[:, : f1 - f0], Y[: f1 - f0]
+                np.conjugate(X[:, :, f0:f1].transpose(0, 2, 1), out=xc)  # rows first: (P, bins, blocks)
+                np.copyto(wc, Wf[:, :, f0:f1].transpose(0, 2, 1))
+                np.matmul(xc.transpose(1, 0, 2), wc.transpose(1, 2, 0), out=y)  # (bins, P, R): Σ_blocks conj(X)·W
                 acc[f0:f1] += y
         return acc, energy
 
@@ -614,6 +620,7 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
     def run(chunks: list[int]) -> None:
         td = np.zeros((rows, max(N, flen)))  # one frame of every signal; zero past the frame
         tb, tu = td[:Rb, :flen], td[Rb:, :flen]
+        tbuf = [(np.empty((st.g.R, flen)), np.empty((st.g.R, flen))) for st in states]
         if full:
             fc = frame_chunk
             spec = np.empty((rows, fc, F), np.complex128)
@@ -630,16 +637,16 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
                 ests.read(a, b, td[Rb:, : b - a])
                 if b - a < flen:
                     td[:, b - a : flen] = 0.0
-                for st in states:
+                for st, (rbuf, dbuf) in zip(states, tbuf):
                     g, o = st.g, st.out
-                    r = g.combine(tb, 0).reshape(g.nsrc, g.C, flen)
-                    e = _take(tu, g.erows, 0).reshape(g.nsrc, g.C, flen)
+                    r = g.combine(tb, 0, rbuf).reshape(g.nsrc, g.C, flen)
+                    e = _take(tu, g.erows, 0, dbuf).reshape(g.nsrc, g.C, flen)
                     o["silent_r"][:, t] = _silent(r)
                     o["silent_e"][:, t] = _silent(e)
                     # time-domain SDR terms: exactly museval's sums (per channel,
                     # then over channels: the same numbers for any buffer layout)
                     o["true"][:, t] = np.einsum("jcn,jcn->jc", r, r).sum(axis=1)
-                    d = e - r
+                    d = np.subtract(e, r, out=dbuf.reshape(e.shape))
                     o["err"][:, t] = np.einsum("jcn,jcn->jc", d, d).sum(axis=1)
                 if full:
                     _rfft(td, N, spec[:, i])
