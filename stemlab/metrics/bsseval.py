@@ -82,7 +82,7 @@ EPS = np.finfo(float).eps
 #: FFT bins per matrix-product batch: keeps the per-bin operands in cache
 _BINS = 512
 #: the same for the frames' spectra (rows × bins × frames per batch)
-_FRAME_BINS = 128
+_FRAME_BINS = 256
 
 try:  # the gufunc behind np.linalg.solve, without its per-call error-state setup
     from numpy.linalg import _umath_linalg as _ul
@@ -625,9 +625,9 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
             fc = frame_chunk
             spec = np.empty((rows, fc, F), np.complex128)
             Xs = np.empty((rows, B, fc), np.complex128)
-            bufs = [(np.empty((2 * st.g.R, B, fc), np.complex128), np.empty((3 * st.g.R, B, fc), np.complex128),
-                     np.empty((st.g.R, B, fc), np.complex128), np.empty((st.g.R, B, fc), np.complex128))
-                    for st in states]
+            # per group: Y = [P; Pⱼ; ŝ − P; P − Pⱼ; Pⱼ − s] (5R rows), the group's s and ŝ rows
+            bufs = [(np.empty((5 * st.g.R, B, fc), np.complex128), np.empty((st.g.R, B, fc), np.complex128),
+                     np.empty((st.g.R, B, fc), np.complex128)) for st in states]
         for t0 in chunks:
             nt = min(frame_chunk, nwin - t0)
             for i in range(nt):
@@ -660,22 +660,20 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
                 nf = f1 - f0
                 X = Xs[:, :nf, :nt]
                 np.copyto(X, spec[:, :nt, f0:f1].transpose(0, 2, 1))  # (rows, bins, frames)
-                for st, (Pb, Db, rx, ex), ac, ed in zip(states, bufs, acc, edge):
+                for st, (Yb, rx, ex), ac, ed in zip(states, bufs, acc, edge):
                     R = st.g.R
-                    P, D = Pb[:, :nf, :nt], Db[:, :nf, :nt]
+                    Y = Yb[:, :nf, :nt]
+                    P, Pj = Y[:R], Y[R : 2 * R]
                     Xr = st.g.combine(X[:Rb], 0, rx[:, :nf, :nt])
                     Xe = _take(X[Rb:], st.g.erows, 0, ex[:, :nf, :nt])
-                    np.matmul(st.H[f0:f1], Xr.transpose(1, 0, 2), out=P.transpose(1, 0, 2))  # [P; Pⱼ] = [H; Hⱼ]·X
-                    np.subtract(Xe, P[:R], out=D[:R])  # ŝ − P
-                    np.subtract(P[:R], P[R:], out=D[R : 2 * R])  # P − Pⱼ
-                    np.subtract(P[R:], Xr, out=D[2 * R :])  # Pⱼ − s
-                    pv = P.view(np.float64)  # re, im interleaved
-                    dv = D.view(np.float64)
-                    ac[: 2 * R] += np.einsum("rfk,rfk->rk", pv, pv)
-                    ac[2 * R :] += np.einsum("rfk,rfk->rk", dv, dv)
+                    np.matmul(st.H[f0:f1], Xr.transpose(1, 0, 2), out=Y[: 2 * R].transpose(1, 0, 2))  # [H; Hⱼ]·X
+                    np.subtract(Xe, P, out=Y[2 * R : 3 * R])  # ŝ − P
+                    np.subtract(P, Pj, out=Y[3 * R : 4 * R])  # P − Pⱼ
+                    np.subtract(Pj, Xr, out=Y[4 * R :])  # Pⱼ − s
+                    v = Y.view(np.float64)  # re, im interleaved
+                    ac += np.einsum("rfk,rfk->rk", v, v)
                     for k in ([0] if f0 == 0 else []) + ([nf - 1] if f1 == F and nyq else []):
-                        ed[: 2 * R] += pv[:, k] ** 2
-                        ed[2 * R :] += dv[:, k] ** 2
+                        ed += v[:, k] ** 2
             for st, ac, ed in zip(states, acc, edge):
                 g = st.g
                 sl = slice(t0, t0 + nt)
