@@ -314,10 +314,15 @@ def _take(x: np.ndarray, rows: list[int], axis: int, out: np.ndarray | None = No
     return np.take(x, rows, axis=axis, out=out, mode="clip")
 
 
+def _workers() -> int:
+    """Worker threads for the two passes: up to 4, at most the CPU count."""
+    return min(4, os.cpu_count() or 1)
+
+
 def _in_threads(fn: Callable[[list], Any], items: list, workers: int | None = None) -> list:
     """Run ``fn`` on interleaved shares of ``items`` in worker threads (numpy
     and pocketfft release the GIL); returns each share's result."""
-    n = max(1, min(len(items), workers or min(4, os.cpu_count() or 1)))
+    n = max(1, min(len(items), workers or _workers()))
     if n == 1:
         return [fn(items)]
     shares = [items[i::n] for i in range(n)]
@@ -613,6 +618,7 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
     flen = int((stops - starts).max())
     Rb, Ru = base.rows, ests.rows
     rows = Rb + Ru
+    frame_chunk = max(1, min(frame_chunk, -(-nwin // _workers())))  # work for every thread
     F = N // 2 + 1
     nyq = N % 2 == 0  # the last bin is Nyquist's (counted once, like DC)
     B = _FRAME_BINS
