@@ -1,5 +1,6 @@
-"""BSSEval v4 exactly as museval 0.4.1 computes it — 40–60× faster, in
-memory that does not grow with the track's length.
+"""BSSEval v4 exactly as museval 0.4.1 computes it — ~30–55× faster (a 60-s
+4-stem track on 2 cores, busy to idle), in memory that does not grow with
+the track's length.
 
 Definitions (museval ``metrics.bss_eval`` with ``framewise_filters=False``,
 images mode, no permutation; ``evaluate``/``eval_mus_track`` defaults):

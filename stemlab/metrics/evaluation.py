@@ -17,8 +17,11 @@ Names (never a bare "SDR"):
 * every name of :data:`stemlab.metrics.simple.SIMPLE_METRICS` (``usdr``,
   ``si_sdr`` …) → one row per target, aggregation ``track``.
 
-museval's conventions are kept: estimates are zero-padded/truncated to the
-references' length; targets are evaluated jointly, except that when both
+Inputs are read block by block and never copied whole (no float64 copies,
+no stacks): arrays, Stems or mappings of lazy sources
+(:mod:`stemlab.metrics.sources`, e.g. ``AudioFileSource`` to score files on
+disk in O(block) memory). museval's conventions are kept: estimates are
+zero-padded/truncated to the references' length (a ``PaddedSource``); targets are evaluated jointly, except that when both
 ``vocals`` and ``accompaniment`` are scored, {vocals, accompaniment} is its
 own 2-source problem and vocals' score comes from it; frame values are
 stored rounded to 5 decimals with ±inf as NaN, and the frame aggregation
@@ -286,8 +289,11 @@ def evaluate(
     """Score ``estimates`` against ``references``.
 
     ``references``/``estimates``: :class:`Stems`, ``{name: (channels,
-    samples)}`` or ``(n_sources, channels, samples)`` arrays (``names`` gives
-    the array sources' names, default ``source0`` …). ``sample_rate`` in Hz
+    samples)}`` arrays or lazy sources (:mod:`stemlab.metrics.sources`; an
+    ``AudioFileSource`` also gives the rate), or ``(n_sources, channels,
+    samples)`` arrays (``names`` gives the array sources' names, default
+    ``source0`` …); float32 or float64 samples, read a block at a time and
+    upcast per block to float64. ``sample_rate`` in Hz
     (taken from Stems when None). ``win``/``hop`` in seconds (museval: 1 s).
     ``nan_policy``: ``museval`` (a frame where any reference or estimate of
     the group is silent is NaN for every target) or ``target`` (only where the

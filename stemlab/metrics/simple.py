@@ -1,10 +1,18 @@
 """Whole-track metrics of the MDX challenges and Music-Source-Separation-Training.
 
 Every function takes ``references`` and ``estimates`` shaped
-``(n_sources, channels, samples)`` (float arrays or :class:`~stemlab.types.Stems`)
+``(n_sources, channels, samples)`` (float arrays, :class:`~stemlab.types.Stems`,
+or sequences of ``(channels, samples)`` sources — :mod:`stemlab.metrics.sources`)
 and returns one float64 value per source, shape ``(n_sources,)``. Sums run over
 all channels and samples of a source together. ``s`` is the reference, ``ŝ``
 the estimate, ``N = channels·samples``.
+
+Memory: ``usdr``, ``usdr_mdx``, ``si_sdr`` and ``sdr_gain`` read blocks of
+2¹⁸ samples per source and accumulate in float64 (``usdr_mdx`` in its
+dtype, numpy's pairwise sums reproduced exactly), so they need O(block)
+memory; the values equal the whole-array formulas to ≤ 1e-9 dB.
+``l1_freq``, ``bleedless``, ``fullness`` and ``log_wmse`` need whole signals:
+lazy sources are read whole (``evaluate`` gives them one target at a time).
 
 SDR-like metrics (dB, higher is better)
 --------------------------------------
@@ -104,8 +112,9 @@ Spectral scores (0–100, higher is better, unitless)
 Per frame: :func:`framewise` applies any of them on museval's 1-s frames.
 
 Input checks: references and estimates must have equal shapes with at least
-one source, channel and sample; finite values; ``sample_rate`` a positive
-int. Violations raise :class:`~stemlab.errors.InputError` naming the field.
+one source, channel and sample; finite values (checked block by block);
+``sample_rate`` a positive int. Violations raise
+:class:`~stemlab.errors.InputError` naming the field.
 """
 
 from __future__ import annotations
