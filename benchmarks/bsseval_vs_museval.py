@@ -131,7 +131,7 @@ def evaluate_case(seconds: float, repeats: int = 3) -> None:
     mix = song["mixture"].astype(np.float32) / np.float32(32768)
     ests = Stems({k: mix for k in ("vocals", "drums", "bass", "other", "accompaniment")}, SR)
     targets = ("drums", "bass", "other", "vocals", "accompaniment")
-    kw = dict(metrics=("bsseval_v4", "usdr", "si_sdr"), targets=targets)
+    kw = {"metrics": ("bsseval_v4", "usdr", "si_sdr"), "targets": targets}
     print(f"\n== evaluate(): demo song {seconds:.0f} s, 4 stereo stems + accompaniment, baseline:mixture, "
           f"metrics {kw['metrics']}", flush=True)
     times = []

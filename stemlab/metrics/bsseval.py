@@ -195,7 +195,7 @@ def _as_sources(x: Any, what: str) -> list[Any]:
         return list(x)
     try:
         a = np.asarray(x)
-    except Exception as exc:  # ragged
+    except (ValueError, TypeError) as exc:  # ragged
         raise InputError(f"bsseval: {what} cannot be read as an array ({exc})", field=what) from None
     if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise InputError(f"bsseval: {what} must hold numeric samples, got dtype {a.dtype}", field=what)
@@ -870,7 +870,7 @@ def bss_eval_v4(
     sources (:mod:`stemlab.metrics.sources`). Estimates are zero-padded or
     truncated to the references' length, as museval does. Inputs are read in
     blocks (float64 per block); nothing is copied whole."""
-    refs, ests, C, T = _check(references, estimates)
+    refs, ests, _, _ = _check(references, estimates)
     n = len(refs)
     if nan_policy not in ("museval", "target"):
         _policy(np.zeros((1, 1), bool), np.zeros((1, 1), bool), nan_policy)
@@ -892,7 +892,7 @@ def sdr_frames(
     """museval's framewise SDR without computing the distortion filters: in
     images mode the SDR is the frame SNR, ``10·log10(Σ s² / Σ (ŝ − s)²)``.
     Inputs as :func:`bss_eval_v4`'s; read a chunk of frames at a time."""
-    refs, ests, C, T = _check(references, estimates)
+    refs, ests, _, _ = _check(references, estimates)
     n = len(refs)
     if nan_policy not in ("museval", "target"):
         _policy(np.zeros((1, 1), bool), np.zeros((1, 1), bool), nan_policy)

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,18 +37,18 @@ from ..errors import InputError
 
 __all__ = [
     "BLOCK",
-    "Source",
-    "is_source",
-    "source_shape",
-    "read",
-    "blocks",
-    "materialize",
-    "all_finite",
-    "any_nonzero",
-    "SumSource",
+    "AudioFileSource",
     "PaddedSource",
     "QuantizedSource",
-    "AudioFileSource",
+    "Source",
+    "SumSource",
+    "all_finite",
+    "any_nonzero",
+    "blocks",
+    "is_source",
+    "materialize",
+    "read",
+    "source_shape",
 ]
 
 #: samples per block when a metric streams a source (2¹⁸ ≈ 6 s at 44.1 kHz:
@@ -146,7 +147,7 @@ def materialize(src: Any, dtype: Any = np.float64) -> np.ndarray:
 def all_finite(src: Any, block: int = BLOCK) -> tuple[bool, int]:
     """(every sample finite, count of NaN/Inf samples), block by block. A
     block whose sum is finite has only finite samples; others are counted."""
-    c, t = source_shape(src)
+    _, t = source_shape(src)
     bad = 0
     for a in range(0, t, block):
         x = np.asarray(src[:, a : min(a + block, t)])
@@ -161,7 +162,7 @@ def all_finite(src: Any, block: int = BLOCK) -> tuple[bool, int]:
 
 def any_nonzero(src: Any, block: int = BLOCK) -> bool:
     """True if any sample is nonzero (stops at the first nonzero block)."""
-    c, t = source_shape(src)
+    _, t = source_shape(src)
     for a in range(0, t, block):
         if np.any(src[:, a : min(a + block, t)]):
             return True
@@ -363,10 +364,10 @@ class AudioFileSource:
                 self._finalizer.detach()
                 _unlink(tmp)
 
-    def __enter__(self) -> "AudioFileSource":
+    def __enter__(self) -> AudioFileSource:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def test_sdr_family_equals_the_whole_array_formulas():
             np.testing.assert_allclose(shared[m], S.SIMPLE_METRICS[m](ref, est, 8000), rtol=0, atol=1e-12,
                                        err_msg=(name, m))
     # the near-perfect case really is in the cancelling regime
-    ref, est = [(r, e) for n, r, e in _sdr_cases(np.random.default_rng(0)) if n == "near_perfect"][0]
+    ref, est = next((r, e) for n, r, e in _sdr_cases(np.random.default_rng(0)) if n == "near_perfect")
     assert (S.si_sdr(ref, est) > 60).all()
 
 
