@@ -595,7 +595,8 @@ class _GroupState:
 
     g: _Group
     nwin: int
-    H: np.ndarray | None = None  # (F, 2R, R): [all-sources filter; own-source filter] per bin
+    #: (F, 2R, R): [all-sources filter; own-source filter] per bin (empty for SDR only)
+    H: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0), np.complex128))
     out: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -733,7 +734,7 @@ def bss_eval_v4_groups(
         raise InputError("bsseval: no references or estimates given", field="references")
     specs: list[_Group] = []
     for gr, ge in groups:
-        terms = [tuple(t) if isinstance(t, (tuple, list)) else (int(t),) for t in gr]
+        terms = [tuple(int(i) for i in t) if isinstance(t, Sequence) else (int(t),) for t in gr]
         if len(terms) != len(ge) or not terms:
             raise InputError(f"bsseval: group with {len(terms)} references and {len(ge)} estimates", field="groups")
         specs.append(_Group(terms, [int(k) for k in ge], 0))
@@ -804,6 +805,9 @@ def bss_eval_v4_groups(
         o = st.out
         silent = _policy(o["silent_r"], o["silent_e"], nan_policy)
         sdr = np.where(silent, np.nan, _db(o["true"], o["err"]))
+        isr: np.ndarray | None
+        sir: np.ndarray | None
+        sar: np.ndarray | None
         if full:
             isr, sir, sar = (np.where(silent, np.nan, m) for m in (
                 _db(o["true"], o["spat"]), _db(o["pj"], o["interf"]), _db(o["pall"], o["art"])))

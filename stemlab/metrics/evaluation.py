@@ -386,13 +386,13 @@ def evaluate(
 
     # estimates: channels must match; length follows the references (museval)
     for t in sel:
-        c, n = S.source_shape(ests[t])
-        if c != C:
-            raise InputError(f"estimates[{t!r}]: {c} channel(s), references have {C}; fix the layout "
+        c_est, t_est = S.source_shape(ests[t])
+        if c_est != C:
+            raise InputError(f"estimates[{t!r}]: {c_est} channel(s), references have {C}; fix the layout "
                              "first (stemlab.metrics.align)", field=f"estimates[{t!r}]")
-        if n != T:
-            notes.append(f"estimate {t!r} has {n} samples, references {T}: "
-                         f"{'zero-padded' if n < T else 'truncated'} as museval does")
+        if t_est != T:
+            notes.append(f"estimate {t!r} has {t_est} samples, references {T}: "
+                         f"{'zero-padded' if t_est < T else 'truncated'} as museval does")
             ests[t] = S.PaddedSource(ests[t], T)
 
     win_n, hop_n = int(win * rate), int(hop * rate)
@@ -446,17 +446,17 @@ def _simple_rows(ev: TrackEvaluation, metrics: Sequence[str], simple: Mapping[st
         for t in sel:
             r1, e1 = _whole(refs[t])[None], _whole(ests[t])[None]
             for m in whole:
-                kw = {}
+                kw: dict[str, Any] = {}
                 if m == "log_wmse":
                     if mix is None:
                         mix = S.materialize(S.SumSource([refs[x] for x in sel]), np.float64)
                     kw["mixture"] = mix
-                v = np.asarray(simple[m](r1, e1, rate, **kw), dtype=np.float64).reshape(-1)
-                if v.shape[0] != 1:
-                    raise RuntimeError(f"metric {m}: returned {v.shape[0]} values for 1 target")
-                per[m].append(float(v[0]))
+                one = np.asarray(simple[m](r1, e1, rate, **kw), dtype=np.float64).reshape(-1)
+                if one.shape[0] != 1:
+                    raise RuntimeError(f"metric {m}: returned {one.shape[0]} values for 1 target")
+                per[m].append(float(one[0]))
             del r1, e1
-        values.update({m: np.asarray(v) for m, v in per.items()})
+        values.update({m: np.asarray(p) for m, p in per.items()})
     for m in names:
         vals = np.asarray(values[m], dtype=np.float64).reshape(-1)
         if vals.shape[0] != len(sel):
@@ -468,8 +468,10 @@ def _simple_rows(ev: TrackEvaluation, metrics: Sequence[str], simple: Mapping[st
 
 def _reordered(res: B.BssEvalResult, perm: list[int]) -> B.BssEvalResult:
     """``res`` with its sources (rows) in the order ``perm``."""
-    take = (lambda a: None if a is None else a[perm])
-    return B.BssEvalResult(take(res.sdr), take(res.isr), take(res.sir), take(res.sar), res.win, res.hop,
+    def take(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[perm]
+
+    return B.BssEvalResult(res.sdr[perm], take(res.isr), take(res.sir), take(res.sar), res.win, res.hop,
                            res.starts, res.silent[perm], info=res.info)
 
 

@@ -184,6 +184,7 @@ def score_stems(
     metric, value, aggregation, unit, frames_used, frames_dropped."""
     import warnings
 
+    aligned: Stems | Mapping[str, Any]
     if isinstance(stems, Stems):
         aligned, corrections = align_to(stems, track, alignment)
     else:

@@ -545,7 +545,7 @@ def stream_metrics(names: Sequence[str], references: Sequence[Any], estimates: S
     out: dict[str, Array] = {}
     first = [m for m in ("usdr", "si_sdr", "sdr_gain") if m in want]
     if first:
-        vals = {m: np.empty(len(refs)) for m in first}
+        vals: dict[str, Array] = {m: np.empty(len(refs)) for m in first}
         for j in range(len(refs)):
             ss, ee, es, dd = _sums(refs, ests, j)
             if "usdr" in vals:
