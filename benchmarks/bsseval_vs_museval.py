@@ -11,7 +11,13 @@ reported, and the first call's ratio too). Prints, per case::
     full_v4   speedup=…x max_abs_diff_db=…   (all frames, stems, 4 metrics)
     sdr_only  speedup=…x max_abs_diff_db=…   (vs museval's full run; SDR only)
 
-Usage: ``python benchmarks/bsseval_vs_museval.py [--seconds 60] [--skip-sample]``.
+``--evaluate SECONDS`` also times :func:`stemlab.metrics.evaluate` the way
+the harness scores ``baseline:mixture`` (the mixture as every estimate,
+metrics ``bsseval_v4, usdr, si_sdr``, targets drums, bass, other, vocals,
+accompaniment) on a demo song of that length, and its peak traced memory
+(tracemalloc: numpy's allocations; the inputs are allocated before).
+
+Usage: ``python benchmarks/bsseval_vs_museval.py [--seconds 60] [--skip-sample] [--evaluate 240]``.
 """
 
 from __future__ import annotations
@@ -113,12 +119,46 @@ def run_case(name: str, refs: np.ndarray, ests: np.ndarray, repeats: int = 3) ->
     print(f"sdr_only  speedup={t_mus / t_sdr:.1f}x max_abs_diff_db={d_sdr:.2e}  ({t_sdr * 1000:.0f} ms)", flush=True)
 
 
+def evaluate_case(seconds: float, repeats: int = 3) -> None:
+    import tracemalloc
+
+    from stemlab.datasets.demo import SongSpec, synthesize
+    from stemlab.metrics import evaluate
+    from stemlab.types import Stems
+
+    song = synthesize(SongSpec("bench", seconds, 112.0, 40, (0, 7, 9, 5)), 0)
+    refs = Stems({k: song[k].astype(np.float32) / np.float32(32768) for k in ("vocals", "drums", "bass", "other")}, SR)
+    mix = song["mixture"].astype(np.float32) / np.float32(32768)
+    ests = Stems({k: mix for k in ("vocals", "drums", "bass", "other", "accompaniment")}, SR)
+    targets = ("drums", "bass", "other", "vocals", "accompaniment")
+    kw = {"metrics": ("bsseval_v4", "usdr", "si_sdr"), "targets": targets}
+    print(f"\n== evaluate(): demo song {seconds:.0f} s, 4 stereo stems + accompaniment, baseline:mixture, "
+          f"metrics {kw['metrics']}", flush=True)
+    times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            ev = evaluate(refs, ests, **kw)
+            times.append(time.perf_counter() - t0)
+        tracemalloc.start()
+        evaluate(refs, ests, **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    inputs = sum(a.nbytes for a in refs.audio.values()) + mix.nbytes
+    print(f"evaluate   {float(np.median(times)):8.2f} s  median of {len(times)} (first call {times[0]:.2f} s); "
+          f"peak traced memory {peak / 1e6:.0f} MB (inputs {inputs / 1e6:.0f} MB); shared accompaniment group: "
+          f"{bool(ev.info.get('bsseval_shared'))}", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the synthetic track (s)")
     ap.add_argument("--skip-sample", action="store_true", help="skip the shared MUSDB18 sample")
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="stemlab calls per case (median reported)")
+    ap.add_argument("--evaluate", type=float, default=0.0, metavar="SECONDS",
+                    help="also time evaluate() on a demo song of this length (e.g. 240)")
     ap.add_argument("--float-refs", action="store_true",
                     help="score the sample against PyAV's float decode instead of 16-bit PCM")
     args = ap.parse_args(argv)
@@ -138,6 +178,8 @@ def main(argv=None) -> int:
     if not args.skip_synthetic:
         refs = synthetic(args.seconds)
         run_case(f"synthetic {args.seconds:.0f}-s track", refs, separation_like(refs, seed=2), args.repeats)
+    if args.evaluate:
+        evaluate_case(args.evaluate, args.repeats)
     return 0
 
 

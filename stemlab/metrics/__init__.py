@@ -10,14 +10,18 @@
   ``log_wmse`` when its package is installed).
 
 :func:`evaluate` scores one track; :mod:`.scoring` scores separations and
-directories of estimates (``stemlab score``). See ``docs/metrics.md``.
+directories of estimates (``stemlab score``). Inputs are read a block at a
+time: arrays, Stems, or mappings of lazy sources (:mod:`.sources`:
+``AudioFileSource`` for files on disk, ``SumSource``, ``PaddedSource``,
+``QuantizedSource``). See ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["available_metrics", "evaluate", "TrackEvaluation", "aggregate_tracks"]
+__all__ = ["available_metrics", "evaluate", "TrackEvaluation", "aggregate_tracks", "AudioFileSource", "SumSource",
+           "PaddedSource", "QuantizedSource"]
 
 #: the metrics :mod:`.simple` provides (used when it cannot be imported, so a
 #: spec naming them still validates; evaluate() then says what is missing)
@@ -47,4 +51,8 @@ def __getattr__(name: str) -> Any:
         from . import evaluation as _ev
 
         return getattr(_ev, name)
+    if name in ("AudioFileSource", "SumSource", "PaddedSource", "QuantizedSource"):
+        from . import sources as _src
+
+        return getattr(_src, name)
     raise AttributeError(f"module 'stemlab.metrics' has no attribute {name!r}")

@@ -17,8 +17,11 @@ Names (never a bare "SDR"):
 * every name of :data:`stemlab.metrics.simple.SIMPLE_METRICS` (``usdr``,
   ``si_sdr`` …) → one row per target, aggregation ``track``.
 
-museval's conventions are kept: estimates are zero-padded/truncated to the
-references' length; targets are evaluated jointly, except that when both
+Inputs are read block by block and never copied whole (no float64 copies,
+no stacks): arrays, Stems or mappings of lazy sources
+(:mod:`stemlab.metrics.sources`, e.g. ``AudioFileSource`` to score files on
+disk in O(block) memory). museval's conventions are kept: estimates are
+zero-padded/truncated to the references' length (a ``PaddedSource``); targets are evaluated jointly, except that when both
 ``vocals`` and ``accompaniment`` are scored, {vocals, accompaniment} is its
 own 2-source problem and vocals' score comes from it; frame values are
 stored rounded to 5 decimals with ±inf as NaN, and the frame aggregation
@@ -37,6 +40,7 @@ import numpy as np
 from ..errors import InputError
 from ..types import MUSDB_TARGETS, Stems
 from . import bsseval as B
+from . import sources as S
 
 __all__ = [
     "BSSEVAL_METRICS",
@@ -154,20 +158,25 @@ class TrackEvaluation:
 
 # ------------------------------------------------------------------ inputs
 
-def with_accompaniment(stems: Mapping[str, np.ndarray], vocals: str = "vocals") -> dict[str, np.ndarray]:
+def with_accompaniment(stems: Mapping[str, Any], vocals: str = "vocals") -> dict[str, Any]:
     """Add ``accompaniment`` = sum of every non-vocal stem (musdb's
-    convention: drums + bass + other), unless present or no vocals."""
+    convention: drums + bass + other), unless present or no vocals. The sum
+    is a :class:`~stemlab.metrics.sources.SumSource`: computed per block in
+    float64 when read, never materialised."""
     out = dict(stems)
     if "accompaniment" in out or vocals not in out:
         return out
     rest = [n for n in out if n not in (vocals, "linear_mix", "mixture")]
     if rest:
-        out["accompaniment"] = np.sum([np.asarray(out[n], dtype=np.float64) for n in rest], axis=0)
+        out["accompaniment"] = S.SumSource([out[n] for n in rest])
     return out
 
 
-def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] | None) -> tuple[dict[str, np.ndarray], int | None]:
-    """Stems / mapping / (n_src, C, T) array → ({name: float64 (C, T)}, rate)."""
+def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] | None) -> tuple[dict[str, Any], int | None]:
+    """Stems / mapping of arrays or sources / (n_src, C, T) array →
+    ({name: (C, T) source}, rate). Nothing is copied: arrays stay as given
+    (views), lazy sources stay lazy; every sample is checked finite, block by
+    block."""
     rate = None
     if isinstance(x, Stems):
         rate = x.sample_rate
@@ -191,30 +200,41 @@ def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] |
         items = [(nm[i], arr[i]) for i in range(arr.shape[0])]
     if not items:
         raise InputError(f"{what}: no sources given", field=what)
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, Any] = {}
     for k, v in items:
         fld = f"{what}[{k!r}]"
-        a = np.asarray(v)
-        if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise InputError(f"{fld}: expected numeric samples, got dtype {a.dtype}", field=fld)
-        if a.ndim == 1:
+        a = v if (S.is_source(v) and not isinstance(v, np.ndarray)) else np.asarray(v)
+        dt = np.dtype(getattr(a, "dtype", np.float64))
+        if dt == object or not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
+            raise InputError(f"{fld}: expected numeric samples, got dtype {dt}", field=fld)
+        if isinstance(a, np.ndarray) and a.ndim == 1:
             a = a[None, :]
-        if a.ndim != 2:
-            raise InputError(f"{fld}: expected (channels, samples), got shape {a.shape}", field=fld)
-        if a.shape[1] == 0 or a.shape[0] == 0:
-            raise InputError(f"{fld}: empty audio, shape {a.shape}", field=fld)
-        a = a.astype(np.float64)
-        if not np.isfinite(a).all():
-            bad = int((~np.isfinite(a)).sum())
+        shape = tuple(getattr(a, "shape", ()))
+        if len(shape) != 2:
+            raise InputError(f"{fld}: expected (channels, samples), got shape {shape}", field=fld)
+        if shape[1] == 0 or shape[0] == 0:
+            raise InputError(f"{fld}: empty audio, shape {shape}", field=fld)
+        ok, bad = S.all_finite(a)
+        if not ok:
             raise InputError(f"{fld}: {bad} NaN/Inf sample(s); expected finite audio", field=fld)
         out[str(k)] = a
     if sample_rate is not None and rate is not None and int(rate) != int(sample_rate):
         raise InputError(f"{what}: sample rate {rate} Hz, expected {sample_rate} Hz", field=f"{what}.sample_rate")
+    if rate is None:  # lazy sources that know their rate (AudioFileSource)
+        rates = {int(r) for r in (getattr(v, "sample_rate", None) for v in out.values()) if r is not None}
+        if len(rates) > 1:
+            raise InputError(f"{what}: sources at different sample rates {sorted(rates)} Hz", field=f"{what}.sample_rate")
+        if rates:
+            rate = rates.pop()
+            if sample_rate is not None and rate != int(sample_rate):
+                raise InputError(f"{what}: sample rate {rate} Hz, expected {sample_rate} Hz",
+                                 field=f"{what}.sample_rate")
     return out, rate
 
 
 def quantize(x: np.ndarray, bits: int = 16) -> np.ndarray:
-    """Round to ``bits``-bit PCM (full scale ±1, clipped), float64 out."""
+    """Round to ``bits``-bit PCM (full scale ±1, clipped), float64 out
+    (:class:`~stemlab.metrics.sources.QuantizedSource` does it per block)."""
     q = float(2 ** (bits - 1))
     return np.clip(np.round(np.asarray(x, dtype=np.float64) * q), -q, q - 1) / q
 
@@ -269,8 +289,11 @@ def evaluate(
     """Score ``estimates`` against ``references``.
 
     ``references``/``estimates``: :class:`Stems`, ``{name: (channels,
-    samples)}`` or ``(n_sources, channels, samples)`` arrays (``names`` gives
-    the array sources' names, default ``source0`` …). ``sample_rate`` in Hz
+    samples)}`` arrays or lazy sources (:mod:`stemlab.metrics.sources`; an
+    ``AudioFileSource`` also gives the rate), or ``(n_sources, channels,
+    samples)`` arrays (``names`` gives the array sources' names, default
+    ``source0`` …); float32 or float64 samples, read a block at a time and
+    upcast per block to float64. ``sample_rate`` in Hz
     (taken from Stems when None). ``win``/``hop`` in seconds (museval: 1 s).
     ``nan_policy``: ``museval`` (a frame where any reference or estimate of
     the group is silent is NaN for every target) or ``target`` (only where the
@@ -322,13 +345,13 @@ def evaluate(
         if not 2 <= b <= 32:
             raise InputError(f"evaluate: reference_bits must be in 2..32, got {reference_bits!r}",
                              field="reference_bits")
-        refs = {k: quantize(a, b) for k, a in refs.items()}
+        refs = {k: S.QuantizedSource(a, b) for k, a in refs.items()}
         info_notes.append(f"references rounded to {b}-bit PCM")
     # references: one length and one channel count
-    lens = {k: a.shape[1] for k, a in refs.items()}
+    lens = {k: S.source_shape(a)[1] for k, a in refs.items()}
     if len(set(lens.values())) != 1:
         raise InputError(f"references: stems differ in length {lens} (samples); expected one length", field="references")
-    chans = {k: a.shape[0] for k, a in refs.items()}
+    chans = {k: S.source_shape(a)[0] for k, a in refs.items()}
     if len(set(chans.values())) != 1:
         raise InputError(f"references: stems differ in channel count {chans}", field="references")
     T = next(iter(lens.values()))
@@ -363,14 +386,14 @@ def evaluate(
 
     # estimates: channels must match; length follows the references (museval)
     for t in sel:
-        a = ests[t]
-        if a.shape[0] != C:
-            raise InputError(f"estimates[{t!r}]: {a.shape[0]} channel(s), references have {C}; fix the layout "
+        c_est, t_est = S.source_shape(ests[t])
+        if c_est != C:
+            raise InputError(f"estimates[{t!r}]: {c_est} channel(s), references have {C}; fix the layout "
                              "first (stemlab.metrics.align)", field=f"estimates[{t!r}]")
-        if a.shape[1] != T:
-            notes.append(f"estimate {t!r} has {a.shape[1]} samples, references {T}: "
-                         f"{'zero-padded' if a.shape[1] < T else 'truncated'} as museval does")
-            ests[t] = a[:, :T] if a.shape[1] > T else np.pad(a, ((0, 0), (0, T - a.shape[1])))
+        if t_est != T:
+            notes.append(f"estimate {t!r} has {t_est} samples, references {T}: "
+                         f"{'zero-padded' if t_est < T else 'truncated'} as museval does")
+            ests[t] = S.PaddedSource(ests[t], T)
 
     win_n, hop_n = int(win * rate), int(hop * rate)
     if win_n < 1 or hop_n < 1:
@@ -379,10 +402,10 @@ def evaluate(
         notes.append(f"signal ({T} samples) is shorter than one window ({win_n}): one frame covers the whole "
                      "signal (as museval)")
     for t in sel:
-        if not refs[t].any():
+        if not S.any_nonzero(refs[t]):
             notes.append(f"reference {t!r} is silent over the whole track: its frames are NaN"
                          + (" — and, by museval's rule, every target's frames in its group" if nan_policy == "museval" else ""))
-        if not ests[t].any():
+        if not S.any_nonzero(ests[t]):
             notes.append(f"estimate {t!r} is silent over the whole track: its BSSEval frames are NaN"
                          + (" — and every target's frames in its group" if nan_policy == "museval" else ""))
 
@@ -394,55 +417,127 @@ def evaluate(
     want_sdr = want_full or "sdr_bsseval_v4" in metrics
     if want_sdr:
         _bsseval(ev, refs, ests, sel, win_n, hop_n, full=want_full, filters_len=filters_len)
-    for m in metrics:
-        if m in ("bsseval_v4", "sdr_bsseval_v4"):
-            continue
-        R = np.stack([refs[t] for t in sel])
-        E = np.stack([ests[t] for t in sel])
-        vals = np.asarray(simple[m](R, E, rate), dtype=np.float64).reshape(-1)
-        if vals.shape[0] != len(sel):
-            raise RuntimeError(f"metric {m}: returned {vals.shape[0]} values for {len(sel)} targets")
-        for t, v in zip(sel, vals):
-            ev.rows.append({"target": t, "metric": m, "value": float(v), "aggregation": "track",
-                            "unit": _unit(m), "frames_used": None, "frames_dropped": None})
+    _simple_rows(ev, metrics, simple, refs, ests, sel, rate)
     for n in notes + [x for x in ev.notes if x.startswith("group ")]:
         warnings.warn(f"stemlab.metrics: {n}", RuntimeWarning, stacklevel=2)
     return ev
 
 
-def _bsseval(ev: TrackEvaluation, refs: dict[str, np.ndarray], ests: dict[str, np.ndarray], sel: list[str],
+def _simple_rows(ev: TrackEvaluation, metrics: Sequence[str], simple: Mapping[str, Callable[..., np.ndarray]],
+                 refs: Mapping[str, Any], ests: Mapping[str, Any], sel: list[str], rate: int) -> None:
+    """Rows of the whole-track metrics. usdr, usdr_mdx, si_sdr and sdr_gain
+    read the sources block by block (their passes shared); the others
+    (l1_freq, bleedless, fullness, log_wmse) need whole signals and get one
+    target at a time (its reference and estimate, in their own dtype; for
+    log_wmse also the mixture = the sum of the scored references)."""
+    from . import simple as SM
+
+    names = [m for m in metrics if m not in ("bsseval_v4", "sdr_bsseval_v4")]
+    if not names:
+        return
+    stream = [m for m in names if m in getattr(SM, "STREAMING_METRICS", ()) and simple[m] is getattr(SM, m, None)]
+    values: dict[str, np.ndarray] = {}
+    if stream:
+        values.update(SM.stream_metrics(stream, [refs[t] for t in sel], [ests[t] for t in sel], rate))
+    whole = [m for m in names if m not in values]
+    if whole:
+        per: dict[str, list[float]] = {m: [] for m in whole}
+        mix = None
+        for t in sel:
+            r1, e1 = _whole(refs[t])[None], _whole(ests[t])[None]
+            for m in whole:
+                kw: dict[str, Any] = {}
+                if m == "log_wmse":
+                    if mix is None:
+                        mix = S.materialize(S.SumSource([refs[x] for x in sel]), np.float64)
+                    kw["mixture"] = mix
+                one = np.asarray(simple[m](r1, e1, rate, **kw), dtype=np.float64).reshape(-1)
+                if one.shape[0] != 1:
+                    raise RuntimeError(f"metric {m}: returned {one.shape[0]} values for 1 target")
+                per[m].append(float(one[0]))
+            del r1, e1
+        values.update({m: np.asarray(p) for m, p in per.items()})
+    for m in names:
+        vals = np.asarray(values[m], dtype=np.float64).reshape(-1)
+        if vals.shape[0] != len(sel):
+            raise RuntimeError(f"metric {m}: returned {vals.shape[0]} values for {len(sel)} targets")
+        for t, v in zip(sel, vals):
+            ev.rows.append({"target": t, "metric": m, "value": float(v), "aggregation": "track",
+                            "unit": _unit(m), "frames_used": None, "frames_dropped": None})
+
+
+def _reordered(res: B.BssEvalResult, perm: list[int]) -> B.BssEvalResult:
+    """``res`` with its sources (rows) in the order ``perm``."""
+    def take(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[perm]
+
+    return B.BssEvalResult(res.sdr[perm], take(res.isr), take(res.sir), take(res.sar), res.win, res.hop,
+                           res.starts, res.silent[perm], info=res.info)
+
+
+def _whole(src: Any) -> np.ndarray:
+    """A source as one array: numpy arrays as they are, lazy ones read whole."""
+    if isinstance(src, np.ndarray):
+        return src
+    return S.materialize(src, getattr(src, "dtype", np.float64))
+
+
+def _bsseval(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, Any], sel: list[str],
              win_n: int, hop_n: int, *, full: bool, filters_len: int) -> None:
     groups, source = evaluation_groups(sel)
-    results: list[B.BssEvalResult] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # evaluate() reports silence in its notes
-        for g in groups:
-            R = np.stack([refs[t] for t in g])
-            E = np.stack([ests[t] for t in g])
-            n_coef = R.shape[0] * R.shape[1] * filters_len
-            if full and R.shape[2] < n_coef:
-                # fewer samples than filter coefficients: the least-squares
-                # projection is underdetermined (museval returns arbitrary
-                # values here); keep SDR, which needs no filters
-                res = B.sdr_frames(R, E, win_n, hop_n, nan_policy=ev.nan_policy)
-                nan = np.full_like(res.sdr, np.nan)
-                res.isr, res.sir, res.sar = nan, nan.copy(), nan.copy()
-                res.info["solver"] = "underdetermined"
-                ev.notes.append(f"group {list(g)}: {R.shape[2]} samples < {n_coef} filter coefficients "
-                                f"({R.shape[0]} sources × {R.shape[1]} channels × {filters_len} taps): ISR/SIR/SAR "
-                                "are undetermined (NaN), SDR is kept")
-            elif full:
-                res = B.bss_eval_v4(R, E, win_n, hop_n, filters_len=filters_len, nan_policy=ev.nan_policy)
-                gain = float(res.info.get("filter_gain", 0.0))
-                if gain > ILL_CONDITIONED_GAIN:
-                    ev.notes.append(
-                        f"group {list(g)}: the references are numerically rank-deficient where the estimates have "
-                        f"energy (filter gain {gain:.3g} ≫ 1; e.g. band-limited lossy decodes): ISR/SIR/SAR are set "
-                        "by rounding here — museval's too; 16-bit references (reference_bits=16, what musdb hands "
-                        "museval) make them well defined. See docs/metrics.md")
-            else:
-                res = B.sdr_frames(R, E, win_n, hop_n, nan_policy=ev.nan_policy)
-            results.append(res)
+    results: list[B.BssEvalResult] = [None] * len(groups)  # type: ignore[list-item]
+    C, T = S.source_shape(refs[sel[0]])
+    joint = _shared_accompaniment(groups, refs) if full else None
+    if joint is not None and all(T >= len(g) * C * filters_len for g in groups):
+        # {vocals, accompaniment} over the main group's references: the
+        # reference accompaniment is the sum of main-group references, so its
+        # correlations and spectra are sums of theirs (one pass for both)
+        # (vocals last: the second group's rows are then contiguous, no copies)
+        main = list(groups[0])
+        order = [t for t in main if t != "vocals"] + ["vocals"]
+        n = len(order)
+        parts = tuple(order.index(main[i]) for i in joint)
+        r0, r1 = B.bss_eval_v4_groups(
+            [refs[t] for t in order], [ests[t] for t in order] + [ests["accompaniment"]],
+            [(list(range(n)), list(range(n))), ([n - 1, parts], [n - 1, n])],
+            win_n, hop_n, filters_len=filters_len, nan_policy=ev.nan_policy, check=False)
+        results[0], results[1] = _reordered(r0, [order.index(t) for t in main]), r1
+        ev.info["bsseval_shared"] = True
+    for gi, g in enumerate(groups):
+        if results[gi] is not None:
+            continue
+        R = [refs[t] for t in g]
+        E = [ests[t] for t in g]
+        n_coef = len(g) * C * filters_len
+        one = [(list(range(len(g))), list(range(len(g))))]
+        if full and T < n_coef:
+            # fewer samples than filter coefficients: the least-squares
+            # projection is underdetermined (museval returns arbitrary
+            # values here); keep SDR, which needs no filters
+            (res,) = B.bss_eval_v4_groups(R, E, one, win_n, hop_n, nan_policy=ev.nan_policy, full=False, check=False)
+            nan = np.full_like(res.sdr, np.nan)
+            res.isr, res.sir, res.sar = nan, nan.copy(), nan.copy()
+            res.info["solver"] = "underdetermined"
+        elif full:
+            (res,) = B.bss_eval_v4_groups(R, E, one, win_n, hop_n, filters_len=filters_len,
+                                          nan_policy=ev.nan_policy, check=False)
+        else:
+            (res,) = B.bss_eval_v4_groups(R, E, one, win_n, hop_n, nan_policy=ev.nan_policy, full=False, check=False)
+            res.info = {}
+        results[gi] = res
+    for g, res in zip(groups, results):
+        if res.info.get("solver") == "underdetermined":
+            n_coef = len(g) * C * filters_len
+            ev.notes.append(f"group {list(g)}: {T} samples < {n_coef} filter coefficients "
+                            f"({len(g)} sources × {C} channels × {filters_len} taps): ISR/SIR/SAR "
+                            "are undetermined (NaN), SDR is kept")
+        gain = float(res.info.get("filter_gain", 0.0) or 0.0)
+        if gain > ILL_CONDITIONED_GAIN:
+            ev.notes.append(
+                f"group {list(g)}: the references are numerically rank-deficient where the estimates have "
+                f"energy (filter gain {gain:.3g} ≫ 1; e.g. band-limited lossy decodes): ISR/SIR/SAR are set "
+                "by rounding here — museval's too; 16-bit references (reference_bits=16, what musdb hands "
+                "museval) make them well defined. See docs/metrics.md")
     if full and any(len(g) == 1 for g in groups):
         ev.notes.append("a single target was evaluated alone (museval refuses this): its SIR is undefined (NaN)")
     # museval's JSON order: the main group (minus vocals when scored with
@@ -484,6 +579,27 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, np.ndarray], ests: dict[str, n
     ev.info["bsseval_groups"] = [list(g) for g in groups]
     ev.info["bsseval_solver"] = [r.info.get("solver") for r in results if r.info]
     ev.info["bsseval_filter_gain"] = [r.info.get("filter_gain") for r in results if r.info]
+
+
+def _shared_accompaniment(groups: list[tuple[str, ...]], refs: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """When the groups are museval's pair — the main group and {vocals,
+    accompaniment} — and the reference accompaniment is a
+    :class:`~stemlab.metrics.sources.SumSource` of main-group references
+    (what :func:`with_accompaniment` builds), the indices of its parts in the
+    main group, in its order; else None."""
+    if len(groups) != 2 or groups[1] != ("vocals", "accompaniment") or "vocals" not in groups[0]:
+        return None
+    acc = refs.get("accompaniment")
+    if not isinstance(acc, S.SumSource):
+        return None
+    main = list(groups[0])
+    idx = []
+    for p in acc.parts:
+        hit = [i for i, t in enumerate(main) if refs[t] is p]
+        if not hit:
+            return None
+        idx.append(hit[0])
+    return tuple(idx)
 
 
 # ------------------------------------------------------------- aggregation

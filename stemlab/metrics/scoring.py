@@ -101,31 +101,55 @@ def align_to(stems: Stems, track: Track, alignment: Mapping[str, Any] | None = N
 
 # ------------------------------------------------------------------ one track
 
-def _targets(stems: Stems, refs: Stems, targets: Sequence[str] | None) -> list[str]:
+def _targets(stems: Stems | Mapping[str, Any], refs: Stems, targets: Sequence[str] | None) -> list[str]:
+    names = list(stems.names) if isinstance(stems, Stems) else [str(k) for k in stems]
     avail_ref = set(refs.names) | ({"accompaniment"} if "vocals" in refs else set())
-    avail_est = set(stems.names) | ({"accompaniment"} if "vocals" in stems and len(stems) > 1 else set())
+    avail_est = set(names) | ({"accompaniment"} if "vocals" in names and len(names) > 1 else set())
     if targets:
         sel = [t for t in targets if t in avail_ref and t in avail_est]
     else:
-        sel = [t for t in stems.names if t in avail_ref]
+        sel = [t for t in names if t in avail_ref]
     if not sel:
         raise InputError(
-            f"no target to score: estimates {list(stems.names)}, references {list(refs.names)}"
+            f"no target to score: estimates {names}, references {list(refs.names)}"
             + (f", targets {list(targets)}" if targets else ""),
             field="targets",
         )
     return sel
 
 
+def _lazy_layout(stems: Mapping[str, Any], refs: Stems) -> tuple[int, set[int], set[int]]:
+    """Rate (Hz; the references' unless the sources say otherwise), channel
+    counts and lengths (samples) of a mapping of sources."""
+    from .sources import source_shape
+
+    rates = {int(r) for r in (getattr(v, "sample_rate", None) for v in stems.values()) if r is not None}
+    if len(rates) > 1:
+        raise InputError(f"estimates at different sample rates {sorted(rates)} Hz", field="estimates.sample_rate")
+    shapes = [source_shape(v) if not isinstance(v, np.ndarray) or v.ndim == 2 else np.atleast_2d(v).shape
+              for v in stems.values()]
+    return (rates.pop() if rates else refs.sample_rate), {c for c, _ in shapes}, {t for _, t in shapes}
+
+
+def _as_stems(stems: Mapping[str, Any], rate: int) -> Stems:
+    """A mapping of sources read whole into float32 Stems (for alignment)."""
+    from .sources import materialize
+
+    return Stems({k: v if isinstance(v, np.ndarray) else materialize(v, np.float32) for k, v in stems.items()}, rate)
+
+
 def evaluate_track(
-    stems: Stems,
+    stems: Stems | Mapping[str, Any],
     track: Track,
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     metric_options: Mapping[str, Any] | None = None,
     targets: Sequence[str] | None = None,
 ) -> TrackEvaluation:
-    """:func:`evaluate` ``stems`` against ``track``'s references (no alignment)."""
+    """:func:`evaluate` ``stems`` against ``track``'s references (no alignment).
+    ``stems``: :class:`Stems` or a mapping of ``(channels, samples)`` arrays or
+    lazy sources (:mod:`stemlab.metrics.sources`, e.g. ``AudioFileSource``),
+    read block by block."""
     refs = track.references
     if refs is None:
         raise InputError(f"track {track.name!r} has no references to score against", field="references")
@@ -140,7 +164,7 @@ def evaluate_track(
 
 
 def score_stems(
-    stems: Stems,
+    stems: Stems | Mapping[str, Any],
     track: Track,
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -150,12 +174,30 @@ def score_stems(
 ) -> dict[str, Any]:
     """Align (when needed, see :func:`align_to`) and score one separation.
 
-    Returns ``{"rows": [...], "frames": [...], "museval": dict | None,
-    "corrections": {...}, "notes": [...]}``; rows carry target, metric,
-    value, aggregation, unit, frames_used, frames_dropped."""
+    ``stems``: :class:`Stems`, or a mapping of ``(channels, samples)`` arrays
+    or lazy sources (:mod:`stemlab.metrics.sources`): those are scored block
+    by block, in memory that does not grow with the track's length, unless
+    they need aligning (another rate or channel count, another length with
+    alignment enabled, or ``alignment["force"]``) — then they are read whole
+    into Stems first. Returns ``{"rows": [...], "frames": [...], "museval":
+    dict | None, "corrections": {...}, "notes": [...]}``; rows carry target,
+    metric, value, aggregation, unit, frames_used, frames_dropped."""
     import warnings
 
-    aligned, corrections = align_to(stems, track, alignment)
+    aligned: Stems | Mapping[str, Any]
+    if isinstance(stems, Stems):
+        aligned, corrections = align_to(stems, track, alignment)
+    else:
+        refs = track.references
+        if refs is None:
+            raise InputError(f"track {track.name!r}: no references to align to", field="references")
+        opt = _options(alignment, ALIGN_OPTIONS, "alignment")
+        rate, chans, lens = _lazy_layout(stems, refs)
+        differs = rate != refs.sample_rate or chans != {refs.num_channels} or lens != {refs.num_samples}
+        if opt["enabled"] and (differs or opt["force"]):
+            aligned, corrections = align_to(_as_stems(stems, rate), track, alignment)
+        else:
+            aligned, corrections = stems, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the notes carry them
         ev = evaluate_track(aligned, track, metrics=metrics, metric_options=metric_options, targets=targets)

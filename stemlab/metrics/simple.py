@@ -1,10 +1,18 @@
 """Whole-track metrics of the MDX challenges and Music-Source-Separation-Training.
 
 Every function takes ``references`` and ``estimates`` shaped
-``(n_sources, channels, samples)`` (float arrays or :class:`~stemlab.types.Stems`)
+``(n_sources, channels, samples)`` (float arrays, :class:`~stemlab.types.Stems`,
+or sequences of ``(channels, samples)`` sources — :mod:`stemlab.metrics.sources`)
 and returns one float64 value per source, shape ``(n_sources,)``. Sums run over
 all channels and samples of a source together. ``s`` is the reference, ``ŝ``
 the estimate, ``N = channels·samples``.
+
+Memory: ``usdr``, ``usdr_mdx``, ``si_sdr`` and ``sdr_gain`` read blocks of
+2¹⁸ samples per source and accumulate in float64 (``usdr_mdx`` in its
+dtype, numpy's pairwise sums reproduced exactly), so they need O(block)
+memory; the values equal the whole-array formulas to ≤ 1e-9 dB.
+``l1_freq``, ``bleedless``, ``fullness`` and ``log_wmse`` need whole signals:
+lazy sources are read whole (``evaluate`` gives them one target at a time).
 
 SDR-like metrics (dB, higher is better)
 --------------------------------------
@@ -104,8 +112,9 @@ Spectral scores (0–100, higher is better, unitless)
 Per frame: :func:`framewise` applies any of them on museval's 1-s frames.
 
 Input checks: references and estimates must have equal shapes with at least
-one source, channel and sample; finite values; ``sample_rate`` a positive
-int. Violations raise :class:`~stemlab.errors.InputError` naming the field.
+one source, channel and sample; finite values (checked block by block);
+``sample_rate`` a positive int. Violations raise
+:class:`~stemlab.errors.InputError` naming the field.
 """
 
 from __future__ import annotations
@@ -113,13 +122,14 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
 
 from ..errors import InputError
+from . import sources as S
 
 __all__ = [
     "MSST_EPS",
@@ -137,6 +147,9 @@ __all__ = [
     "mel_filterbank",
     "hann_periodic_f32",
     "check_pair",
+    "check_sources",
+    "stream_metrics",
+    "STREAMING_METRICS",
     "framewise",
 ]
 
@@ -160,7 +173,10 @@ def _check_rate(sample_rate: Any, *, required: bool = True) -> int | None:
     return int(sample_rate)
 
 
-def _as_sources(x: Any, name: str, names: tuple[str, ...] | None = None) -> tuple[np.ndarray, tuple[str, ...] | None, int | None]:
+def _as_sources(x: Any, name: str, names: tuple[str, ...] | None = None
+                ) -> tuple[list[Any], tuple[int, ...], tuple[str, ...] | None, int | None]:
+    """``x`` as a list of ``(channels, samples)`` sources, its ``(n_sources,
+    channels, samples)`` shape, its names (Stems) and its rate (Stems)."""
     from ..types import Stems
 
     if isinstance(x, Stems):
@@ -168,8 +184,18 @@ def _as_sources(x: Any, name: str, names: tuple[str, ...] | None = None) -> tupl
             missing = [n for n in names if n not in x]
             if missing:
                 raise InputError(f"{name}: missing stems {missing}; have {list(x.names)}", field=name)
-            return x.to_array(names), names, x.sample_rate
-        return x.to_array(), x.names, x.sample_rate
+        use = names if names is not None else x.names
+        srcs = [x[n] for n in use]
+        return srcs, (len(srcs),) + srcs[0].shape, use, x.sample_rate
+    if isinstance(x, (list, tuple)) and x and all(S.is_source(s) for s in x):
+        shapes = {S.source_shape(s) for s in x}
+        if len(shapes) != 1:
+            raise InputError(f"{name}: sources differ in (channels, samples): {sorted(shapes)}", field=name)
+        for s in x:
+            dt = np.dtype(getattr(s, "dtype", np.float64))
+            if not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
+                raise InputError(f"{name}: expected float samples, got dtype {dt}", field=name)
+        return list(x), (len(x),) + shapes.pop(), None, None
     a = np.asarray(x)
     if a.ndim != 3:
         raise InputError(
@@ -177,16 +203,19 @@ def _as_sources(x: Any, name: str, names: tuple[str, ...] | None = None) -> tupl
         )
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise InputError(f"{name}: expected float samples, got dtype {a.dtype}", field=name)
-    return a, None, None
+    return [a[j] for j in range(a.shape[0])], a.shape, None, None
 
 
-def check_pair(
+def check_sources(
     references: Any, estimates: Any, sample_rate: Any = None, *, rate_required: bool = False
-) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """Validate a (references, estimates) pair; returns the two arrays and
-    the sample rate. ``Stems`` estimates are ordered by the references' names."""
-    ref, names, ref_sr = _as_sources(references, "references")
-    est, _, est_sr = _as_sources(estimates, "estimates", names)
+) -> tuple[list[Any], list[Any], int | None]:
+    """Validate a (references, estimates) pair without copying it: ``(n_sources,
+    channels, samples)`` arrays, :class:`~stemlab.types.Stems` (estimates
+    ordered by the references' names) or sequences of ``(channels, samples)``
+    sources (:mod:`stemlab.metrics.sources`). Every sample is checked finite,
+    block by block. Returns the two lists of sources and the sample rate."""
+    ref, rshape, names, ref_sr = _as_sources(references, "references")
+    est, eshape, _, est_sr = _as_sources(estimates, "estimates", names)
     if sample_rate is not None:
         sample_rate = _check_rate(sample_rate)
     for arr_sr, fld in ((ref_sr, "references"), (est_sr, "estimates")):
@@ -198,46 +227,171 @@ def check_pair(
                     f"{fld}: sample rate {arr_sr} Hz differs from sample_rate={sample_rate} Hz", field="sample_rate"
                 )
     sr = _check_rate(sample_rate, required=rate_required)
-    if ref.shape != est.shape:
+    if tuple(rshape) != tuple(eshape):
         raise InputError(
-            f"estimates: shape {est.shape} differs from references {ref.shape}; "
+            f"estimates: shape {tuple(eshape)} differs from references {tuple(rshape)}; "
             "expected equal (n_sources, channels, samples)",
             field="estimates",
         )
-    for a, fld in ((ref, "references"), (est, "estimates")):
-        if a.size == 0:
+    for srcs, shape, fld in ((ref, rshape, "references"), (est, eshape, "estimates")):
+        if math.prod(shape) == 0:
             raise InputError(
-                f"{fld}: empty input (n_sources, channels, samples) = {a.shape}; need at least one of each",
+                f"{fld}: empty input (n_sources, channels, samples) = {tuple(shape)}; need at least one of each",
                 field=fld,
             )
-        if not np.isfinite(a).all():
-            bad = int((~np.isfinite(a)).sum())
+        bad = sum(S.all_finite(s)[1] for s in srcs)
+        if bad:
             raise InputError(f"{fld}: {bad} NaN/Inf samples", field=fld, reason="nonfinite")
     return ref, est, sr
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-source inner product over channels and samples (float64)."""
-    a2 = a.reshape(a.shape[0], -1)
-    b2 = b.reshape(b.shape[0], -1)
-    return np.einsum("ij,ij->i", a2, b2)
+def check_pair(
+    references: Any, estimates: Any, sample_rate: Any = None, *, rate_required: bool = False
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Validate a (references, estimates) pair (:func:`check_sources`) and
+    return it as two ``(n_sources, channels, samples)`` arrays (the inputs
+    themselves when they are arrays; lazy sources are read whole, in their own
+    dtype — for the metrics that need whole signals) and the sample rate."""
+    ref, est, sr = check_sources(references, estimates, sample_rate, rate_required=rate_required)
+    return _stacked(references, ref), _stacked(estimates, est), sr
+
+
+def _stacked(x: Any, srcs: list[Any]) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if len(srcs) == 1:
+        s = srcs[0]
+        return (s if isinstance(s, np.ndarray) else S.materialize(s, getattr(s, "dtype", np.float64)))[None]
+    return np.stack([s if isinstance(s, np.ndarray) else S.materialize(s, getattr(s, "dtype", np.float64))
+                     for s in srcs])
+
+
+def _pairs(refs: Sequence[Any], ests: Sequence[Any], j: int, center: np.ndarray | None = None,
+           block: int = S.BLOCK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """float64 blocks ``(s, ŝ)`` (channels, ≤ block) of source pair ``j``;
+    ``center``: per-channel means (2, C, 1) to subtract (zero_mean)."""
+    c, t = S.source_shape(refs[j])
+    bx = np.empty((c, min(block, t)))
+    by = np.empty((c, min(block, t)))
+    for a in range(0, t, block):
+        b = min(a + block, t)
+        x = S.read(refs[j], a, b, bx[:, : b - a])
+        y = S.read(ests[j], a, b, by[:, : b - a])
+        if center is not None:
+            x -= center[0]
+            y -= center[1]
+        yield x, y
+
+
+def _dot2(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.einsum("ct,ct->", x, y))
 
 
 # ------------------------------------------------------------- SDR family
+#
+# The SDR family reads each source pair a block (2¹⁸ samples) at a time and
+# accumulates its sums in float64: the memory used does not depend on the
+# signals' length, and the values are those of the whole arrays upcast to
+# float64 (up to the order of summation, ≲ 1e-12 dB).
+
+def _sums(refs: Sequence[Any], ests: Sequence[Any], j: int) -> tuple[float, float, float, float]:
+    """One pass over source pair ``j``: ``(Σs², Σŝ², Σŝ·s, Σ(s − ŝ)²)``, float64."""
+    ss = ee = es = dd = 0.0
+    for x, y in _pairs(refs, ests, j):
+        ss += _dot2(x, x)
+        ee += _dot2(y, y)
+        es += _dot2(y, x)
+        np.subtract(x, y, out=y)
+        dd += _dot2(y, y)
+    return ss, ee, es, dd
+
+
+#: a difference of sums computed from the first pass's sums is trusted when it
+#: is at least this fraction of the terms it comes from (its rounding error is
+#: then ≲ 1e-12 relative, ≲ 1e-11 dB); otherwise it is summed directly in a
+#: second pass (high SI-SDR, high scaled SDR)
+_CANCEL = 1e-3
+
+
+def _usdr_values(refs: Sequence[Any], ests: Sequence[Any], eps: float = MSST_EPS) -> Array:
+    num = np.empty(len(refs))
+    den = np.empty(len(refs))
+    for j in range(len(refs)):
+        ss = dd = 0.0
+        for x, y in _pairs(refs, ests, j):
+            ss += _dot2(x, x)
+            np.subtract(x, y, out=y)
+            dd += _dot2(y, y)
+        num[j] = ss + eps
+        den[j] = dd + eps
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(num / den)
+
 
 def usdr(references: Any, estimates: Any, sample_rate: int | None = None, *, eps: float = MSST_EPS) -> Array:
     """MSST/MDX "uSDR" in dB, float64: ``10·log10((Σs² + ε)/(Σ(s−ŝ)² + ε))``."""
-    ref, est, _ = check_pair(references, estimates, sample_rate)
-    num = np.empty(ref.shape[0])
-    den = np.empty(ref.shape[0])
-    for j in range(ref.shape[0]):  # one source at a time: bounded memory
-        s = ref[j].astype(np.float64).ravel()
-        e = est[j].astype(np.float64).ravel()
-        np.subtract(s, e, out=e)
-        num[j] = np.einsum("i,i->", s, s) + eps
-        den[j] = np.einsum("i,i->", e, e) + eps
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(num / den)
+    ref, est, _ = check_sources(references, estimates, sample_rate)
+    return _usdr_values(ref, est, eps)
+
+
+def _pairwise_leaves(n: int, leaf: int) -> tuple[list[tuple[int, int]], Any]:
+    """numpy's pairwise summation of ``n`` values (``pairwise_sum`` in
+    numpy's loops: halves rounded down to a multiple of 8, down to blocks of
+    ≤ 128) cut at subranges of ≤ ``leaf`` values: the leaves ``[lo, hi)`` in
+    order, and the tree of how their sums combine (a leaf index, or a pair of
+    subtrees). ``np.sum`` of a leaf is that subtree's sum exactly."""
+    leaves: list[tuple[int, int]] = []
+
+    def split(lo: int, m: int) -> Any:
+        if m <= max(leaf, 128):
+            leaves.append((lo, lo + m))
+            return len(leaves) - 1
+        m2 = m // 2
+        m2 -= m2 % 8
+        return (split(lo, m2), split(lo + m2, m - m2))
+
+    return leaves, split(0, n)
+
+
+def _pairwise_sums(src_x: Any, src_y: Any | None, dt: np.dtype, leaf: int = S.BLOCK) -> Any:
+    """Exactly ``np.sum(np.square(x − y))`` (or of ``x²`` when ``src_y`` is
+    None) over a source's ``channels × samples`` values in C order, in
+    dtype ``dt`` — numpy's pairwise float sums reproduced leaf by leaf while
+    the sources are read a time block at a time (a leaf crossing from one
+    channel to the next is assembled from both)."""
+    c, t = S.source_shape(src_x)
+    n = c * t
+    leaves, tree = _pairwise_leaves(n, leaf)
+    sums: list[Any] = [None] * len(leaves)
+    pending: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for a in range(0, t, leaf):
+        b = min(a + leaf, t)
+        x = np.asarray(src_x[:, a:b]).astype(dt, copy=False)
+        if src_y is not None:
+            v = np.square(x - np.asarray(src_y[:, a:b]).astype(dt, copy=False))
+        else:
+            v = np.square(x)
+        for ch in range(c):
+            lo, hi = ch * t + a, ch * t + b  # this piece's flat range
+            for k in range(len(leaves)):
+                l0, l1 = leaves[k]
+                if l1 <= lo:
+                    continue
+                if l0 >= hi:
+                    break
+                p0, p1 = max(l0, lo), min(l1, hi)
+                pending.setdefault(k, []).append((p0, v[ch, p0 - lo : p1 - lo]))
+                got = sum(p.size for _, p in pending[k])
+                if got == l1 - l0:
+                    parts = [p for _, p in sorted(pending.pop(k), key=lambda q: q[0])]
+                    sums[k] = np.sum(parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+    def combine(node: Any) -> Any:
+        if isinstance(node, int):
+            return sums[node]
+        return dt.type(combine(node[0]) + combine(node[1]))
+
+    return combine(tree)
 
 
 def usdr_mdx(
@@ -249,13 +403,18 @@ def usdr_mdx(
     dtype: Any = np.float32,
 ) -> Array:
     """MDX 2021 / SDX 2023 global SDR in dB (δ = 1e-7, float32 arithmetic as
-    the challenge evaluator; ``dtype=np.float64`` gives demucs' nSDR)."""
-    ref, est, _ = check_pair(references, estimates, sample_rate)
+    the challenge evaluator; ``dtype=np.float64`` gives demucs' nSDR). The
+    sums are numpy's pairwise sums in ``dtype`` over each source's samples,
+    reproduced exactly while reading blocks."""
+    ref, est, _ = check_sources(references, estimates, sample_rate)
+    return _usdr_mdx_values(ref, est, delta, dtype)
+
+
+def _usdr_mdx_values(refs: Sequence[Any], ests: Sequence[Any], delta: float = MDX_DELTA,
+                     dtype: Any = np.float32) -> Array:
     dt = np.dtype(dtype)
-    s = ref.astype(dt, copy=False)
-    e = est.astype(dt, copy=False)
-    num = np.sum(np.square(s), axis=(1, 2)) + dt.type(delta)
-    den = np.sum(np.square(s - e), axis=(1, 2)) + dt.type(delta)
+    num = np.array([_pairwise_sums(s, None, dt) for s in refs], dtype=dt) + dt.type(delta)
+    den = np.array([_pairwise_sums(s, e, dt) for s, e in zip(refs, ests)], dtype=dt) + dt.type(delta)
     with np.errstate(divide="ignore"):
         return (10 * np.log10(num / den)).astype(np.float64)
 
@@ -269,18 +428,68 @@ def si_sdr(
     zero_mean: bool = False,
 ) -> Array:
     """Scale-invariant SDR in dB (MSST's placement of ε; see module doc)."""
-    ref, est, _ = check_pair(references, estimates, sample_rate)
-    s = ref.astype(np.float64)
-    e = est.astype(np.float64)
-    if zero_mean:
-        s = s - s.mean(axis=2, keepdims=True)
-        e = e - e.mean(axis=2, keepdims=True)
-    n = s[0].size
-    alpha = (_dot(e, s) + n * eps) / (_dot(s, s) + n * eps)
-    target = s * alpha[:, None, None]
-    err = target - e
+    ref, est, _ = check_sources(references, estimates, sample_rate)
+    return _si_sdr_values(ref, est, eps, zero_mean)
+
+
+def _means(refs: Sequence[Any], ests: Sequence[Any], j: int) -> np.ndarray:
+    """(2, C, 1): per-channel means of reference and estimate j (float64)."""
+    c, t = S.source_shape(refs[j])
+    acc = np.zeros((2, c, 1))
+    for x, y in _pairs(refs, ests, j):
+        acc[0, :, 0] += x.sum(axis=1)
+        acc[1, :, 0] += y.sum(axis=1)
+    return acc / t
+
+
+def _si_sdr_values(refs: Sequence[Any], ests: Sequence[Any], eps: float = MSST_EPS,
+                   zero_mean: bool = False) -> Array:
+    """One pass per source for ``α`` (⟨ŝ, s⟩, ‖s‖²) and ‖ŝ‖²; the error's
+    energy ``‖αs − ŝ‖² = α²‖s‖² − 2α⟨ŝ,s⟩ + ‖ŝ‖²`` from those sums when
+    that does not cancel, else summed directly in a second pass."""
+    out = np.empty(len(refs))
+    for j in range(len(refs)):
+        if zero_mean:
+            out[j] = _si_sdr_two_pass(refs, ests, j, eps, _means(refs, ests, j))
+            continue
+        ss, ee, es, _ = _sums(refs, ests, j)
+        out[j] = _si_sdr_from(refs, ests, j, eps, ss, ee, es)
+    return out
+
+
+def _si_sdr_from(refs: Sequence[Any], ests: Sequence[Any], j: int, eps: float, ss: float, ee: float,
+                 es: float) -> float:
+    c, t = S.source_shape(refs[j])
+    n = c * t
+    alpha = (es + n * eps) / (ss + n * eps)
+    tt = alpha * alpha * ss
+    err = tt - 2.0 * alpha * es + ee
+    if not err >= _CANCEL * (tt + ee):
+        return _si_sdr_two_pass(refs, ests, j, eps, None, alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 10.0 * np.log10(_dot(target, target) / (_dot(err, err) + eps) + eps)
+        return float(10.0 * np.log10(tt / (err + eps) + eps))
+
+
+def _si_sdr_two_pass(refs: Sequence[Any], ests: Sequence[Any], j: int, eps: float, center: np.ndarray | None,
+                     alpha: float | None = None) -> float:
+    """SI-SDR of pair j with the error summed directly: ``α`` from a first
+    pass (unless given), then ``Σ(αs)²`` and ``Σ(αs − ŝ)²``."""
+    c, t = S.source_shape(refs[j])
+    n = c * t
+    if alpha is None:
+        es = ss = 0.0
+        for x, y in _pairs(refs, ests, j, center):
+            es += _dot2(y, x)
+            ss += _dot2(x, x)
+        alpha = (es + n * eps) / (ss + n * eps)
+    tt = ee = 0.0
+    for x, y in _pairs(refs, ests, j, center):
+        x *= alpha  # α s
+        tt += _dot2(x, x)
+        np.subtract(x, y, out=y)  # α s − ŝ
+        ee += _dot2(y, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(10.0 * np.log10(tt / (ee + eps) + eps))
 
 
 def sdr_gain(
@@ -293,15 +502,63 @@ def sdr_gain(
 ) -> Array | tuple[Array, Array]:
     """SDR in dB after the least-squares scalar gain ``g = ⟨ŝ,s⟩/‖ŝ‖²`` on
     the estimate. ``return_gain=True`` also returns ``g`` per source."""
-    ref, est, _ = check_pair(references, estimates, sample_rate)
-    s = ref.astype(np.float64, copy=False)
-    e = est.astype(np.float64, copy=False)
-    ee = _dot(e, e)
-    g = np.divide(_dot(e, s), ee, out=np.zeros_like(ee), where=ee > 0)
-    err = s - e * g[:, None, None]
-    with np.errstate(divide="ignore"):
-        out = 10.0 * np.log10((_dot(s, s) + eps) / (_dot(err, err) + eps))
+    ref, est, _ = check_sources(references, estimates, sample_rate)
+    out, g = _sdr_gain_values(ref, est, eps)
     return (out, g) if return_gain else out
+
+
+def _sdr_gain_values(refs: Sequence[Any], ests: Sequence[Any], eps: float = MSST_EPS) -> tuple[Array, Array]:
+    out = np.empty(len(refs))
+    gain = np.empty(len(refs))
+    for j in range(len(refs)):
+        ss, ee, es, _ = _sums(refs, ests, j)
+        out[j], gain[j] = _sdr_gain_from(refs, ests, j, eps, ss, ee, es)
+    return out, gain
+
+
+def _sdr_gain_from(refs: Sequence[Any], ests: Sequence[Any], j: int, eps: float, ss: float, ee: float,
+                   es: float) -> tuple[float, float]:
+    """``g = ⟨ŝ,s⟩/‖ŝ‖²`` and the SDR after it; ``‖s − gŝ‖² = ‖s‖² −
+    2g⟨ŝ,s⟩ + g²‖ŝ‖²`` from the sums unless that cancels, else summed
+    directly."""
+    g = es / ee if ee > 0 else 0.0
+    dd = ss - 2.0 * g * es + g * g * ee
+    if not dd >= _CANCEL * (ss + g * g * ee):
+        dd = 0.0
+        for x, y in _pairs(refs, ests, j):
+            y *= g
+            np.subtract(x, y, out=y)  # s − g ŝ
+            dd += _dot2(y, y)
+    with np.errstate(divide="ignore"):
+        return float(10.0 * np.log10((ss + eps) / (dd + eps))), g
+
+
+def stream_metrics(names: Sequence[str], references: Sequence[Any], estimates: Sequence[Any],
+                   sample_rate: int | None = None) -> dict[str, Array]:
+    """The block-wise metrics among ``names`` (:data:`STREAMING_METRICS`)
+    with their default options, for inputs already validated (sequences of
+    ``(channels, samples)`` sources). ``usdr``, ``si_sdr`` and ``sdr_gain``
+    share one pass over each source pair (Σs², Σŝ², Σŝ·s, Σ(s − ŝ)²); a
+    second pass only where an error energy would cancel (above ~30 dB)."""
+    refs, ests = list(references), list(estimates)
+    want = [m for m in names if m in STREAMING_METRICS]
+    out: dict[str, Array] = {}
+    first = [m for m in ("usdr", "si_sdr", "sdr_gain") if m in want]
+    if first:
+        vals: dict[str, Array] = {m: np.empty(len(refs)) for m in first}
+        for j in range(len(refs)):
+            ss, ee, es, dd = _sums(refs, ests, j)
+            if "usdr" in vals:
+                with np.errstate(divide="ignore"):
+                    vals["usdr"][j] = 10.0 * np.log10((ss + MSST_EPS) / (dd + MSST_EPS))
+            if "si_sdr" in vals:
+                vals["si_sdr"][j] = _si_sdr_from(refs, ests, j, MSST_EPS, ss, ee, es)
+            if "sdr_gain" in vals:
+                vals["sdr_gain"][j] = _sdr_gain_from(refs, ests, j, MSST_EPS, ss, ee, es)[0]
+        out.update(vals)
+    if "usdr_mdx" in want:
+        out["usdr_mdx"] = _usdr_mdx_values(refs, ests)
+    return {m: out[m] for m in want}
 
 
 # ------------------------------------------------------------------- STFT
@@ -639,3 +896,9 @@ SIMPLE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] =
 }
 if _log_wmse_available():
     SIMPLE_METRICS["log_wmse"] = log_wmse
+
+#: the metrics computed block by block (memory independent of the length):
+#: :func:`stream_metrics` computes them together for :func:`~stemlab.metrics.evaluate`;
+#: the others (l1_freq, bleedless, fullness, log_wmse) need whole signals
+#: and are given one source at a time
+STREAMING_METRICS: frozenset[str] = frozenset({"usdr", "usdr_mdx", "si_sdr", "sdr_gain"})
