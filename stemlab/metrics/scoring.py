@@ -78,12 +78,16 @@ def _basic_fix(stems: Stems, refs: Stems) -> tuple[Stems, dict[str, Any]]:
     return Stems(out, refs.sample_rate), corr
 
 
-def align_to(stems: Stems, track: Track, alignment: Mapping[str, Any] | None = None) -> tuple[Stems, dict[str, Any]]:
+def align_to(stems: Stems, track: Track, alignment: Mapping[str, Any] | None = None, *,
+             references: Any = None) -> tuple[Stems, dict[str, Any]]:
     """Align ``stems`` to ``track``'s references when their rate, channel
     count or length differ, or when ``alignment["force"]``. Returns the
-    stems and the corrections applied (``{}`` when none)."""
+    stems and the corrections applied (``{}`` when none). ``references``:
+    the track's references if already at hand (Stems or
+    :class:`~stemlab.metrics.sources.SourceStems`), so that comparing layouts
+    reads no audio."""
     opt = _options(alignment, ALIGN_OPTIONS, "alignment")
-    refs = track.references
+    refs = references if references is not None else track.references
     if refs is None:
         raise InputError(f"track {track.name!r}: no references to align to", field="references")
     differs = (stems.sample_rate != refs.sample_rate or stems.num_channels != refs.num_channels
@@ -145,12 +149,15 @@ def evaluate_track(
     metrics: Sequence[str] = DEFAULT_METRICS,
     metric_options: Mapping[str, Any] | None = None,
     targets: Sequence[str] | None = None,
+    references: Any = None,
 ) -> TrackEvaluation:
     """:func:`evaluate` ``stems`` against ``track``'s references (no alignment).
     ``stems``: :class:`Stems` or a mapping of ``(channels, samples)`` arrays or
     lazy sources (:mod:`stemlab.metrics.sources`, e.g. ``AudioFileSource``),
-    read block by block."""
-    refs = track.references
+    read block by block. ``references``: the track's references as lazy
+    sources (:class:`~stemlab.metrics.sources.SourceStems`), instead of
+    decoding ``track.references``."""
+    refs = references if references is not None else track.references
     if refs is None:
         raise InputError(f"track {track.name!r} has no references to score against", field="references")
     opt = _options(metric_options, METRIC_OPTIONS, "metric_options")
@@ -171,8 +178,10 @@ def score_stems(
     metric_options: Mapping[str, Any] | None = None,
     alignment: Mapping[str, Any] | None = None,
     targets: Sequence[str] | None = None,
+    references: Any = None,
 ) -> dict[str, Any]:
     """Align (when needed, see :func:`align_to`) and score one separation.
+    ``references``: as in :func:`evaluate_track` (lazy references on disk).
 
     ``stems``: :class:`Stems`, or a mapping of ``(channels, samples)`` arrays
     or lazy sources (:mod:`stemlab.metrics.sources`): those are scored block
@@ -186,9 +195,9 @@ def score_stems(
 
     aligned: Stems | Mapping[str, Any]
     if isinstance(stems, Stems):
-        aligned, corrections = align_to(stems, track, alignment)
+        aligned, corrections = align_to(stems, track, alignment, references=references)
     else:
-        refs = track.references
+        refs = references if references is not None else track.references
         if refs is None:
             raise InputError(f"track {track.name!r}: no references to align to", field="references")
         opt = _options(alignment, ALIGN_OPTIONS, "alignment")
@@ -200,7 +209,8 @@ def score_stems(
             aligned, corrections = stems, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the notes carry them
-        ev = evaluate_track(aligned, track, metrics=metrics, metric_options=metric_options, targets=targets)
+        ev = evaluate_track(aligned, track, metrics=metrics, metric_options=metric_options, targets=targets,
+                            references=references)
     return {
         "rows": ev.rows,
         "frames": ev.frames,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -42,7 +42,9 @@ __all__ = [
     "QuantizedSource",
     "Source",
     "SumSource",
+    "SourceStems",
     "all_finite",
+    "lazy_references",
     "any_nonzero",
     "blocks",
     "is_source",
@@ -262,7 +264,11 @@ class AudioFileSource:
     MP3) are decoded once, sequentially and a block at a time, into a
     temporary float32 file when the source is created (libsndfile's seeks in
     them land on the wrong samples); reads then come from that file, which
-    :meth:`close` deletes. Either way the values are those of
+    :meth:`close` deletes (read back with ``pread``: the pages stay in the OS
+    cache, out of the process's resident memory). ``spool=True`` does the
+    same for any format — worth it for FLAC read several times (the metrics
+    make up to four passes; decoding FLAC costs more than reading raw
+    samples). Either way the values are those of
     ``soundfile.read(path, dtype="float32")`` and the memory used is a block.
     Thread-safe (one lock per file); the file stays open until :meth:`close`
     (or garbage collection)."""
@@ -272,7 +278,7 @@ class AudioFileSource:
     SEEKABLE_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE",
                                    "ULAW", "ALAW"})
 
-    def __init__(self, path: str | os.PathLike[str], scale: float | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], scale: float | None = None, *, spool: bool = False) -> None:
         import soundfile as sf
 
         self.path = os.fspath(path)
@@ -288,7 +294,7 @@ class AudioFileSource:
         self._lock = threading.Lock()
         self._file: Any = None
         self._spool: tuple[str, Any] | None = None
-        if not self.seekable:
+        if spool or not self.seekable:
             self._decode_to_spool()
 
     @property
@@ -316,10 +322,11 @@ class AudioFileSource:
             os.unlink(tmp)
             raise InputError(f"{self.path}: cannot decode ({e})", file=self.path) from None
         self.shape = (self.shape[0], n)
-        data = np.memmap(tmp, dtype=np.float32, mode="r", shape=(n, self.shape[0])) if n else np.zeros(
-            (0, self.shape[0]), np.float32)
-        self._spool = (tmp, data)
-        self._finalizer = weakref.finalize(self, _unlink, tmp)
+        # read back with pread (not a memory map): the pages stay in the OS
+        # cache, not in this process's resident memory
+        rfd = os.open(tmp, os.O_RDONLY)
+        self._spool = (tmp, rfd)
+        self._finalizer = weakref.finalize(self, _unlink, tmp, rfd)
 
     def _handle(self) -> Any:
         if self._file is None:
@@ -334,7 +341,9 @@ class AudioFileSource:
         if self._spool is None and not self.seekable:
             self._decode_to_spool()
         if self._spool is not None:
-            data = np.array(self._spool[1][a:b])
+            C = self.shape[0]
+            raw = os.pread(self._spool[1], n * C * 4, a * C * 4) if n > 0 else b""
+            data = np.frombuffer(raw, dtype=np.float32).reshape(-1, C)
         else:
             with self._lock:
                 f = self._handle()
@@ -359,10 +368,10 @@ class AudioFileSource:
                 self._file.close()
                 self._file = None
             if self._spool is not None:
-                tmp = self._spool[0]
+                tmp, fd = self._spool
                 self._spool = None
                 self._finalizer.detach()
-                _unlink(tmp)
+                _unlink(tmp, fd)
 
     def __enter__(self) -> AudioFileSource:
         return self
@@ -383,7 +392,95 @@ class AudioFileSource:
         return f"AudioFileSource({self.path!r}, shape={self.shape}, sample_rate={self.sample_rate})"
 
 
-def _unlink(path: str) -> None:
+class SourceStems(Mapping[str, Any]):
+    """Named sources sharing one sample rate and one ``(channels, samples)``
+    shape — :class:`~stemlab.types.Stems`' interface (``names``,
+    ``sample_rate``, ``num_channels``, ``num_samples``, ``duration``) over
+    lazy sources, e.g. a separation in the stem cache or references on disk,
+    read a block at a time by the metrics. :meth:`close` closes the files."""
+
+    def __init__(self, sources: Mapping[str, Any], sample_rate: int) -> None:
+        if not sources:
+            raise InputError("SourceStems: expected at least one source, got none", field="stems")
+        shapes = {str(k): source_shape(v) for k, v in sources.items()}
+        if len(set(shapes.values())) != 1:
+            raise InputError(f"SourceStems: all sources must share (channels, samples); got {shapes}", field="stems")
+        if int(sample_rate) <= 0:
+            raise InputError(f"SourceStems: sample_rate must be positive (Hz), got {sample_rate!r}",
+                             field="sample_rate")
+        self._sources = {str(k): v for k, v in sources.items()}
+        self.sample_rate = int(sample_rate)
+        self.num_channels, self.num_samples = next(iter(shapes.values()))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._sources)
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_samples / self.sample_rate
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._sources[name]
+        except KeyError:
+            raise KeyError(f"no stem {name!r}; have {list(self._sources)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def close(self) -> None:
+        for v in self._sources.values():
+            close = getattr(v, "close", None)
+            if close is not None:
+                close()
+
+    def __repr__(self) -> str:
+        return f"SourceStems({list(self._sources)}, {self.sample_rate} Hz, {self.num_channels}×{self.num_samples})"
+
+
+def lazy_references(track: Any) -> SourceStems | None:
+    """A track's references as :class:`AudioFileSource`\ s when they can be
+    read in blocks exactly as the dataset would decode them: one seekable
+    WAV/AIFF/FLAC file per target, all at the track's rate, with one shape —
+    the mixture's, when the mixture is such a file too. Otherwise (a MUSDB18
+    ``.stem.mp4``, lossy files, mono stems beside stereo ones, references in
+    memory) None: decode ``track.references`` instead."""
+    files = dict(getattr(track, "reference_files", {}) or {})
+    if not files or set(files) != set(getattr(track, "target_names", ()) or ()):
+        return None
+    paths = dict(files)
+    if getattr(track, "path", None) is not None:
+        paths["\0mixture"] = track.path
+    srcs: dict[str, AudioFileSource] = {}
+    try:
+        for name, f in paths.items():
+            src = AudioFileSource(f)
+            srcs[name] = src
+            if not src.seekable or src.sample_rate != int(track.sample_rate):
+                raise InputError("not block-readable")
+        if len({src.shape for src in srcs.values()}) != 1:
+            raise InputError("shapes differ")
+    except InputError:
+        for src in srcs.values():
+            src.close()
+        return None
+    mix = srcs.pop("\0mixture", None)
+    if mix is not None:
+        mix.close()
+    return SourceStems(srcs, int(track.sample_rate))
+
+
+def _unlink(path: str, fd: int | None = None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     try:
         os.unlink(path)
     except OSError:

@@ -28,7 +28,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from .._crash import crashpoint
 from .._hashing import file_sha256
 from ..errors import InputError, RunError
 from ..types import Stems
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..metrics.sources import SourceStems
 
 __all__ = ["StemCache", "ScoreCache"]
 
@@ -164,6 +167,33 @@ class StemCache:
                     arr *= np.float32(e["scale"])
                 out[name] = arr
             return Stems(out, int(manifest["sample_rate"]))
+        except (OSError, CorruptEntry, InputError) as e:
+            self._discard(d, e)
+            return None
+
+    def open(self, key: str) -> "SourceStems | None":
+        """The cached stems as lazy sources (FLAC read a block at a time, the
+        manifest's scale applied per block), or None if absent. The entry is
+        validated as in :meth:`get` (manifest, every file's sha256, one rate
+        and shape), without decoding it."""
+        from ..metrics.sources import AudioFileSource, SourceStems
+
+        d = self._dir(key)
+        if not (d / "manifest.json").is_file():
+            return None
+        try:
+            manifest = self._manifest(d)
+            srcs = {}
+            for name, e in manifest["stems"].items():
+                p = d / e["file"]
+                if file_sha256(p) != e["sha256"]:
+                    raise CorruptEntry(f"{p.name}: sha256 differs from the manifest")
+                # decoded once into a raw temporary file: the metrics read it several times
+                src = AudioFileSource(p, scale=None if e["scale"] == 1.0 else e["scale"], spool=True)
+                if src.sample_rate != manifest["sample_rate"]:
+                    raise CorruptEntry(f"{p.name}: {src.sample_rate} Hz, manifest says {manifest['sample_rate']}")
+                srcs[name] = src
+            return SourceStems(srcs, int(manifest["sample_rate"]))
         except (OSError, CorruptEntry, InputError) as e:
             self._discard(d, e)
             return None

@@ -51,6 +51,7 @@ from ..errors import (
 )
 from ..providers import create as create_provider
 from ..providers.base import Provider
+from ..metrics.sources import SourceStems
 from ..types import Cost, Separation, Stems, Track
 from .cache import ScoreCache, StemCache
 from .cost import Budget, PlanCost, summarize_costs
@@ -589,8 +590,10 @@ class Runner:
         if not self.stem_cache.has(job.key):
             return None
         meta = self.stem_cache.meta(job.key)
-        if not meta or self.stem_cache.get(job.key) is None:
+        stems = self.stem_cache.open(job.key) if meta else None  # validated, not decoded
+        if stems is None:
             return None
+        stems.close()
         paid = meta.get("paid") or {}
         self.ledger.update(
             job.key, state="separated", detail="restored from the stem cache", remote_id=paid.get("remote_id"),
@@ -636,17 +639,21 @@ class Runner:
                 row = self._adopt_cached(job) or row
             if row.state == "done" and self._scored(group):
                 return  # separated and scored with these settings: nothing to load or compute
-            stems = self.stem_cache.get(key) if row.state in ("separated", "done") else None
+            # scores read the separation from the cache a block at a time
+            stems = self.stem_cache.open(key) if row.state in ("separated", "done") else None
             if stems is None:
                 if row.state in ("separated", "done"):
                     row = self._stems_lost(job, row)
                 await self._separate(job, row)
-                stems = self.stem_cache.get(key)
+                job.track.release()  # the mixture (and an oracle's references) are not needed to score
+                stems = self.stem_cache.open(key)
                 if stems is None:
                     raise RunError(f"{job.label}: stem cache entry for {job.track.name!r} unreadable after write")
-            for j in group:
-                await self._score(j, stems)
-            del stems
+            try:
+                for j in group:
+                    await self._score(j, stems)
+            finally:
+                stems.close()
             self.ledger.update(key, state="done", error=None, error_kind=None)
         except asyncio.CancelledError:
             self._on_cancel(job)
@@ -791,18 +798,26 @@ class Runner:
         return write_results(self, jobs, meta, plan_rows)
 
 
-def score_stems(stems: Stems, track: Track, spec: RunSpec, kind: str) -> dict[str, Any]:
+def score_stems(stems: Stems | SourceStems, track: Track, spec: RunSpec, kind: str) -> dict[str, Any]:
     """Align (when needed) and score one separation against the track's
-    references; returns the payload stored in the score cache."""
+    references; returns the payload stored in the score cache. References
+    on disk in a block-readable format are read a block at a time, like the
+    cached stems, so scoring memory does not grow with the track's length."""
     from ..metrics.scoring import score_stems as _score
+    from ..metrics.sources import lazy_references
 
     alignment = dict(spec.alignment)
     if kind == "remote":
         # a service's output may be shifted even when its length is right
         # (encoder delay trimmed at one end, padded at the other): always check
         alignment.setdefault("force", True)
-    return _score(stems, track, metrics=spec.metrics, metric_options=dict(spec.metric_options),
-                  alignment=alignment, targets=spec.targets)
+    refs = lazy_references(track)
+    try:
+        return _score(stems, track, metrics=spec.metrics, metric_options=dict(spec.metric_options),
+                      alignment=alignment, targets=spec.targets, references=refs)
+    finally:
+        if refs is not None:
+            refs.close()
 
 
 def run(
