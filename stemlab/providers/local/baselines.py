@@ -247,7 +247,8 @@ class BaselineProvider(VariantParams, Provider):
 
     @staticmethod
     def _floor(mix: np.ndarray, targets: tuple[str, ...], variant: str, mode: str) -> dict[str, np.ndarray]:
-        """One array per returned stem and nothing else of the track's size."""
+        """At most one array per returned stem and nothing else of the track's
+        size (``mixture``: the mixture's own buffer, read-only, for all)."""
         out: dict[str, np.ndarray] = {}
         if variant == "silence":
             for n in targets:
@@ -258,12 +259,14 @@ class BaselineProvider(VariantParams, Provider):
         share = 1.0
         if mode == "equal":
             share = 1.0 / max(1, len(mask_sources(targets)))
+        whole = mix.view()  # every stem is the mixture itself: one read-only buffer, no copies
+        whole.flags.writeable = False
         for n in targets:
-            out[n] = mix * np.float32(share) if share != 1.0 else mix.copy()
+            out[n] = mix * np.float32(share) if share != 1.0 else whole
         if mode == "equal":
             return with_accompaniment(out)
         if "vocals" in out and ACCOMPANIMENT not in out and len(out) > 1:
-            out[ACCOMPANIMENT] = mix.copy()  # the mixture is the floor for every target
+            out[ACCOMPANIMENT] = whole  # the mixture is the floor for every target
         return out
 
     @staticmethod
