@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["synthetic_folder_dataset", "musdb_like_track"]
+__all__ = ["synthetic_folder_dataset", "musdb_like_track", "run_cli_measured", "CliRun"]
 
 
 def synthetic_folder_dataset(root: str | Path, n: int, seconds: float = 1.0, sample_rate: int = 44100,
@@ -53,3 +54,48 @@ def musdb_like_track(root: str | Path, minutes: float, *, name: str | None = Non
     for k, v in synthesize(spec, seed).items():
         sf.write(str(d / f"{k}.wav"), v.T, SR, subtype="PCM_16")
     return d
+
+
+#: runs the CLI and, at exit, writes the process's peak RSS (VmHWM, KiB) to
+#: $STEMLAB_HWM_FILE. VmHWM belongs to the process's own address space: unlike
+#: a child's ``ru_maxrss`` it does not inherit the parent's size at fork.
+_CHILD = """
+import atexit, os, sys
+def _hwm():
+    with open("/proc/self/status") as f:
+        kib = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    with open(os.environ["STEMLAB_HWM_FILE"], "w") as out:
+        out.write(str(kib))
+atexit.register(_hwm)
+from stemlab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class CliRun(NamedTuple):
+    wall_s: float
+    peak_rss_gib: float  # NaN where /proc is unavailable
+    returncode: int
+    stderr: str
+
+
+def run_cli_measured(args: Sequence[str], env: Mapping[str, str] | None = None,
+                     timeout: float | None = None) -> CliRun:
+    """Run ``stemlab ARGS`` in a fresh Python process and measure its wall
+    time (s) and peak resident memory (GiB, the process's VmHWM: Python,
+    numpy and torch included)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        hwm = Path(tmp) / "hwm"
+        full_env = {**os.environ, **(env or {}), "STEMLAB_HWM_FILE": str(hwm)}
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-c", _CHILD, *args], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, env=full_env, text=True, timeout=timeout)
+        wall = time.perf_counter() - t0
+        peak = int(hwm.read_text()) / 2**20 if hwm.is_file() else float("nan")
+    return CliRun(wall, peak, p.returncode, p.stderr[-4000:])
