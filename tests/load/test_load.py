@@ -23,7 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time, logging
+    import json, sys, time, logging
+
+    def vmhwm_kib():
+        # this process's own peak RSS (ru_maxrss would include pytest's size at fork)
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
     logging.disable(logging.WARNING)
     sys.path.insert(0, {repo!r})
     from stemlab.testing import synthetic_folder_dataset
@@ -55,7 +60,7 @@ CHILD = textwrap.dedent(
     print(json.dumps({{"families": fams, "jobs": len(r.jobs), "wall": wall,
                       "status": r.jobs.status.value_counts().to_dict(),
                       "errors": r.jobs[r.jobs.status != "done"].error.astype(str).head(3).tolist(),
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                      "maxrss_mb": vmhwm_kib() / 1024}}))
     """
 )
 
