@@ -35,7 +35,8 @@ def aligned_score(stems, track, spec, kind):
     refs = track.references
     for n in stems.names:
         if n in refs:
-            rows.append({"target": n, "metric": "sdr_aligned", "value": aligned_sdr(stems[n], refs[n]),
+            est = np.asarray(stems[n][:, :])  # an array, or a lazy source of the stem cache
+            rows.append({"target": n, "metric": "sdr_aligned", "value": aligned_sdr(est, refs[n]),
                          "aggregation": "track", "unit": "dB"})
     return {"rows": rows, "frames": [], "museval": None, "corrections": {}}
 

@@ -28,10 +28,12 @@ import hmac
 import json
 import logging
 import secrets
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
@@ -155,11 +157,30 @@ class SandboxLedger:
         return {k: v for k, v in self.charges_per_job().items() if v > 1}
 
 
-@dataclass
 class _File:
-    data: bytes
-    content_type: str
-    filename: str
+    """A file the sandbox serves (an upload, a separated stem). Its bytes live
+    in the sandbox's spool directory, not in memory: an emulator that keeps
+    every job's results (as a service does) stays flat in RSS however many
+    jobs it served."""
+
+    __slots__ = ("path", "content_type", "filename")
+
+    def __init__(self, data: bytes, content_type: str, filename: str, spool: Path) -> None:
+        self.path = spool / uuid.uuid4().hex
+        self.content_type = content_type
+        self.filename = filename
+        self.data = data
+
+    @property
+    def data(self) -> bytes:
+        return self.path.read_bytes()
+
+    @data.setter
+    def data(self, value: bytes) -> None:
+        self.path.write_bytes(bytes(value))
+
+    def __len__(self) -> int:
+        return self.path.stat().st_size
 
 
 class FaultyEndpoint:
@@ -282,6 +303,7 @@ class Sandbox:
         self.ledger = SandboxLedger()
         self.requests: list[RequestRecord] = []
         self.files: dict[str, _File] = {}
+        self._spool = tempfile.TemporaryDirectory(prefix=f"stemlab-sandbox-{self.service}-")
         self._url_secret = secrets.token_bytes(16)
         self._port = port
         self._server: BackgroundServer | None = None
@@ -350,8 +372,11 @@ class Sandbox:
         """Register a :class:`~stemlab.types.Track` that has references; its
         stems are decoded again only when an upload matches it."""
         if track.has_references:
-            self.references.register_lazy(track.mixture, track.sample_rate,
-                                          lambda: dict(track.references.items()), str(track.name))
+            # the loader decodes afresh each time (not track.references, which
+            # would stay cached on the caller's Track for good)
+            load = track.load_references
+            self.references.register_lazy(track.mixture, track.sample_rate, lambda: dict(load()),
+                                          str(track.name))
 
     # ------------------------------------------------------------ routing
     def routes(self) -> list[tuple[str, str, str, Handler]]:
@@ -404,7 +429,7 @@ class Sandbox:
     # --------------------------------------------------------------- files
     def store(self, data: bytes, content_type: str, filename: str) -> str:
         token = uuid.uuid4().hex
-        self.files[token] = _File(data, content_type, filename)
+        self.files[token] = _File(data, content_type, filename, Path(self._spool.name))
         return token
 
     def signed_url(self, token: str) -> str:
