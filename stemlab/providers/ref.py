@@ -145,25 +145,29 @@ class ProviderRef:
         return hash((self.family, self.variant, self.params_hash))
 
 
+def _error(problems: list[tuple[str, str]], where: str | None, family: str = "") -> ConfigError:
+    """One ConfigError; ``details["relative"]`` keeps the ``(sub-path, message)``
+    pairs for a caller that roots them itself (the run spec)."""
+    return problems_error(problem_lines(problems, where, family), relative=list(problems))
+
+
 def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | None = None,
              ) -> "tuple[ProviderRef, Provider]":
     """Parse once, check against the class, build once: ``(ref, provider)``."""
     from . import get_class
 
     if not isinstance(spec, (str, Mapping)):
-        raise ConfigError(f"{where or 'provider spec'}: expected a provider string {SPEC_FORM} or mapping, "
-                          f"got {type(spec).__name__}", field=where or "provider")
+        raise _error([("", f"expected a provider string {SPEC_FORM} or mapping, got {type(spec).__name__}")], where)
     try:
         family, variant, params, options = parse_spec(spec)
     except ConfigError as e:
-        lines = problem_lines(e.details.get("items") or [("", str(e))], where, e.details.get("family", ""))
-        raise problems_error(lines) from None
+        raise _error(list(e.details.get("items") or [("", str(e))]), where, e.details.get("family", "")) from None
     if extra_options:
         options.update(extra_options)
     try:
         cls = get_class(family)
     except ConfigError as e:
-        raise problems_error(problem_lines([("", str(e))], where)) from None
+        raise _error([("", str(e))], where) from None
     fam = cls.family or family
     problems: list[tuple[str, str]] = []
     schema = {p.name: p for p in cls.params_schema}
@@ -186,7 +190,7 @@ def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | No
         problems.append((f"options.{bad_opts[0]}" if len(bad_opts) == 1 else "options",
                          f"unknown option(s) {bad_opts}; valid: {sorted(cls.option_names) or 'none'}"))
     if problems:
-        raise problems_error(problem_lines(problems, where, fam))
+        raise _error(problems, where, fam)
     try:
         provider = cls(variant, checked, **options)
     except ConfigError as e:
@@ -198,9 +202,8 @@ def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | No
         msg = str(e)
         if field and msg.startswith(f"{field}: "):  # Param-style "field: expected …": keep the tail
             msg = msg[len(field) + 2:]
-        raise problems_error(problem_lines([(sub, msg)], where, fam)) from None
+        raise _error([(sub, msg)], where, fam) from None
     except Exception as e:  # a provider's constructor choking on a value of the wrong type
         sub = "options" if options else ("params" if params else "")
-        raise problems_error(problem_lines(
-            [(sub, f"invalid configuration for {fam} ({type(e).__name__}: {e})")], where, fam)) from None
+        raise _error([(sub, f"invalid configuration for {fam} ({type(e).__name__}: {e})")], where, fam) from None
     return ProviderRef(fam, provider.variant, provider.config, provider.options), provider
