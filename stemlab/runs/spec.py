@@ -493,10 +493,10 @@ _OPTION_MODELS: dict[str, type[_Section]] = {
 _DATASET_ALIASES = {"musdb": "musdb18", "musdbhq": "musdb18hq", "musdb-hq": "musdb18hq", "musdb18-hq": "musdb18hq"}
 #: loader options also accepted next to ``name`` (merged over ``options``)
 _TOP_OPTIONS = ("subset", "split", "stems", "mixture")
+# validated per dataset by DatasetSel._before; the schema offers the three models
 _DatasetOptions = Annotated[
     Union[DemoOptions, MusdbOptions, FolderOptions, _AnyOptions],
-    WithJsonSchema({"type": "object", "description": "loader options (demo: tracks, seconds, seed; musdb: subset, "
-                    "split; folder: subset, stems, mixture)"}),
+    BeforeValidator(lambda v: v, json_schema_input_type=Union[DemoOptions, MusdbOptions, FolderOptions]),
 ]
 
 
@@ -576,7 +576,8 @@ class DatasetSel(_Model):
     def _after(self, items: list[tuple[Loc, str]], given: Any) -> None:
         # what the loader is called with, as written (the output directory's owner hash)
         d = given if isinstance(given, Mapping) else {"name": given}
-        kw = dict(d.get("options") or {})
+        opts = d.get("options")
+        kw = dict(opts) if isinstance(opts, Mapping) else {}
         kw.update({k: d[k] for k in _TOP_OPTIONS if d.get(k) is not None})
         self._given_kwargs = kw
 
@@ -734,10 +735,13 @@ def _provider_list(v: Any) -> Any:
     return v
 
 
-_DatasetEntry = Annotated[DatasetSel, WithJsonSchema({"anyOf": [
-    {"type": "string", "description": "a dataset name"}, {"$ref": "#/$defs/DatasetSel"}]})]
-_ProviderEntry = Annotated[ProviderSel, WithJsonSchema({"anyOf": [
-    {"type": "string", "minLength": 1, "description": f"{SPEC_FORM}"}, {"$ref": "#/$defs/ProviderSel"}]})]
+def _as_is(v: Any) -> Any:
+    return v
+
+
+# a list item: a name/string or a mapping (the schema says so; the models' own validators take both)
+_DatasetEntry = Annotated[DatasetSel, BeforeValidator(_as_is, json_schema_input_type=Union[str, DatasetSel])]
+_ProviderEntry = Annotated[ProviderSel, BeforeValidator(_as_is, json_schema_input_type=Union[str, ProviderSel])]
 
 
 def _run_schema(schema: dict[str, Any]) -> None:
@@ -745,9 +749,12 @@ def _run_schema(schema: dict[str, Any]) -> None:
     for k in ("datasets", "providers", "metrics"):
         if k in props:
             props[k]["minItems"] = 1
-    if "datasets" in props:
-        props["dataset"] = {"description": "alias of 'datasets' (one name or mapping)", **props["datasets"]}
-        props["datasets"] = {"anyOf": [props["datasets"], {"type": "string"}, {"$ref": "#/$defs/DatasetSel"}]}
+    if "datasets" in props:  # also one dataset, and the alias 'dataset'
+        one = copy.deepcopy(props["datasets"].get("items", {}))
+        props["datasets"] = {"anyOf": [props["datasets"], one]}
+        props["dataset"] = {"description": "alias of 'datasets'", **copy.deepcopy(props["datasets"])}
+        schema["required"] = [r for r in schema.get("required", []) if r != "datasets"]
+        schema["anyOf"] = [{"required": ["datasets"]}, {"required": ["dataset"]}]
     if "metrics" in props:
         props["metrics"] = {"anyOf": [props["metrics"], {"type": "string", "description": "comma-separated"}]}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -768,7 +775,7 @@ class RunSpec(_Model):
     metrics: Annotated[tuple[str, ...], BeforeValidator(_metric_list)] = DEFAULT_METRICS
     metric_options: MetricOptions = Field(default_factory=MetricOptions)
     alignment: AlignmentOptions = Field(default_factory=AlignmentOptions)
-    targets: Optional[Annotated[tuple[str, ...], BeforeValidator(_targets)]] = None
+    targets: Annotated[Optional[tuple[str, ...]], BeforeValidator(_targets)] = None
     output: PathText = "stemlab-results"
     budget: RunBudget = Field(default_factory=RunBudget)
     concurrency: Concurrency = Field(default_factory=Concurrency)
@@ -988,3 +995,7 @@ def _check_dataset(errs: _Errors, path: str, entry: Any) -> DatasetSel | None:
         for loc, msg in _items(e):
             errs.add(f"{path}{'.' + _path(loc) if loc else ''}", msg)
         return None
+
+
+if __name__ == "__main__":  # python -m stemlab.runs.spec > docs/spec.schema.json
+    print(json.dumps(RunSpec.json_schema(), indent=2, ensure_ascii=False))
