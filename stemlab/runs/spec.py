@@ -56,6 +56,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, ClassVar, Iterator, Literal, Mapping, Optional, Sequence, Union
 
@@ -120,10 +121,20 @@ def _items(e: ValidationError) -> list[tuple[Loc, str]]:
     return [(tuple(d["loc"]), _translate(d)) for d in e.errors(include_url=False)]
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _path(loc: Loc) -> str:
+    """``("providers", 2, "params", "shifts")`` → ``providers[2].params.shifts``
+    (an odd key — spaces, dots, control characters — as ``['a b']``)."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{_show(part)}]"
     return out or "spec"
 
 
@@ -767,7 +778,7 @@ class RunSpec(_Model):
     model_config = ConfigDict(json_schema_extra=_run_schema)
 
     name: Text = "stemlab-run"
-    description: Optional[str] = None
+    description: Optional[Annotated[str, BeforeValidator(_text("a string"))]] = None
     seed: Optional[Int] = None
     # (non-empty: checked by the before-validators; minItems added to the schema)
     datasets: Annotated[tuple[_DatasetEntry, ...], BeforeValidator(_dataset_list)]
@@ -799,6 +810,7 @@ class RunSpec(_Model):
                 data["datasets"] = data.pop("dataset")
         elif "datasets" not in data:
             data["datasets"] = None  # → "required (e.g. …)"
+        data.setdefault("providers", None)  # → "expected a non-empty list of providers, got None"
         for k in ("metric_options", "alignment", "budget", "concurrency", "retries", "timeouts", "executor_options"):
             if k in data and data[k] is None:
                 del data[k]  # null: the defaults
@@ -944,7 +956,7 @@ def _read(source: str | Path) -> dict[str, Any]:
 
 def spec_error(items: Sequence[tuple[Loc, str]]) -> ConfigError:
     """The one error of a spec: ``spec has N error(s):`` and a ``path: problem`` line each."""
-    lines = [f"{_path(loc)}: {msg}" for loc, msg in items]
+    lines = [f"{_path(loc)}: {' '.join(msg.split(chr(10)))}" for loc, msg in items]  # one line each
     text = "\n  ".join(lines)
     return ConfigError(f"spec has {len(lines)} error(s):\n  {text}", errors=lines)
 
