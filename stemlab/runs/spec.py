@@ -237,6 +237,18 @@ def _path_text(v: Any) -> str:
     return v
 
 
+def _root(v: Any) -> str:
+    v = _path_text(v)
+    try:
+        return str(Path(v).expanduser())
+    except RuntimeError:  # ~someone without a home directory: the loader says so
+        return v
+
+
+def _as_is(v: Any) -> Any:
+    return v
+
+
 Int = Annotated[int, BeforeValidator(_int())]
 PosInt = Annotated[int, at.Ge(1), BeforeValidator(_int(1))]
 NonNegNumber = Annotated[float, at.Ge(0), BeforeValidator(_num(0))]
@@ -244,6 +256,7 @@ PosNumber = Annotated[float, at.Gt(0), BeforeValidator(_num(0, exclusive=True))]
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Text = Annotated[str, at.MinLen(1), BeforeValidator(_text())]
 PathText = Annotated[str, at.MinLen(1), BeforeValidator(_path_text)]
+Root = Annotated[str, at.MinLen(1), BeforeValidator(_root)]
 Glob = Annotated[str, at.MinLen(1), BeforeValidator(_text("a glob pattern (string)"))]
 TrackNames = Annotated[tuple[str, ...], at.MinLen(1), BeforeValidator(_names("track names"))]
 StemNames = Annotated[tuple[str, ...], at.MinLen(1), BeforeValidator(_names("stem names"))]
@@ -507,7 +520,7 @@ _TOP_OPTIONS = ("subset", "split", "stems", "mixture")
 # validated per dataset by DatasetSel._before; the schema offers the three models
 _DatasetOptions = Annotated[
     Union[DemoOptions, MusdbOptions, FolderOptions, _AnyOptions],
-    BeforeValidator(lambda v: v, json_schema_input_type=Union[DemoOptions, MusdbOptions, FolderOptions]),
+    BeforeValidator(_as_is, json_schema_input_type=Union[DemoOptions, MusdbOptions, FolderOptions]),
 ]
 
 
@@ -529,7 +542,7 @@ class DatasetSel(_Model):
     (typed per dataset) and an optional track selection."""
 
     name: Text
-    root: Optional[PathText] = None
+    root: Optional[Root] = None
     subset: Optional[Text] = None
     split: Optional[Annotated[Literal["train", "valid", "test"],
                               BeforeValidator(_choice(("train", "valid", "test")))]] = None
@@ -611,8 +624,7 @@ class DatasetSel(_Model):
         return ds
 
     def _hash_key(self) -> list[Any]:
-        root = str(Path(self.root).expanduser()) if self.root is not None else None
-        return [self.name, root, self._given_kwargs, self.tracks, self.pattern, self.limit]
+        return [self.name, self.root, self._given_kwargs, self.tracks, self.pattern, self.limit]
 
 
 # ------------------------------------------------------------------ providers
@@ -743,10 +755,6 @@ def _dataset_list(v: Any) -> Any:
 def _provider_list(v: Any) -> Any:
     if not isinstance(v, (list, tuple)) or not v:
         raise _err(f"expected a non-empty list of providers, got {_show(v)}")
-    return v
-
-
-def _as_is(v: Any) -> Any:
     return v
 
 
@@ -881,8 +889,7 @@ class RunSpec(_Model):
     # ------------------------------------------------------------- hashes
     @property
     def spec_hash(self) -> str:
-        blob = json.dumps(self.raw, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _hash(self.raw)
 
     @property
     def output_hash(self) -> str:
@@ -890,13 +897,8 @@ class RunSpec(_Model):
         metric, budget or execution settings, which may change between runs
         into the same directory — re-scoring only, resuming). Hashed as
         written (the same value as before the typed spec)."""
-        blob = json.dumps(
-            {"datasets": [d._hash_key() for d in self.datasets],
-             "providers": [[p.spec, p.sandbox, p.label] for p in self.providers]},
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _hash({"datasets": [d._hash_key() for d in self.datasets],
+                      "providers": [[p.spec, p.sandbox, p.label] for p in self.providers]})
 
     @property
     def metrics_hash(self) -> str:
@@ -904,21 +906,34 @@ class RunSpec(_Model):
         from ..metrics import SCORES_VERSION
 
         raw = self.raw
-        blob = json.dumps(
-            {"metrics": list(self.metrics), "opts": dict(raw.get("metric_options") or {}),
-             "align": {"enabled": True, **dict(raw.get("alignment") or {})},
-             "scores_version": SCORES_VERSION,
-             "targets": list(self.targets) if self.targets else None},
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _hash({"metrics": list(self.metrics), "opts": dict(raw.get("metric_options") or {}),
+                      "align": {"enabled": True, **dict(raw.get("alignment") or {})},
+                      "scores_version": SCORES_VERSION,
+                      "targets": list(self.targets) if self.targets else None})
 
     # ------------------------------------------------------------- schema
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         """The JSON schema of a spec file (``docs/spec.schema.json``)."""
         return cls.model_json_schema(mode="validation", by_alias=True)
+
+
+def _str_keys(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _str_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_str_keys(v) for v in obj]
+    return obj
+
+
+def _hash(obj: Any) -> str:
+    """sha256 (16 hex) of canonical JSON (a mapping with keys of mixed types
+    — an option value from YAML — hashed with its keys as strings)."""
+    try:
+        blob = json.dumps(obj, sort_keys=True, default=str)
+    except TypeError:
+        blob = json.dumps(_str_keys(obj), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _with_sandbox(p: ProviderSel, sandbox: bool) -> ProviderSel:

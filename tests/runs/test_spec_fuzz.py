@@ -88,7 +88,7 @@ dataset_entry = st.one_of(
 provider_strings = st.one_of(
     st.sampled_from([
         "oracle:irm", "oracle:ibm", "baseline:hpss", "baseline:mixture", "demucs:htdemucs_ft?shifts=2",
-        "demucs:htdemucs?shifts=-1&overlap=7", "aistemsplitter", "mvsep", "dango", "suno", "zzz", "", ":", "?",
+        "demucs:htdemucs?shifts=-1&overlap=7", "aistemsplitter", "mvsep", "mvsep", "dango", "suno", "zzz", "", ":", "?",
         "oracle:irm?alpha=x", "baseline:hpss?nfft=2048&hop=4096", "demucs?device=gpu", "demucs:nope",
         "oracle?=&&=", "ORACLE:IRM", "baseline:hpss?nfft=10**400",
     ]),
@@ -98,14 +98,15 @@ provider_entry = st.one_of(
     provider_strings,
     section({
         "provider": provider_strings,
-        "family": st.sampled_from(["oracle", "baseline", "demucs", "nope"]),
+        "family": st.sampled_from(["oracle", "baseline", "demucs", "mvsep", "suno", "nope"]),
         "variant": st.sampled_from(["irm", "hpss", "htdemucs", "x"]),
         "params": section({"alpha": number, "nfft": st.sampled_from([512, 2048, 3]), "shifts": pos_int,
                            "overlap": number, "hop": pos_int, "theta": number}),
         "options": section({"device": st.sampled_from(["cpu", "gpu", "cuda:0"]), "threads": pos_int,
                             "base_url": st.sampled_from(["http://127.0.0.1:9", "ftp://x", ""]),
                             "api_key": st.text(max_size=6), "timeout": number, "max_attempts": pos_int,
-                            "max_concurrency": pos_int, "rate_limit": number}),
+                            "max_concurrency": pos_int, "rate_limit": number, "algorithms": garbage,
+                            "clip_ids": garbage, "mirror": garbage, "plan": garbage}),
         "sandbox": st.booleans(), "max_concurrency": pos_int, "rate_limit": number,
         "budget": section({"usd": number, "credits": number}), "label": st.text(max_size=5), "timeout": number,
     }),
