@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ConfigError
 from .base import SPEC_FORM, format_spec, parse_spec, problem_lines, problems_error
@@ -65,7 +66,7 @@ class ProviderRef:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def parse(cls, spec: "str | Mapping[str, Any] | ProviderRef | Provider", where: str | None = None) -> "ProviderRef":
+    def parse(cls, spec: str | Mapping[str, Any] | ProviderRef | Provider, where: str | None = None) -> ProviderRef:
         """Validate ``spec``; :class:`ConfigError` lists every problem with its
         path under ``where`` (default: ``<family>.params.x`` / ``provider spec``)."""
         if isinstance(spec, ProviderRef):
@@ -78,13 +79,13 @@ class ProviderRef:
         return ref
 
     @classmethod
-    def of(cls, provider: "Provider") -> "ProviderRef":
+    def of(cls, provider: Provider) -> ProviderRef:
         """The reference of a built provider."""
         return cls(provider.family, provider.variant, provider.config, provider.options)
 
     # ------------------------------------------------------------------ values
     @property
-    def provider_class(self) -> "type[Provider]":
+    def provider_class(self) -> type[Provider]:
         from . import get_class
 
         return get_class(self.family)
@@ -117,13 +118,13 @@ class ProviderRef:
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def create(self, **options: Any) -> "Provider":
+    def create(self, **options: Any) -> Provider:
         """Build the provider (``options`` merged over :attr:`options`)."""
         from . import create
 
         return create(self, **options)
 
-    def replace(self, *, options: Mapping[str, Any] | None = None) -> "ProviderRef":
+    def replace(self, *, options: Mapping[str, Any] | None = None) -> ProviderRef:
         """The same reference with other options (the identity is unchanged)."""
         return ProviderRef(self.family, self.variant, self.params, self.options if options is None else options)
 
@@ -152,7 +153,7 @@ def _error(problems: list[tuple[str, str]], where: str | None, family: str = "")
 
 
 def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | None = None,
-             ) -> "tuple[ProviderRef, Provider]":
+             ) -> tuple[ProviderRef, Provider]:
     """Parse once, check against the class, build once: ``(ref, provider)``."""
     from . import get_class
 
@@ -161,7 +162,8 @@ def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | No
     try:
         family, variant, params, options = parse_spec(spec)
     except ConfigError as e:
-        raise _error(list(e.details.get("items") or [("", str(e))]), where, e.details.get("family", "")) from None
+        items = cast("list[tuple[str, str]]", e.details.get("items") or [("", str(e))])
+        raise _error(list(items), where, str(e.details.get("family", ""))) from None
     if extra_options:
         options.update(extra_options)
     try:

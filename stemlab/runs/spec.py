@@ -57,12 +57,22 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar, Iterator, Literal, Mapping, Optional, Sequence, Union
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 import annotated_types as at
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
-from pydantic import WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ..errors import ConfigError
@@ -71,9 +81,22 @@ from ..providers.base import SPEC_FORM, _show
 from ..providers.ref import ProviderRef
 
 __all__ = [
-    "RunSpec", "DatasetSel", "ProviderSel", "ProviderBudget", "RunBudget", "Concurrency", "Retries", "Timeouts",
-    "MetricOptions", "AlignmentOptions", "ExecutorOptions", "DemoOptions", "MusdbOptions", "FolderOptions",
-    "load_spec", "DEFAULT_METRICS",
+    "DEFAULT_METRICS",
+    "AlignmentOptions",
+    "Concurrency",
+    "DatasetSel",
+    "DemoOptions",
+    "ExecutorOptions",
+    "FolderOptions",
+    "MetricOptions",
+    "MusdbOptions",
+    "ProviderBudget",
+    "ProviderSel",
+    "Retries",
+    "RunBudget",
+    "RunSpec",
+    "Timeouts",
+    "load_spec",
 ]
 
 DEFAULT_METRICS: tuple[str, ...] = ("bsseval_v4", "usdr", "si_sdr")
@@ -87,7 +110,7 @@ DEFAULT_METRICS: tuple[str, ...] = ("bsseval_v4", "usdr", "si_sdr")
 # one with the location prefixed.
 
 _KIND = "stemlab_spec"
-Loc = tuple[Union[str, int], ...]
+Loc = tuple[str | int, ...]
 
 
 def _err(msg: str) -> PydanticCustomError:
@@ -220,7 +243,7 @@ def _names(what: str) -> Callable[[Any], tuple[str, ...]]:
     def check(v: Any) -> tuple[str, ...]:
         if not isinstance(v, (list, tuple)) or not v:
             raise _err(f"expected a non-empty list of {what}, got {_show(v)}")
-        bad = [((i,), f"expected {what[:-1] if what.endswith('s') else what} (a non-empty string), got {_show(x)}")
+        bad = [((i,), f"expected {what.removesuffix('s')} (a non-empty string), got {_show(x)}")
                for i, x in enumerate(v) if not isinstance(x, str) or not x.strip()]
         if bad:
             _fail(bad)
@@ -340,14 +363,16 @@ class _Model(BaseModel):
         return out
 
 
-class _Section(_Model):
-    """A mapping-like section: ``dict(section)`` holds the keys written in the
-    spec (plus :attr:`_always`) — what the runner forwards; attributes hold
-    every value, defaults filled in."""
+class _Section(_Model, Mapping[str, Any]):
+    """A section that is also a read-only mapping: ``dict(section)`` holds the
+    keys written in the spec (plus :attr:`_always`) — what the runner
+    forwards (``alignment.setdefault("force", True)`` for remote providers
+    needs ``force`` absent unless written); attributes hold every value,
+    defaults filled in."""
 
     _always: ClassVar[tuple[str, ...]] = ()
 
-    def keys(self) -> list[str]:
+    def keys(self) -> Any:
         return [n for n in type(self).model_fields if n in self.model_fields_set or n in self._always]
 
     def __getitem__(self, key: str) -> Any:
@@ -355,11 +380,8 @@ class _Section(_Model):
             raise KeyError(key)
         return getattr(self, key)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self.keys() else default
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.keys()
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]  # a Mapping's, not BaseModel's (key, value)
+        return iter(self.keys())
 
     def __len__(self) -> int:
         return len(self.keys())
@@ -373,15 +395,15 @@ class _Section(_Model):
 class RunBudget(_Model):
     """Hard cap over all paid jobs of the run."""
 
-    usd: Optional[NonNegNumber] = None
+    usd: NonNegNumber | None = None
     _unknown_hint: ClassVar[str] = " (per-provider credits go under providers[i].budget)"
 
 
 class ProviderBudget(_Model):
     """Cap for one provider (USD and/or the service's credits)."""
 
-    usd: Optional[NonNegNumber] = None
-    credits: Optional[NonNegNumber] = None
+    usd: NonNegNumber | None = None
+    credits: NonNegNumber | None = None
 
 
 class Concurrency(_Model):
@@ -418,7 +440,7 @@ class MetricOptions(_Section):
     nan_policy: Annotated[Literal["museval", "target"], BeforeValidator(_choice(_NAN_POLICIES))] = \
         METRIC_OPTIONS["nan_policy"]
     filters_len: PosInt = METRIC_OPTIONS["filters_len"]
-    reference_bits: Annotated[Union[Literal["auto"], Annotated[int, at.Ge(2), at.Le(32)], None],
+    reference_bits: Annotated[Literal["auto"] | Annotated[int, at.Ge(2), at.Le(32)] | None,
                               BeforeValidator(_reference_bits)] = METRIC_OPTIONS["reference_bits"]
 
 
@@ -444,12 +466,12 @@ def _runtime_env(v: Any) -> Any:
 class ExecutorOptions(_Section):
     """``executor_options`` (``executor: ray``): see :class:`stemlab.runs.executors.RayExecutor`."""
 
-    address: Optional[Text] = None
-    num_cpus: Optional[NonNegNumber] = None
-    num_gpus: Optional[NonNegNumber] = None
-    actors_per_provider: Optional[PosInt] = None
-    init_cpus: Optional[PosInt] = None
-    runtime_env: Optional[Annotated[dict[str, Any], BeforeValidator(_runtime_env)]] = None
+    address: Text | None = None
+    num_cpus: NonNegNumber | None = None
+    num_gpus: NonNegNumber | None = None
+    actors_per_provider: PosInt | None = None
+    init_cpus: PosInt | None = None
+    runtime_env: Annotated[dict[str, Any], BeforeValidator(_runtime_env)] | None = None
 
 
 # ------------------------------------------------------------------ datasets
@@ -466,36 +488,35 @@ _DEMO_TRACKS = _demo_tracks()
 class DemoOptions(_Section):
     """Loader options of ``demo``."""
 
-    tracks: Optional[Annotated[int, at.Ge(1), at.Le(_DEMO_TRACKS), BeforeValidator(_int(1, _DEMO_TRACKS))]] = None
-    seconds: Optional[Annotated[float, at.Ge(1), at.Le(600), BeforeValidator(_num(1, 600))]] = None
-    seed: Optional[Annotated[int, at.Ge(0), at.Le(2**32 - 1), BeforeValidator(_int(0, 2**32 - 1))]] = None
-    subset: Optional[Annotated[Literal["test"], BeforeValidator(_choice(("test",)))]] = None
-    names: Optional[TrackNames] = None
+    tracks: Annotated[int, at.Ge(1), at.Le(_DEMO_TRACKS), BeforeValidator(_int(1, _DEMO_TRACKS))] | None = None
+    seconds: Annotated[float, at.Ge(1), at.Le(600), BeforeValidator(_num(1, 600))] | None = None
+    seed: Annotated[int, at.Ge(0), at.Le(2 ** 32 - 1), BeforeValidator(_int(0, 2 ** 32 - 1))] | None = None
+    subset: Annotated[Literal["test"], BeforeValidator(_choice(("test",)))] | None = None
+    names: TrackNames | None = None
 
 
 class MusdbOptions(_Section):
     """Loader options of ``musdb18`` / ``musdb18hq``."""
 
-    subset: Optional[Annotated[Literal["train", "test"], BeforeValidator(_choice(("train", "test")))]] = None
-    split: Optional[Annotated[Literal["train", "valid", "test"],
-                              BeforeValidator(_choice(("train", "valid", "test")))]] = None
-    names: Optional[TrackNames] = None
+    subset: Annotated[Literal["train", "test"], BeforeValidator(_choice(("train", "test")))] | None = None
+    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = None
+    names: TrackNames | None = None
 
     def _after(self, items: list[tuple[Loc, str]], given: Any) -> None:
         need = {"train": "train", "valid": "train", "test": "test"}
         if self.split and self.subset and need[self.split] != self.subset:
-            items.append((("split",), f"split {self.split!r} is part of subset {need[self.split]!r}, "
-                                      f"not {self.subset!r}"))
+            items.append((("split",), (f"split {self.split!r} is part of subset {need[self.split]!r}, "
+                                      f"not {self.subset!r}")))
 
 
 class FolderOptions(_Section):
     """Loader options of ``folder``."""
 
-    subset: Optional[Text] = None
-    stems: Optional[StemNames] = None
-    mixture: Optional[Text] = None
-    names: Optional[TrackNames] = None
-    dataset_name: Optional[Text] = None
+    subset: Text | None = None
+    stems: StemNames | None = None
+    mixture: Text | None = None
+    names: TrackNames | None = None
+    dataset_name: Text | None = None
 
 
 class _AnyOptions(_Section):
@@ -504,7 +525,7 @@ class _AnyOptions(_Section):
     model_config = ConfigDict(extra="allow", frozen=True)
     _open: ClassVar[bool] = True
 
-    def keys(self) -> list[str]:
+    def keys(self) -> Any:
         return list(self.model_extra or {})
 
     def __getitem__(self, key: str) -> Any:
@@ -519,8 +540,8 @@ _DATASET_ALIASES = {"musdb": "musdb18", "musdbhq": "musdb18hq", "musdb-hq": "mus
 _TOP_OPTIONS = ("subset", "split", "stems", "mixture")
 # validated per dataset by DatasetSel._before; the schema offers the three models
 _DatasetOptions = Annotated[
-    Union[DemoOptions, MusdbOptions, FolderOptions, _AnyOptions],
-    BeforeValidator(_as_is, json_schema_input_type=Union[DemoOptions, MusdbOptions, FolderOptions]),
+    DemoOptions | MusdbOptions | FolderOptions | _AnyOptions,
+    BeforeValidator(_as_is, json_schema_input_type=DemoOptions | MusdbOptions | FolderOptions),
 ]
 
 
@@ -542,16 +563,15 @@ class DatasetSel(_Model):
     (typed per dataset) and an optional track selection."""
 
     name: Text
-    root: Optional[Root] = None
-    subset: Optional[Text] = None
-    split: Optional[Annotated[Literal["train", "valid", "test"],
-                              BeforeValidator(_choice(("train", "valid", "test")))]] = None
-    stems: Optional[StemNames] = None
-    mixture: Optional[Text] = None
-    options: Optional[_DatasetOptions] = None
-    tracks: Optional[TrackNames] = None
-    pattern: Optional[Glob] = None
-    limit: Optional[PosInt] = None
+    root: Root | None = None
+    subset: Text | None = None
+    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = None
+    stems: StemNames | None = None
+    mixture: Text | None = None
+    options: _DatasetOptions | None = None
+    tracks: TrackNames | None = None
+    pattern: Glob | None = None
+    limit: PosInt | None = None
 
     _none_ok: ClassVar[bool] = False
     _type_msg: ClassVar[str] = "expected a dataset name or mapping, got {type}"
@@ -659,12 +679,12 @@ class ProviderSel(_Model):
     model_config = ConfigDict(json_schema_extra=_provider_schema)
 
     ref: Annotated[ProviderRef, WithJsonSchema({})]
-    label: Optional[Label] = None
-    sandbox: Optional[Bool] = None
-    max_concurrency: Optional[PosInt] = None
-    rate_limit: Optional[PosNumber] = None
-    budget: Optional[ProviderBudget] = None
-    timeout: Optional[PosNumber] = None
+    label: Label | None = None
+    sandbox: Bool | None = None
+    max_concurrency: PosInt | None = None
+    rate_limit: PosNumber | None = None
+    budget: ProviderBudget | None = None
+    timeout: PosNumber | None = None
 
     _none_ok: ClassVar[bool] = False
     _input_keys: ClassVar[tuple[str, ...]] = _REF_KEYS
@@ -687,7 +707,8 @@ class ProviderSel(_Model):
         try:
             ref = ProviderRef.parse(ref_in, where="")
         except ConfigError as e:
-            for sub, msg in e.details.get("relative") or [("", str(e))]:
+            relative = cast("list[tuple[str, str]]", e.details.get("relative") or [("", str(e))])
+            for sub, msg in relative:
                 items.append((tuple(sub.split(".")) if sub else (), msg))
             ref = _PLACEHOLDER
         data["ref"] = ref
@@ -759,8 +780,8 @@ def _provider_list(v: Any) -> Any:
 
 
 # a list item: a name/string or a mapping (the schema says so; the models' own validators take both)
-_DatasetEntry = Annotated[DatasetSel, BeforeValidator(_as_is, json_schema_input_type=Union[str, DatasetSel])]
-_ProviderEntry = Annotated[ProviderSel, BeforeValidator(_as_is, json_schema_input_type=Union[str, ProviderSel])]
+_DatasetEntry = Annotated[DatasetSel, BeforeValidator(_as_is, json_schema_input_type=str | DatasetSel)]
+_ProviderEntry = Annotated[ProviderSel, BeforeValidator(_as_is, json_schema_input_type=str | ProviderSel)]
 
 
 def _run_schema(schema: dict[str, Any]) -> None:
@@ -786,15 +807,15 @@ class RunSpec(_Model):
     model_config = ConfigDict(json_schema_extra=_run_schema)
 
     name: Text = "stemlab-run"
-    description: Optional[Annotated[str, BeforeValidator(_text("a string"))]] = None
-    seed: Optional[Int] = None
+    description: Annotated[str, BeforeValidator(_text("a string"))] | None = None
+    seed: Int | None = None
     # (non-empty: checked by the before-validators; minItems added to the schema)
     datasets: Annotated[tuple[_DatasetEntry, ...], BeforeValidator(_dataset_list)]
     providers: Annotated[tuple[_ProviderEntry, ...], BeforeValidator(_provider_list)]
     metrics: Annotated[tuple[str, ...], BeforeValidator(_metric_list)] = DEFAULT_METRICS
     metric_options: MetricOptions = Field(default_factory=MetricOptions)
     alignment: AlignmentOptions = Field(default_factory=AlignmentOptions)
-    targets: Annotated[Optional[tuple[str, ...]], BeforeValidator(_targets)] = None
+    targets: Annotated[tuple[str, ...] | None, BeforeValidator(_targets)] = None
     output: PathText = "stemlab-results"
     budget: RunBudget = Field(default_factory=RunBudget)
     concurrency: Concurrency = Field(default_factory=Concurrency)

@@ -258,7 +258,7 @@ def _check(spec: dict) -> None:
         roots = {_path((_key(k),)) for k in spec} | set(RunSpec.valid_keys()) | {"spec"}
         for line in lines:
             assert any(line.startswith(r + sep) for r in roots for sep in (": ", ".", "[")), (line, sorted(roots))
-            path, _, msg = line.partition(": ")
+            _, _, msg = line.partition(": ")
             assert msg.strip(), line
         return False
     assert isinstance(out, RunSpec)

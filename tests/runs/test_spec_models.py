@@ -15,9 +15,11 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 import stemlab.providers as P
 import stemlab.providers.base as B
@@ -149,7 +151,7 @@ def test_runner_facing_attributes():
         (2.0, 1, 3, 4, 60.0)
     assert s.raw["sandbox"] is False and isinstance(s.datasets[0], DatasetSel)
     assert isinstance(s.providers[0], ProviderSel) and isinstance(s.providers[0].ref, ProviderRef)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         s.name = "other"  # frozen
 
 
@@ -226,7 +228,7 @@ def test_provider_ref_value():
     assert a.params_hash == "da930a5a05e04fce"  # stable across processes and releases
     with pytest.raises(TypeError):
         a.params["shifts"] = 5  # type: ignore[index]
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         a.family = "x"  # type: ignore[misc]
     for c in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a)):
         assert c == a and hash(c) == hash(a)
