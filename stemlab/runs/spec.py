@@ -840,9 +840,6 @@ class RunSpec(_Model):
         elif "datasets" not in data:
             data["datasets"] = None  # → "required (e.g. …)"
         data.setdefault("providers", None)  # → "expected a non-empty list of providers, got None"
-        for k in ("metric_options", "alignment", "budget", "concurrency", "retries", "timeouts", "executor_options"):
-            if k in data and data[k] is None:
-                del data[k]  # null: the defaults
         if data.get("targets") is None:
             data.pop("targets", None)
         return data
