@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from ..errors import ConfigError
 from ..services import SERVICES
 from .base import JobJournal, NullJournal, Param, Provider, Status, format_spec, parse_spec
+from .ref import ProviderRef
 
 __all__ = [
     "BUILTIN",
@@ -23,6 +24,7 @@ __all__ = [
     "JobJournal",
     "NullJournal",
     "create",
+    "ProviderRef",
     "get_class",
     "families",
     "parse_spec",
@@ -87,14 +89,18 @@ def get_class(family: str) -> type[Provider]:
     return cls
 
 
-def create(spec: str | Mapping[str, Any] | Provider, **options: Any) -> Provider:
-    """Build a provider from ``"family:variant?param=value"`` or a dict.
+def create(spec: "str | Mapping[str, Any] | ProviderRef | Provider", **options: Any) -> Provider:
+    """Build a provider from ``"family:variant?param=value"``, a dict or a
+    :class:`ProviderRef` (a provider instance is returned as is).
 
-    Keyword ``options`` (device, base_url, api_key …) are merged over those in
-    a dict spec."""
+    Keyword ``options`` (device, base_url, api_key …) are merged over those of
+    the spec. A string or dict is parsed once and the provider built once; a
+    :class:`ProviderRef` is not parsed again."""
     if isinstance(spec, Provider):
         return spec
-    family, variant, params, opts = parse_spec(spec)
-    opts.update(options)
-    cls = get_class(family)
-    return cls(variant, params, **opts)
+    if isinstance(spec, ProviderRef):
+        cls = get_class(spec.family)
+        return cls(spec.variant, spec.non_default_params, **{**spec.options, **options})
+    from .ref import _resolve
+
+    return _resolve(spec, None, options)[1]

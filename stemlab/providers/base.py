@@ -61,10 +61,18 @@ class Param:
 
     def coerce(self, value: Any, where: str) -> Any:
         """Convert ``value`` (possibly a query-string ``str``) and check bounds."""
+        v, problem = self.check(value)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}", field=where)
+        return v
+
+    def check(self, value: Any) -> tuple[Any, str | None]:
+        """``(converted value, None)``, or ``(None, "expected …, got …")``
+        naming what was wrong (no field path: the caller knows where)."""
         if value is None:
             if self.nullable or self.default is None:
-                return None
-            raise ConfigError(f"{where}: expected {self.describe_type()}, got None", field=where)
+                return None, None
+            return None, f"expected {self.describe_type()}, got None"
         t = self.type
         try:
             if t is bool:
@@ -88,19 +96,21 @@ class Param:
                 v = float(value)
                 if not math.isfinite(v):
                     raise ValueError
+            elif t is str:
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    raise ValueError  # a list or mapping is not a string parameter
+                v = str(value)
             else:
                 v = t(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"{where}: expected {self.describe_type()}, got {value!r}", field=where
-            ) from None
+        except (TypeError, ValueError, OverflowError):
+            return None, f"expected {self.describe_type()}, got {_show(value)}"
         if self.choices is not None and v not in self.choices:
-            raise ConfigError(f"{where}: expected one of {list(self.choices)}, got {v!r}", field=where)
+            return None, f"expected one of {list(self.choices)}, got {_show(v)}"
         if self.min is not None and v < self.min:
-            raise ConfigError(f"{where}: expected {self.describe_type()}, got {v!r}", field=where)
+            return None, f"expected {self.describe_type()}, got {_show(v)}"
         if self.max is not None and v > self.max:
-            raise ConfigError(f"{where}: expected {self.describe_type()}, got {v!r}", field=where)
-        return v
+            return None, f"expected {self.describe_type()}, got {_show(v)}"
+        return v, None
 
     def describe_type(self) -> str:
         name = {bool: "bool", int: "int", float: "float", str: "str"}.get(self.type, self.type.__name__)
@@ -181,42 +191,139 @@ class NullJournal:
         self.notes[key] = value
 
 
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for messages: shortened, and never raising (a huge int
+    has no decimal repr in Python ≥ 3.11)."""
+    try:
+        text = repr(value)
+    except Exception:  # pragma: no cover - int beyond sys.get_int_max_str_digits
+        text = f"<{type(value).__name__}>"
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+SPEC_FORM = "'family[:variant][?param=value]'"
+#: what a mapping spec may hold besides options
+_REF_KEYS = ("provider", "family", "variant", "params", "options")
+
+
+def _split_string(spec: str, problems: list[tuple[str, str]], at: str) -> tuple[str, str | None, dict[str, Any]]:
+    s = spec.strip()
+    head, _, query = s.partition("?")
+    family, _, variant = head.partition(":")
+    family = family.strip().lower()
+    if not family:
+        problems.append((at, f"expected {SPEC_FORM}, got {_show(spec)}"))
+    params: dict[str, Any] = {}
+    for k, v in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        params[k] = v
+    if query and not params:
+        problems.append((at, f"cannot parse parameters {_show(query)} (expected param=value&…)"))
+    return family, (variant.strip() or None), params
+
+
+def _names_ok(m: Mapping[Any, Any], at: str, what: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in m.items():
+        if isinstance(k, str) and k:
+            out[k] = v
+        else:
+            problems.append((at, f"expected {what} names (non-empty strings), got key {_show(k)}"))
+    return out
+
+
+def _split_spec(spec: Any) -> tuple[str, str | None, dict[str, Any], dict[str, Any], list[tuple[str, str]]]:
+    """:func:`parse_spec` without raising: ``(family, variant, params,
+    options, problems)``; each problem is ``(sub-path, message)`` with the
+    sub-path relative to the spec (``""``, ``"params"``, ``"options"`` …)."""
+    problems: list[tuple[str, str]] = []
+    if isinstance(spec, str):
+        family, variant, params = _split_string(spec, problems, "")
+        return family, variant, params, {}, problems
+    if not isinstance(spec, Mapping):
+        problems.append(("", f"expected a provider string {SPEC_FORM} or mapping, got {type(spec).__name__}"))
+        return "", None, {}, {}, problems
+    d = dict(spec)
+    family, variant, params = "", None, {}
+    if "provider" in d:
+        p = d.pop("provider")
+        if isinstance(p, str):
+            family, variant, params = _split_string(p, problems, "provider")
+        else:
+            problems.append(("provider", f"expected {SPEC_FORM}, got {_show(p)}"))
+        if "family" in d:
+            d.pop("family")
+            problems.append(("family", "give 'provider' or 'family', not both"))
+    elif "family" in d:
+        f = d.pop("family")
+        if isinstance(f, str) and f.strip():
+            family = f.strip().lower()
+        else:
+            problems.append(("family", f"expected a provider family name, got {_show(f)}"))
+    else:
+        problems.append(("", "expected key 'provider' (e.g. 'demucs:htdemucs')"))
+    if "variant" in d:
+        v = d.pop("variant")
+        if v is None:
+            pass
+        elif isinstance(v, str) and v.strip():
+            variant = v.strip()
+        else:
+            problems.append(("variant", f"expected a variant name (string), got {_show(v)}"))
+    p = d.pop("params", None)
+    if p is None:
+        pass
+    elif isinstance(p, Mapping):
+        params.update(_names_ok(p, "params", "parameter", problems))
+    else:
+        problems.append(("params", f"expected a mapping of parameter values, got {_show(p)}"))
+    o = d.pop("options", None)
+    options: dict[str, Any] = {}
+    if o is None:
+        pass
+    elif isinstance(o, Mapping):
+        options.update(_names_ok(o, "options", "option", problems))
+    else:
+        problems.append(("options", f"expected a mapping of option values, got {_show(o)}"))
+    options.update(_names_ok(d, "", "option", problems))  # any other key is an option (device, base_url …)
+    return family, variant, params, options, problems
+
+
+def problem_lines(problems: Sequence[tuple[str, str]], where: str | None, family: str = "") -> list[tuple[str, str]]:
+    """Root ``(sub-path, message)`` problems at ``where`` (``providers[2]``).
+    Without ``where``: the family for sub-paths (``demucs.params.shifts``, as
+    a provider's own errors name fields), ``provider spec`` for the spec itself."""
+    out = []
+    for sub, msg in problems:
+        root = where if where is not None else (family if sub and family else "provider spec")
+        out.append((f"{root}.{sub}" if sub else root, msg))
+    return out
+
+
+def problems_error(lines: Sequence[tuple[str, str]], what: str = "provider spec", **details: Any) -> ConfigError:
+    """One :class:`ConfigError` for ``(path, message)`` lines: the line itself
+    when there is one, else ``"<what> has N error(s):"`` and the lines."""
+    text = [f"{p}: {m}" for p, m in lines]
+    msg = text[0] if len(text) == 1 else f"{what} has {len(text)} error(s):\n  " + "\n  ".join(text)
+    return ConfigError(msg, field=lines[0][0] if lines else "", errors=text, **details)
+
+
 def parse_spec(spec: str | Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any], dict[str, Any]]:
     """Split a provider spec into ``(family, variant, params, options)``.
 
     Strings: ``family[:variant][?k=v&…]``. Dicts: ``{"provider": "family:variant",
     "params": {...}, "options": {...}}`` or ``{"family": …, "variant": …, …}``;
-    params in the string and in ``params`` are merged (dict wins)."""
-    if isinstance(spec, str):
-        s = spec.strip()
-        if not s:
-            raise ConfigError("provider spec: expected 'family[:variant][?param=value]', got ''", field="provider")
-        head, _, query = s.partition("?")
-        family, _, variant = head.partition(":")
-        params: dict[str, Any] = {}
-        for k, v in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
-            params[k] = v
-        if query and not params:
-            raise ConfigError(f"provider spec {spec!r}: cannot parse parameters {query!r}", field="provider")
-        return family.strip().lower(), (variant.strip() or None), params, {}
-    if isinstance(spec, Mapping):
-        d = dict(spec)
-        if "provider" in d:
-            family, variant, params, _ = parse_spec(str(d.pop("provider")))
-        elif "family" in d:
-            family, variant, params = str(d.pop("family")).lower(), d.pop("variant", None), {}
-        else:
-            raise ConfigError(f"provider spec: expected key 'provider' (e.g. 'demucs:htdemucs'), got keys {sorted(d)}", field="provider")
-        if d.get("variant") is not None:
-            variant = str(d.pop("variant"))
-        p = d.pop("params", None) or {}
-        if not isinstance(p, Mapping):
-            raise ConfigError(f"provider {family}: 'params' must be a mapping, got {type(p).__name__}", field="params")
-        params.update(p)
-        options = dict(d.pop("options", None) or {})
-        options.update(d)  # any other key is an option (device, base_url …)
-        return family, variant, params, options
-    raise ConfigError(f"provider spec: expected str or mapping, got {type(spec).__name__}", field="provider")
+    params in the string and in ``params`` are merged (dict wins); any other
+    key is an option. Nothing is checked against the provider class here: see
+    :class:`stemlab.providers.ref.ProviderRef` for the validated value. Every
+    structural problem is reported at once in one :class:`ConfigError`
+    (``details["items"]``: ``(sub-path, message)`` pairs)."""
+    family, variant, params, options, problems = _split_spec(spec)
+    if problems:
+        # items: relative to the spec, for callers that root them elsewhere
+        raise problems_error(problem_lines(problems, None, family), family=family, items=list(problems))
+    return family, variant, params, options
 
 
 def format_spec(family: str, variant: str | None, params: Mapping[str, Any]) -> str:

@@ -86,7 +86,7 @@ def _dataset_arg(name: str, args: argparse.Namespace) -> dict[str, Any]:
         d["split"] = args.split
     if args.tracks:
         d["pattern"] = args.tracks
-    if args.limit:
+    if args.limit is not None:  # --limit 0 is an error (expected int ≥ 1), not "no limit"
         d["limit"] = args.limit
     return d
 

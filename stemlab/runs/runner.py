@@ -298,7 +298,7 @@ class Runner:
             opts: dict[str, Any] = {}
             if sel.sandbox:
                 opts.update(self._sandbox_options(sel))
-            prov = create_provider(sel.spec, **opts)
+            prov = create_provider(sel.ref, **opts)  # built once, from the parsed reference
             label = sel.label or prov.id
             if sel.sandbox:
                 label = f"{label} [sandbox]" if not sel.label else label
@@ -315,10 +315,7 @@ class Runner:
         if self._sandboxes is None:
             self._sandboxes = SandboxPool()
             self._own_sandboxes = True
-        from ..providers.base import parse_spec
-
-        family = parse_spec(sel.spec)[0]
-        return self._sandboxes.options_for(family)
+        return self._sandboxes.options_for(sel.ref.family)
 
     # ------------------------------------------------------------------ plan
     def _job_key(self, mixture_hash: str, prov: Provider, sel: ProviderSel, refs_id: str = "") -> str:
