@@ -37,10 +37,41 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _MIN_LEN = 6  # shorter strings would redact ordinary words
+#: a truncated secret is still redacted down to this many leading characters
+PREFIX_LEN = 8
+_BASIC = re.compile(r"(?i)(basic\s+)([A-Za-z0-9+/]{4,}={0,2})")
+
+
+def renderings(value: str) -> set[str]:
+    """Every way ``value`` shows up in text stemlab or its HTTP stack may
+    write: raw, ``repr``-escaped, JSON-escaped, percent-encoded (``quote``
+    and ``quote_plus``, upper- and lower-case hex) and base64."""
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    out = {value, repr(value)[1:-1], json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    for enc in (quote(value, safe=""), quote_plus(value, safe="")):
+        out.add(enc)
+        out.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), enc))
+    out.add(base64.b64encode(value.encode()).decode().rstrip("="))
+    return {r for r in out if len(r) >= _MIN_LEN}
+
+
+def _prefix_pattern(r: str) -> str:
+    """``r`` or any prefix of it at least :data:`PREFIX_LEN` characters long
+    (a message cut short still hides the key), as a regex."""
+    if len(r) <= PREFIX_LEN:
+        return re.escape(r)
+    tail = ""
+    for c in reversed(r[PREFIX_LEN:]):
+        tail = f"(?:{re.escape(c)}{tail})?"
+    return re.escape(r[:PREFIX_LEN]) + tail
 
 
 def register_secret(value: str | None) -> None:
-    """Remember ``value`` so that :func:`redact` removes it everywhere."""
+    """Remember ``value`` so that :func:`redact` removes it (and every
+    rendering of it, see :func:`renderings`) everywhere."""
     global _pattern
     if not value or len(value) < _MIN_LEN:
         return
@@ -48,17 +79,51 @@ def register_secret(value: str | None) -> None:
         if value in _secrets:
             return
         _secrets.add(value)
-        alts = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in alts))
+        alts = sorted({r for s in _secrets for r in renderings(s)}, key=len, reverse=True)
+        _pattern = re.compile("|".join(_prefix_pattern(r) for r in alts))
+
+
+def _basic(m: re.Match[str]) -> str:
+    """A ``Basic <base64>`` credential whose decoded text holds a secret."""
+    import base64
+    import binascii
+
+    try:
+        decoded = base64.b64decode(m.group(2) + "=" * (-len(m.group(2)) % 4)).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return m.group(0)
+    return m.group(1) + REDACTED if any(s in decoded for s in _secrets) else m.group(0)
 
 
 def redact(text: object) -> str:
-    """``str(text)`` with every registered secret replaced by ``***``."""
+    """``str(text)`` with every registered secret — raw, escaped, percent-
+    or base64-encoded, inside a Basic credential, or cut short down to
+    :data:`PREFIX_LEN` characters — replaced by ``***``."""
     s = text if isinstance(text, str) else str(text)
     pat = _pattern
     if pat is None:
         return s
+    s = _BASIC.sub(_basic, s)
     return pat.sub(REDACTED, s)
+
+
+def check_key(value: str, where: str) -> str:
+    """``value`` if it can be a key: printable ASCII without whitespace.
+    A key read with a stray ``\\n``/``\\r``/NUL (a CRLF env file, a Kubernetes
+    secret made from a file) or non-ASCII bytes would break the HTTP header
+    it goes into — and leak through the library's error message — so it is
+    refused here with a :class:`~stemlab.errors.ConfigError` naming
+    ``where`` (the variable or option), never the value."""
+    from .errors import ConfigError
+
+    bad = sorted({("a control character" if (ord(c) < 32 or ord(c) == 127) else
+                   "whitespace" if c.isspace() else "a non-ASCII character")
+                  for c in value if ord(c) < 33 or ord(c) > 126})
+    if bad:
+        raise ConfigError(f"{where}: the key contains {' and '.join(bad)} (for example a trailing newline from a "
+                          "CRLF .env file or a secret made from a file); expected printable ASCII without spaces",
+                          field=where)
+    return value
 
 
 #: mapping keys whose values are credentials whatever they hold
@@ -120,16 +185,38 @@ class Secret:
 
 
 def get_secret(service: str, explicit: str | Secret | None = None) -> Secret | None:
-    """The key for ``service``: an explicit value wins, else its env var."""
+    """The key for ``service``: an explicit value wins, else its env var.
+    Either is checked with :func:`check_key` (registered for redaction
+    first, so even the refusal cannot show it)."""
     if isinstance(explicit, Secret):
         return explicit
     if explicit:
-        return Secret(explicit, "argument")
+        register_secret(explicit)
+        return Secret(check_key(explicit, f"{service}: the api_key option"), "argument")
     var = ENV_VARS.get(service)
     if var is None:
         return None
     value = os.environ.get(var, "")
-    return Secret(value, f"${var}") if value else None
+    if not value:
+        return None
+    register_secret(value)
+    return Secret(check_key(value, f"${var}"), f"${var}")
+
+
+_base_factory = logging.getLogRecordFactory()
+_factory_installed = False
+
+
+def _redacting_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+    """Every log record, from any logger (httpx's and httpcore's children
+    included) to any handler (added before or after this), leaves with its
+    message and traceback redacted."""
+    record = _base_factory(*args, **kwargs)
+    if _pattern is not None:
+        _filter.filter(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+    return record
 
 
 class _RedactingFilter(logging.Filter):
@@ -151,8 +238,13 @@ _filter = _RedactingFilter()
 
 
 def install_log_filter(loggers: Iterable[str] = ("stemlab", "httpx", "httpcore", "uvicorn")) -> None:
-    """Attach the redacting filter to stemlab's and its HTTP stack's loggers
-    and to every handler of the root logger."""
+    """Redact every log record at creation (a record factory: any logger,
+    any handler) and, belt and braces, attach the redacting filter to
+    stemlab's and its HTTP stack's loggers and the root logger's handlers."""
+    global _factory_installed
+    if not _factory_installed:
+        logging.setLogRecordFactory(_redacting_factory)
+        _factory_installed = True
     for name in loggers:
         lg = logging.getLogger(name)
         if _filter not in lg.filters:

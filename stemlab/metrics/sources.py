@@ -444,7 +444,7 @@ class SourceStems(Mapping[str, Any]):
 
 
 def lazy_references(track: Any) -> SourceStems | None:
-    """A track's references as :class:`AudioFileSource`\ s when they can be
+    """A track's references as :class:`AudioFileSource` objects when they can be
     read in blocks exactly as the dataset would decode them: one seekable
     WAV/AIFF/FLAC file per target, all at the track's rate, with one shape —
     the mixture's, when the mixture is such a file too. Otherwise (a MUSDB18

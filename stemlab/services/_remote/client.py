@@ -9,8 +9,18 @@ One :class:`HttpClient` per provider instance and event loop wraps an
   honouring ``Retry-After`` in seconds or as an HTTP-date (:class:`RetryPolicy`,
   implemented with tenacity),
 * the per-account rate limiter (requests/s),
-* streaming downloads with size checks (``Content-Length`` vs bytes received,
-  a maximum size),
+* bounded answers: every body is read as a stream and decoded here (gzip /
+  deflate with a bounded output per step, so a compression bomb never
+  inflates in memory), refused beyond ``max_response_bytes`` (JSON replies,
+  default 8 MiB) or ``max_bytes`` (downloads) of *decoded* bytes; each
+  attempt has a total deadline besides the per-read timeout (a reply that
+  drips a byte at a time ends);
+* downloads streamed to a temporary file (never held in memory), with size
+  checks (``Content-Length`` vs bytes received);
+* redirects followed by hand: a request carrying credentials (header, query
+  parameter or form field) follows a redirect only within its origin
+  (scheme, host, port) — or not at all, per service (``redirects``); a
+  download without credentials follows pre-signed storage redirects;
 * DEBUG request dumps with keys redacted.
 
 Errors leave as the stemlab tree: transport failures after the last retry
@@ -21,14 +31,20 @@ by the provider's ``error_for`` (auth → unavailable, 4xx → rejected …).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import json as _json
 import logging
+import os
 import random
+import tempfile
 import time
+import zlib
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -54,6 +70,14 @@ install_log_filter(["stemlab.remote.http", "stemlab.remote", "httpx", "httpcore"
 
 RetryMode = Literal["all", "safe", "none"]
 
+#: the largest decoded API answer read (JSON replies are small; 8 MiB is generous)
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20
+#: at most this many redirects are followed
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: decoded bytes produced per decompression step (bounds a bomb's footprint)
+_INFLATE_STEP = 1 << 20
+
 #: statuses after which the request certainly did not change server state
 _SAFE_STATUSES = frozenset({429, 503})
 _SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "x-upload-token", "proxy-authorization"})
@@ -75,13 +99,19 @@ class Auth:
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds. ``read`` bounds the wait for each chunk of an answer;
-    ``upload`` replaces ``write`` for request bodies (large uploads)."""
+    ``upload`` replaces ``write`` for request bodies (large uploads);
+    ``request`` bounds one whole API request attempt (answer read in full)
+    and ``download`` one whole download attempt — total deadlines, so an
+    answer that drips a byte at a time (never idle for ``read`` seconds) still
+    ends."""
 
     connect: float = 10.0
     read: float = 60.0
     write: float = 60.0
     pool: float = 30.0
     upload: float = 600.0
+    request: float = 120.0
+    download: float = 900.0
 
     def httpx(self, *, upload: bool = False) -> httpx.Timeout:
         return httpx.Timeout(
@@ -227,6 +257,55 @@ def _classify(exc: httpx.HTTPError) -> tuple[str, bool]:
     return "network", False
 
 
+class _Inflater:
+    """Decodes a ``Content-Encoding`` (identity, gzip, deflate) a bounded step
+    at a time: however compressed the input, each step yields at most
+    :data:`_INFLATE_STEP` bytes, so the caller can stop at its size cap
+    before a bomb is inflated."""
+
+    def __init__(self, encoding: str, what: str, label: str) -> None:
+        enc = [e.strip().lower() for e in (encoding or "").split(",") if e.strip()]
+        enc = [e for e in enc if e != "identity"]
+        if not enc:
+            self._z: Any = None
+        elif enc == ["gzip"] or enc == ["x-gzip"]:
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == ["deflate"]:
+            self._z = zlib.decompressobj()
+        else:
+            raise ProviderOutputError(f"{what}: answer uses Content-Encoding {encoding!r}, which was not "
+                                      "asked for (stemlab accepts gzip, deflate)", provider=label)
+        self._what, self._label = what, label
+
+    def steps(self, data: bytes) -> Iterator[bytes]:
+        """The decoded bytes of ``data``, in pieces of at most
+        :data:`_INFLATE_STEP` (stop early at a cap)."""
+        if self._z is None:
+            if data:
+                yield data
+            return
+        buf = data
+        try:
+            while buf:
+                piece = self._z.decompress(buf, _INFLATE_STEP)
+                if piece:
+                    yield piece
+                buf = self._z.unconsumed_tail
+                if not piece and not buf:
+                    return
+        except zlib.error as e:
+            raise ProviderOutputError(f"{self._what}: the answer's compressed body is corrupt ({e})",
+                                      provider=self._label) from None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+class TooLarge(ProviderOutputError):
+    """An answer larger than its cap (decoded bytes)."""
+
+
 class HttpClient:
     """Async HTTP with auth, retries, rate limit and checked downloads.
 
@@ -247,8 +326,12 @@ class HttpClient:
         user_agent: str = "stemlab",
         transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
+        redirects: Literal["same-origin", "none"] = "same-origin",
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.label = label
+        self.redirects = redirects
+        self.max_response_bytes = int(max_response_bytes)
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.timeouts = timeouts
@@ -261,8 +344,8 @@ class HttpClient:
         self._rng = random.Random(seed)
         self._client = httpx.AsyncClient(
             timeout=timeouts.httpx(),
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-            follow_redirects=True,
+            headers={"User-Agent": user_agent, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
+            follow_redirects=False,  # by hand: credentials never follow a redirect to another origin
             transport=transport,
         )
 
@@ -276,6 +359,84 @@ class HttpClient:
         if path.startswith(("http://", "https://")):
             return path
         return f"{self.base_url}/{path.lstrip('/')}"
+
+    # ------------------------------------------------------------ exchange
+    def _credentialed(self, headers: Mapping[str, str], params: Mapping[str, Any], form: Any) -> bool:
+        names = {k.lower() for k in self.auth.headers}
+        return (any(k.lower() in names for k in headers) or any(k in params for k in self.auth.params)
+                or bool(form and any(k in form for k in self.auth.form)))
+
+    def _next_hop(self, r: httpx.Response, credentialed: bool, what: str, hop: int) -> httpx.URL:
+        """The URL a redirect answer points to, if it may be followed."""
+        if hop >= MAX_REDIRECTS:
+            raise ProviderOutputError(f"{what}: more than {MAX_REDIRECTS} redirects", provider=self.label)
+        loc = r.headers.get("location", "")
+        try:
+            nxt = r.url.join(loc)
+        except httpx.InvalidURL:
+            raise ProviderOutputError(f"{what}: redirect to an invalid URL", provider=self.label) from None
+        if nxt.scheme not in ("http", "https"):
+            raise ProviderOutputError(f"{what}: redirect to a non-HTTP URL ({nxt.scheme}:)", provider=self.label)
+        if credentialed:
+            if self.redirects == "none":
+                raise ProviderOutputError(
+                    f"{what}: the service answered HTTP {r.status_code} (a redirect); {self.label} requests carry "
+                    "credentials and are never redirected", provider=self.label, status=r.status_code)
+            if _origin(nxt) != _origin(r.url):
+                raise ProviderOutputError(
+                    f"{what}: the service redirected to another origin ({nxt.scheme}://{nxt.host}); credentials "
+                    "are never sent to another origin, so the redirect was not followed",
+                    provider=self.label, status=r.status_code)
+        return nxt
+
+    async def _exchange(self, method: str, url: str, *, params: Mapping[str, Any], what: str,
+                        credentialed: bool, timeout: httpx.Timeout, sink: Callable[[bytes], None] | None = None,
+                        cap: int, **body: Any) -> tuple[httpx.Response, bytes, int]:
+        """One HTTP exchange, redirects followed by hand (same origin only
+        when ``credentialed``). The final answer's body is decoded here a
+        bounded step at a time and refused beyond ``cap`` decoded bytes;
+        it is returned, or handed to ``sink`` piece by piece (downloads).
+        Returns (response, body or b"", decoded size)."""
+        target = httpx.URL(url)
+        q: Mapping[str, Any] | None = params or None
+        for hop in range(MAX_REDIRECTS + 1):
+            async with self._client.stream(method, target, params=q, timeout=timeout, **body) as r:
+                if r.status_code in _REDIRECTS and "location" in r.headers:
+                    await r.aclose()
+                    nxt = self._next_hop(r, credentialed, what, hop)
+                    if r.status_code == 303 or (r.status_code in (301, 302) and method == "POST"):
+                        method, body = "GET", {"headers": body.get("headers")}
+                    # the query was part of the old URL; a same-origin hop keeps the auth parameters
+                    q = ({k: v for k, v in (params or {}).items() if k in self.auth.params}
+                         if credentialed and _origin(nxt) == _origin(target) else None) or None
+                    target = nxt
+                    continue
+                cl = r.headers.get("content-length", "")
+                plain = r.headers.get("content-encoding", "").strip().lower() in ("", "identity")
+                if plain and cl.isdigit() and int(cl) > cap:
+                    raise TooLarge(f"{what}: answer is {int(cl)} bytes, above the limit of {cap} bytes; refused",
+                                   provider=self.label, limit=cap)
+                out = bytearray()
+                n = 0
+                inflate = _Inflater(r.headers.get("content-encoding", ""), what, self.label)
+                async for raw in r.aiter_raw():
+                    for piece in inflate.steps(raw):
+                        n += len(piece)
+                        if n > cap:
+                            raise TooLarge(f"{what}: answer larger than {cap} bytes decoded; refused",
+                                           provider=self.label, limit=cap)
+                        if sink is None:
+                            out += piece
+                        else:
+                            sink(piece)
+                return r, bytes(out), n
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _deadline(self, coro: Any, seconds: float, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(coro, seconds)
+        except asyncio.TimeoutError:
+            raise _Transient(f"no complete answer within {seconds:g} s (total deadline)", kind="timeout") from None
 
     # ------------------------------------------------------------ retrying
     def _retrying(self, mode: RetryMode) -> AsyncRetrying:
@@ -366,10 +527,11 @@ class HttpClient:
                 log.debug("→ %s %s attempt %d headers=%s", method, redact(url), attempts, _redact_headers(hdrs))
             t0 = time.perf_counter()
             try:
-                r = await self._client.request(
-                    method, url, params=q or None, json=json, data=form, files=files, content=content,
-                    headers=hdrs, timeout=self.timeouts.httpx(upload=upload),
-                )
+                r, body, _ = await self._deadline(self._exchange(
+                    method, url, params=q, what=what, credentialed=auth and self._credentialed(hdrs, q, form),
+                    timeout=self.timeouts.httpx(upload=upload), cap=self.max_response_bytes,
+                    json=json, data=form, files=files, content=content, headers=hdrs,
+                ), self.timeouts.upload if upload else self.timeouts.request, what)
             except httpx.HTTPError as e:
                 kind, safe = _classify(e)
                 reason = f"{type(e).__name__}: {redact(e) or 'no detail'}"
@@ -379,7 +541,12 @@ class HttpClient:
                         provider=self.label,
                     ) from None
                 raise _Transient(reason, kind=kind) from None
-            resp = Response(r.status_code, r.headers, r.content, redact(str(r.url)), what, time.perf_counter() - t0,
+            except _Transient as e:
+                if retry == "safe":
+                    raise Ambiguous(f"{what}: {e.reason}; the request may have been processed",
+                                    provider=self.label) from None
+                raise
+            resp = Response(r.status_code, r.headers, body, redact(str(r.url)), what, time.perf_counter() - t0,
                             attempts)
             log.debug("← %s %s in %.3f s (%d bytes)", resp.status, redact(url), resp.elapsed, len(resp.content))
             if resp.status in self.retry.statuses and resp.status not in accept_status:
@@ -411,69 +578,75 @@ class HttpClient:
         what: str,
         auth: bool = False,
         headers: Mapping[str, str] | None = None,
-    ) -> bytes:
-        """Stream ``url`` into memory, checking size: refuses a declared or
-        actual size above ``max_bytes`` (:class:`ProviderOutputError`) and
-        retries a body shorter than its ``Content-Length`` (truncated)."""
+        dest: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """Stream ``url`` to a file (``dest``, else a temporary file the
+        caller removes) and return its path. Refuses a declared size, or a
+        *decoded* size, above ``max_bytes`` (:class:`ProviderOutputError`),
+        retries a body shorter than its ``Content-Length`` (truncated) and an
+        attempt that outlives ``timeouts.download`` seconds in total; a
+        redirect is followed across origins only without credentials."""
         hdrs = {"Accept": "*/*", **(headers or {})}
         q: dict[str, str] = {}
         if auth:
             hdrs.update(self.auth.headers)
             q.update(self.auth.params)
+        target = Path(dest) if dest is not None else None
         attempts = 0
 
-        async def once() -> bytes:
+        async def once() -> Path:
             nonlocal attempts
             attempts += 1
             await self.limiter.acquire(self.clock)
             self.requests_sent += 1
             log.debug("→ GET %s (download, attempt %d)", redact(url), attempts)
+            fd, tmp = tempfile.mkstemp(prefix="stemlab-download-", suffix=".part",
+                                       dir=str(target.parent) if target is not None else None)
+            ok = False
             try:
-                async with self._client.stream("GET", url, params=q or None, headers=hdrs) as r:
-                    if r.status_code >= 400:
-                        body = await r.aread()
-                        resp = Response(r.status_code, r.headers, body, redact(url), what)
-                        if r.status_code in self.retry.statuses:
-                            raise _Transient(f"HTTP {r.status_code}", kind="status", response=resp,
-                                             retry_after=parse_retry_after(r.headers.get("retry-after")))
-                        if r.status_code in (401, 403, 404, 410):
-                            raise DownloadRefused(
-                                f"{what}: HTTP {r.status_code} from the download URL ({resp.excerpt(120)})",
-                                provider=self.label, status=r.status_code,
-                            )
-                        raise self.error_for(resp)
-                    declared = r.headers.get("content-length")
-                    n_declared = int(declared) if declared and declared.isdigit() else None
-                    if n_declared is not None and n_declared > max_bytes:
-                        raise ProviderOutputError(
-                            f"{what}: file is {n_declared} bytes, above the limit of {max_bytes} bytes "
-                            "(option max_download_bytes)", provider=self.label,
+                with os.fdopen(fd, "wb") as fh:
+                    r, body, n = await self._deadline(self._exchange(
+                        "GET", url, params=q, what=what, credentialed=auth and self._credentialed(hdrs, q, None),
+                        timeout=self.timeouts.httpx(), sink=fh.write, cap=max_bytes, headers=hdrs,
+                    ), self.timeouts.download, what)
+                if r.status_code >= 400:
+                    resp = Response(r.status_code, r.headers, Path(tmp).read_bytes()[:4096], redact(url), what)
+                    if r.status_code in self.retry.statuses:
+                        raise _Transient(f"HTTP {r.status_code}", kind="status", response=resp,
+                                         retry_after=parse_retry_after(r.headers.get("retry-after")))
+                    if r.status_code in (401, 403, 404, 410):
+                        raise DownloadRefused(
+                            f"{what}: HTTP {r.status_code} from the download URL ({resp.excerpt(120)})",
+                            provider=self.label, status=r.status_code,
                         )
-                    chunks: list[bytes] = []
-                    async for chunk in r.aiter_bytes():
-                        chunks.append(chunk)
-                        if r.num_bytes_downloaded > max_bytes:
-                            raise ProviderOutputError(
-                                f"{what}: more than {max_bytes} bytes received (option max_download_bytes)",
-                                provider=self.label,
-                            )
-                    got = r.num_bytes_downloaded
-                    if n_declared is not None and got != n_declared:
-                        raise _Transient(f"truncated download: received {got} of {n_declared} bytes",
-                                         kind="truncated")
-                    return b"".join(chunks)
+                    raise self.error_for(resp)
+                declared = r.headers.get("content-length")
+                n_declared = int(declared) if declared and declared.isdigit() else None
+                if n_declared is not None and r.num_bytes_downloaded != n_declared:
+                    raise _Transient(f"truncated download: received {r.num_bytes_downloaded} of {n_declared} bytes",
+                                     kind="truncated")
+                final = target if target is not None else Path(tmp).with_suffix("")
+                os.replace(tmp, final)
+                ok = True
+                log.debug("← %d bytes from %s", n, redact(url))
+                return final
+            except TooLarge as e:
+                raise TooLarge(f"{e.message} (option max_download_bytes)", provider=self.label,
+                               limit=max_bytes) from None
             except httpx.HTTPError as e:
                 kind, _ = _classify(e)
                 if isinstance(e, httpx.RemoteProtocolError):
                     kind = "truncated"
                 raise _Transient(f"{type(e).__name__}: {redact(e) or 'no detail'}", kind=kind) from None
+            finally:
+                if not ok:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
 
         try:
-            data = await self._retrying("all")(once)
+            return await self._retrying("all")(once)
         except _Transient as e:
             raise self._final(e, what, attempts, "all") from None
-        log.debug("← %d bytes from %s", len(data), redact(url))
-        return data
 
 
 def _path_of(url: str) -> str:

@@ -49,6 +49,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -169,6 +170,13 @@ class JobContext:
     notes: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     remote_id: str | None = None
+    #: temporary files of this job (downloads), removed once its stems are decoded
+    scratch: list[Path] = field(default_factory=list)
+
+    def keep(self, path: Path) -> Path:
+        """Register a temporary file of this job (removed after decoding)."""
+        self.scratch.append(path)
+        return path
 
     @property
     def tag(self) -> str:
@@ -529,9 +537,13 @@ class RemoteProvider(Provider):
             state = await self._wait(job, rid)
             if state.status == FAILED:
                 raise self.failed_error(job, state)
-            blobs = await self._download(job, state)
-            crashpoint("remote.after_download")
-            stems, report, warns = await self._assemble(job, state, blobs)
+            try:
+                blobs = await self._download(job, state)
+                crashpoint("remote.after_download")
+                stems, report, warns = await self._assemble(job, state, blobs)
+            finally:  # downloads live in temporary files until decoded
+                for f in job.scratch:
+                    f.unlink(missing_ok=True)
         job.warnings.extend(warns)
         final_cost = state.cost or cost or self.estimate_cost(t)
         job.timings["total"] = self.clock.now() - t_start
@@ -551,7 +563,7 @@ class RemoteProvider(Provider):
             provenance=prov,
         )
 
-    async def _assemble(self, job: JobContext, state: JobState, blobs: dict[str, bytes]):
+    async def _assemble(self, job: JobContext, state: JobState, blobs: dict[str, Any]):
         """Decode the stems; a stem that does not decode (garbled in
         transit) is downloaded once more before the job fails."""
         fetched_again: set[str] = set()
@@ -574,10 +586,10 @@ class RemoteProvider(Provider):
                 if stem not in urls:
                     raise
                 with job.timed("download"):
-                    blobs[stem] = await job.client.download(
+                    blobs[stem] = job.keep(await job.client.download(
                         urls[stem], max_bytes=self.max_download_bytes,
                         what=f"{self.id}: download of stem {stem!r} of job {job.remote_id}",
-                    )
+                    ))
 
     # ----------------------------------------------------------- lifecycle
     async def reconcile(self, job: JobContext) -> RemoteJobInfo | None:
@@ -679,7 +691,9 @@ class RemoteProvider(Provider):
         job.note("polls", polls)
         return state
 
-    async def _download(self, job: JobContext, state: JobState) -> dict[str, bytes]:
+    async def _download(self, job: JobContext, state: JobState) -> dict[str, Any]:
+        """stem → the downloaded file (a temporary path; bytes from services
+        that assemble their outputs otherwise)."""
         urls = await self.resolve_outputs(job, state)
         wanted = [s for s in self.stems if s in urls]
         if len(wanted) < len(self.stems):
@@ -688,16 +702,16 @@ class RemoteProvider(Provider):
                 f"{self.id}: finished job {job.remote_id} lists no file for stems {missing} "
                 f"(it lists {sorted(urls)})", provider=self.id, remote_id=job.remote_id,
             )
-        blobs: dict[str, bytes] = {}
+        blobs: dict[str, Any] = {}
         refreshes = 0
         with job.timed("download"):
             for stem in wanted:
                 while True:
                     try:
-                        blobs[stem] = await job.client.download(
+                        blobs[stem] = job.keep(await job.client.download(
                             urls[stem], max_bytes=self.max_download_bytes,
                             what=f"{self.id}: download of stem {stem!r} of job {job.remote_id}",
-                        )
+                        ))
                         break
                     except DownloadRefused as e:
                         if refreshes >= 2:

@@ -16,13 +16,14 @@ decode, or stems covering much less than the input (truncated/wrong length).
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ...audio import decode_bytes, resample, to_channels
+from ...audio import decode, decode_bytes, resample, to_channels
 from ...errors import InputError, ProviderOutputError
 from ...types import Stems
 
@@ -72,7 +73,7 @@ class OutputReport:
 
 
 def assemble_stems(
-    blobs: Mapping[str, bytes],
+    blobs: Mapping[str, bytes | str | os.PathLike[str]],
     *,
     expected: Sequence[str],
     label: str,
@@ -80,7 +81,8 @@ def assemble_stems(
     input_channels: int | None = None,
     min_coverage: float = 0.9,
 ) -> tuple[Stems, OutputReport, list[str]]:
-    """Decode ``blobs`` (stem → file bytes) into Stems at the service's rate.
+    """Decode ``blobs`` (stem → file bytes, or the path of a downloaded
+    file) into Stems at the service's rate.
 
     Returns ``(stems, report, warnings)``. Raises
     :class:`ProviderOutputError` for a missing stem, an undecodable file, or
@@ -96,14 +98,23 @@ def assemble_stems(
     rates: dict[str, int] = {}
     for name in expected:
         data = blobs[name]
-        report.formats[name] = sniff_format(data)
-        report.bytes[name] = len(data)
+        if isinstance(data, (str, os.PathLike)):  # a download on disk
+            with open(data, "rb") as f:
+                head = f.read(16)
+            size = os.path.getsize(data)
+        else:
+            head, size = bytes(data[:16]), len(data)
+        report.formats[name] = sniff_format(head)
+        report.bytes[name] = size
         try:
-            arr, sr = decode_bytes(data, max_seconds=None)
+            if isinstance(data, (str, os.PathLike)):
+                arr, sr = decode(data, max_seconds=None)
+            else:
+                arr, sr = decode_bytes(data, max_seconds=None)
         except InputError as e:
             raise ProviderOutputError(
-                f"{label}: stem {name!r} ({report.formats[name]}, {len(data)} bytes) does not decode: "
-                f"{e.details.get('reason') or ''} {e}".replace("<bytes>: ", ""),
+                f"{label}: stem {name!r} ({report.formats[name]}, {size} bytes) does not decode: "
+                f"{e.details.get('reason') or ''} {e}".replace("<bytes>: ", "").replace(f"{data}: ", ""),
                 provider=label, stem=name,
             ) from None
         arrays[name], rates[name] = arr, sr

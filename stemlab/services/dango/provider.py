@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 from urllib.parse import quote
@@ -523,7 +525,7 @@ class Dango(RemoteProvider):
         job.notes["download_urls_requested"] = job.notes.get("download_urls_requested", 0) + 1
         return url
 
-    async def _fetch_item(self, job: JobContext, item: str) -> bytes:
+    async def _fetch_item(self, job: JobContext, item: str) -> Path:
         url = await self._download_url(job, item)
         refreshes = 0
         while True:
@@ -544,15 +546,15 @@ class Dango(RemoteProvider):
                 url = await self._download_url(job, item)
                 job.note("url_refreshes", job.notes.get("url_refreshes", 0) + 1)
 
-    async def _download(self, job: JobContext, state: JobState) -> dict[str, bytes]:
+    async def _download(self, job: JobContext, state: JobState) -> dict[str, Any]:
         assert job.remote_id is not None
         where = self._cache_dir(job.remote_id)
-        files: dict[str, bytes] = {}
+        files: dict[str, Path] = {}
         with job.timed("download"):
             for item in self.items:
                 path = self._cache_file(where, item) if where else None
                 if path is not None and path.is_file():
-                    files[item] = path.read_bytes()
+                    files[item] = path
                     job.note("download_cache_hits", job.notes.get("download_cache_hits", 0) + 1)
                     continue
                 left = job.notes.get("downloads_left", state.info.get("download"))
@@ -560,20 +562,22 @@ class Dango(RemoteProvider):
                     raise ProviderOutputError(
                         f"{self.id}: song {job.remote_id} has no downloads left (7 per song, all used) and "
                         f"{item} is not in stemlab's download cache", provider=self.id, remote_id=job.remote_id)
-                data = await self._fetch_item(job, item)
-                if path is not None:
+                got = await self._fetch_item(job, item)
+                if path is not None:  # kept: each of the 7 downloads per song is used once
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(path.suffix + ".part")
-                    tmp.write_bytes(data)
-                    os.replace(tmp, path)
-                files[item] = data
+                    shutil.move(str(got), str(path))
+                    got = path
+                else:
+                    job.keep(got)
+                files[item] = got
             done = self._done_items.pop(job.remote_id, None)
             if where is not None and done is not None and not (where / "status.json").is_file():
                 (where / "status.json").write_text(json.dumps(done, ensure_ascii=False))
         if self.style.deprecated:
             job.warnings.append(f"style {self.style.name} ({self.style.code}) is deprecated by Dango")
         if self.variant == "4stems":
-            return _unzip_stems(files["4stems"], self.stems, self.id)
+            return {stem: job.keep(f) for stem, f in
+                    _unzip_stems(files["4stems"], self.stems, self.id, self.max_download_bytes).items()}
         return {self.items[item]: data for item, data in files.items()}
 
     # ------------------------------------------------------------ helpers
@@ -597,21 +601,57 @@ def _policy_max_bytes(policy: str) -> int | None:
     return None
 
 
-def _unzip_stems(data: bytes, stems: tuple[str, ...], label: str) -> dict[str, bytes]:
+def _unzip_stems(zip_path: Path, stems: tuple[str, ...], label: str, max_bytes: int) -> dict[str, Path]:
+    """Each stem of the 4-stem zip, extracted to a temporary file. A member
+    declaring (or inflating to) more than ``max_bytes`` is refused — a zip
+    bomb is never inflated in memory."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ProviderOutputError(f"{label}: the 4-stem download is not a zip file ({len(data)} bytes)",
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError):
+        size = zip_path.stat().st_size if zip_path.exists() else 0
+        raise ProviderOutputError(f"{label}: the 4-stem download is not a zip file ({size} bytes)",
                                   provider=label) from None
-    out: dict[str, bytes] = {}
-    names = [n for n in zf.namelist() if not n.endswith("/")]
-    for n in names:
-        low = n.rsplit("/", 1)[-1].lower()
-        for frag, stem in ZIP_NAMES:
-            if frag in low and stem not in out:
-                out[stem] = zf.read(n)
-                break
+    out: dict[str, Path] = {}
+    with zf:
+        infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
+        names = [i.filename for i in infos]
+        try:
+            for info in infos:
+                low = info.filename.rsplit("/", 1)[-1].lower()
+                for frag, stem in ZIP_NAMES:
+                    if frag in low and stem not in out:
+                        out[stem] = _extract(zf, info, max_bytes, label)
+                        break
+        except BaseException:
+            for f in out.values():
+                f.unlink(missing_ok=True)
+            raise
     missing = [s for s in stems if s not in out]
     if missing:
+        for f in out.values():
+            f.unlink(missing_ok=True)
         raise ProviderOutputError(f"{label}: the 4-stem zip lacks {missing} (members {names})", provider=label)
     return out
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int, label: str) -> Path:
+    if info.file_size > max_bytes:
+        raise ProviderOutputError(f"{label}: zip member {info.filename!r} declares {info.file_size} bytes, above "
+                                  f"the limit of {max_bytes} (option max_download_bytes)", provider=label)
+    fd, tmp = tempfile.mkstemp(prefix="stemlab-unzip-", suffix="-" + info.filename.rsplit("/", 1)[-1][-40:])
+    n = 0
+    try:
+        with os.fdopen(fd, "wb") as dst, zf.open(info) as src:
+            while chunk := src.read(1 << 20):
+                n += len(chunk)
+                if n > max_bytes:
+                    raise ProviderOutputError(f"{label}: zip member {info.filename!r} inflates beyond {max_bytes} "
+                                              "bytes (option max_download_bytes)", provider=label)
+                dst.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise ProviderOutputError(f"{label}: zip member {info.filename!r} is corrupt ({e})", provider=label) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
