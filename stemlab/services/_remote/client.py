@@ -44,14 +44,14 @@ import zlib
 from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
 
 from ..._secrets import REDACTED, install_log_filter, redact
-from ...errors import ProviderError, ProviderOutputError, ProviderTimeout, ProviderUnavailable, StemlabError
+from ...errors import ProviderOutputError, ProviderTimeout, ProviderUnavailable, StemlabError
 from .limits import Clock, RateLimiter, RealClock
 
 __all__ = [
