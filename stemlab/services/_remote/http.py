@@ -33,7 +33,9 @@ A service subclass is small. It sets class attributes (``family``,
 ========================  ==================================================
 
 Options (never identity): ``base_url``, ``api_key``, ``timeout`` (read),
-``connect_timeout``, ``upload_timeout``, ``poll_initial``, ``poll_interval``,
+``connect_timeout``, ``upload_timeout``, ``request_timeout`` (total per API
+request attempt), ``download_timeout`` (total per download attempt),
+``max_response_bytes`` (decoded API answer cap), ``poll_initial``, ``poll_interval``,
 ``poll_max_interval``, ``max_wait``, ``max_concurrency`` (running jobs per
 service account), ``rate_limit`` (requests/s per account), ``max_attempts``,
 ``max_download_bytes``, ``clock``, ``webhook_url``, ``webhook_receiver``,
@@ -50,7 +52,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -67,7 +69,16 @@ from ...errors import (
 from ..._crash import crashpoint
 from ...types import Cost, Separation, Track
 from ...providers.base import JobJournal, NullJournal, Provider, Status, as_track
-from .client import Ambiguous, Auth, DownloadRefused, HttpClient, Response, RetryPolicy, Timeouts
+from .client import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Ambiguous,
+    Auth,
+    DownloadRefused,
+    HttpClient,
+    Response,
+    RetryPolicy,
+    Timeouts,
+)
 from .limits import Clock, RealClock, account_key, release_limits, shared_limits
 from .output import assemble_stems
 
@@ -91,7 +102,8 @@ log = logging.getLogger("stemlab.remote")
 
 #: options every remote provider accepts (subclasses may add their own)
 COMMON_OPTIONS: tuple[str, ...] = (
-    "base_url", "api_key", "timeout", "connect_timeout", "upload_timeout", "poll_initial", "poll_interval",
+    "base_url", "api_key", "timeout", "connect_timeout", "upload_timeout", "request_timeout", "download_timeout",
+    "max_response_bytes", "poll_initial", "poll_interval",
     "poll_max_interval", "max_wait", "max_concurrency", "rate_limit", "max_attempts", "max_download_bytes",
     "clock", "webhook_url", "webhook_receiver", "transport", "seed",
 )
@@ -255,6 +267,11 @@ class RemoteProvider(Provider):
     default_max_download_bytes: ClassVar[int] = 512 * 1024 * 1024
     #: the service dedups a repeated submit carrying the same Idempotency-Key
     idempotent_submit: ClassVar[bool] = False
+    #: how requests carrying the key follow redirects: "same-origin" (never to
+    #: another scheme/host/port: the key would go with them) or "none" (the
+    #: API never redirects; a redirect is an error). Downloads without the key
+    #: (pre-signed storage URLs) follow redirects anywhere.
+    redirects: ClassVar[Literal["same-origin", "none"]] = "same-origin"
     #: output stems must cover this fraction of the input's duration
     min_coverage: ClassVar[float] = 0.9
     #: service stem names → stemlab names
@@ -282,7 +299,14 @@ class RemoteProvider(Provider):
             write=_float_opt(o, "timeout", d.write, minimum=1e-3, family=fam) or d.write,
             pool=d.pool,
             upload=_float_opt(o, "upload_timeout", d.upload, minimum=1e-3, family=fam) or d.upload,
+            request=_float_opt(o, "request_timeout", d.request, minimum=1e-3, family=fam) or d.request,
+            download=_float_opt(o, "download_timeout", d.download, minimum=1e-3, family=fam) or d.download,
         )
+        mrb = o.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+        if not isinstance(mrb, int) or isinstance(mrb, bool) or mrb < 1024:
+            raise ConfigError(f"provider {fam}: option max_response_bytes expects an int ≥ 1024, got {mrb!r}",
+                              field=f"{fam}.options.max_response_bytes")
+        self.max_response_bytes = mrb
         p = self.default_poll
         self.poll = PollSchedule(
             initial=_float_opt(o, "poll_initial", p.initial, family=fam) or 0.0,
@@ -458,6 +482,8 @@ class RemoteProvider(Provider):
             user_agent=f"stemlab/{_version()} ({self.family})",
             transport=self.options.get("transport"),
             seed=self.options.get("seed"),
+            redirects=self.redirects,
+            max_response_bytes=self.max_response_bytes,
         )
         # forget clients of closed loops (asyncio.run in separate())
         self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}

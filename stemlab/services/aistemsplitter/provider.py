@@ -8,7 +8,7 @@ they disagree and what stemlab does about it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 from urllib.parse import quote
 
 from ...audio import encode_bytes
@@ -125,6 +125,9 @@ class AIStemSplitter(RemoteProvider):
     default_rate_limit: ClassVar[float | None] = 5.0  # the live caps are on /developers/api; conservative
     default_max_concurrency: ClassVar[int] = 4
     idempotent_submit: ClassVar[bool] = True
+    #: the key is a Bearer header; the API (seeds 000/001) documents no redirects, so one is followed only
+    #: within the API's origin; the output URLs are pre-signed and fetched without the key
+    redirects: ClassVar[Literal["same-origin", "none"]] = "same-origin"
     pricing: ClassVar[PricingTable] = PRICING
 
     def validate(self) -> None:

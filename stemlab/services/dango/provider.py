@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 from urllib.parse import quote
 
 from ..._paths import cache_dir
@@ -231,6 +231,9 @@ class Dango(RemoteProvider):
     """
 
     family: ClassVar[str] = "dango"
+    #: the key is a header; neither the API nor its object store (seed 003) redirect: same origin only
+    #: (uploads go to the store's own origin with its signed policy, never the key)
+    redirects: ClassVar[Literal["same-origin", "none"]] = "same-origin"
     description: ClassVar[str] = SERVICES["dango"].description
     variants: ClassVar[tuple[str, ...]] = ("vocals", "4stems")
     default_variant: ClassVar[str | None] = "vocals"

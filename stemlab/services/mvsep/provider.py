@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 from ...audio import encode_bytes
 from ...errors import (
@@ -149,6 +149,10 @@ class MVSep(RemoteProvider):
     default_rate_limit: ClassVar[float | None] = 2.0  # undocumented; conservative
     default_max_concurrency: ClassVar[int] = 10  # premium; lowered to 1 for free accounts
     idempotent_submit: ClassVar[bool] = False
+    #: the token travels as a form field / query parameter: a redirect is followed only within the API's
+    #: origin (httpx used to re-POST the token to any origin on a 307); result files may redirect to a
+    #: storage host — they are fetched without the token
+    redirects: ClassVar[Literal["same-origin", "none"]] = "same-origin"
 
     def __init__(self, variant: str | None = None, params: Mapping[str, Any] | None = None, **options: Any) -> None:
         super().__init__(variant, params, **options)

@@ -14,7 +14,7 @@ option ``clip_ids`` (a mapping track name → clip id, or a callable
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping
 from urllib.parse import quote
 
 from ...audio import check_audio
@@ -77,6 +77,8 @@ class Suno(RemoteProvider):
     default_rate_limit: ClassVar[float | None] = 2.0
     default_max_concurrency: ClassVar[int] = 4
     idempotent_submit: ClassVar[bool] = True
+    #: the key is a Bearer header; the gateway (seed 004) documents no redirects: same origin only
+    redirects: ClassVar[Literal["same-origin", "none"]] = "same-origin"
 
     def validate(self) -> None:
         ids = self.options.get("clip_ids")
