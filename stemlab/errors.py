@@ -34,6 +34,7 @@ __all__ = [
     "ProviderRejected",
     "ProviderOutputError",
     "ProviderTimeout",
+    "InDoubt",
     "BudgetExceeded",
     "RunError",
 ]
@@ -109,6 +110,13 @@ class ProviderOutputError(ProviderError):
     """The provider answered, but the output is unusable."""
 
     retryable = True
+
+
+class InDoubt(ProviderUnavailable):
+    """A paid submit may or may not have reached the service (its answer was
+    lost) and the service offers no way to look: the job stays *in doubt* —
+    not failed, not resubmitted — until the user checks the account and
+    reruns with ``--retry-in-doubt``."""
 
 
 class ProviderTimeout(ProviderError):

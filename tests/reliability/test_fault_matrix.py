@@ -79,9 +79,9 @@ CASES = [
          r"rate limited .*after 5 attempts"),
     Case("500 burst", "http_500", "status", "*3"),
     Case("500 on submit", "http_500", "submit"),
-    # a 5xx on a paid submit without Idempotency-Key is ambiguous: reconcile, resend once, then stop
-    Case("500 burst on submit", "http_500", "submit", "*2",
-         nonidem=("failed", r"HTTP 500 — the request may have been processed")),
+    # a 5xx on a paid submit is ambiguous (Idempotency-Key or not): the job list is checked before
+    # every resend — the service may have made the job — and is the authority; not listed → resent
+    Case("500 burst on submit", "http_500", "submit", "*2"),
     Case("502 on download", "http_502", "download", "*2"),
     Case("503 burst on submit", "http_503", "submit", "*3"),
     Case("504 burst", "http_504", "status", "*2"),

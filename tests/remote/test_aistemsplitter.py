@@ -141,15 +141,17 @@ def test_seed_presigned_put_upload(excerpt):
         assert r.status_code == 403 and r.json()["error"] == "UPLOAD_FORBIDDEN"
 
 
-def test_lost_create_answer_is_retried_without_paying_twice(excerpt):
+def test_lost_create_answer_is_reconciled_without_paying_twice(excerpt):
     """The create ran but its answer was cut (connection dropped): the client
-    resends with the same Idempotency-Key and the sandbox replays the job."""
+    does not resend blindly (a service may ignore the Idempotency-Key) — it
+    finds the job in the account's job list and adopts it."""
     with _sandbox(excerpt, faults="create:drop") as sb:
         p = _provider(sb)
         sep = p.separate(excerpt)
         _assert_good_stems(sep, excerpt)
-        assert [k for _, k in sb.ledger.creates] == ["new", "replay"]
+        assert [k for _, k in sb.ledger.creates] == ["new"]
         assert {j for j, _ in sb.ledger.creates} == {sep.remote_id}
+        assert sep.provenance.get("reconcile") is None  # found, not "not among … recent jobs"
         assert len(sb.ledger.jobs) == 1 and sb.ledger.charged() == 3.0 and sb.ledger.duplicate_charges() == {}
         assert sb.faults_fired() == {"create:drop*1": 1}
 
@@ -179,13 +181,15 @@ def test_retry_while_the_first_create_is_still_running_is_replayed(excerpt):
                          ids=["upload-found-in-list", "direct-url-resubmit-same-key", "upload-no-list"])
 def test_resumed_in_doubt_submit_never_pays_twice(excerpt, listing, direct):
     """A run died between 'submitting' and 'submitted' (the remote id was
-    never recorded). The resumed job finds the split in the job list, or
-    resends with the same Idempotency-Key (identical body → deduplicated);
-    a resend whose body differs (a fresh upload) is refused by the service
-    and, with no list to find the split in, fails with that reason. One job
-    and one charge in every case."""
+    never recorded). The resumed job finds the split in the job list. With no
+    list to look in, the job stays in doubt (InDoubt: nothing resent) until
+    the user retries it explicitly (retry_in_doubt): then a resend with the
+    same Idempotency-Key and an identical body is deduplicated, and one whose
+    body differs (a fresh upload) is refused by the service and fails with
+    that reason. One job and one charge in every case."""
     import asyncio
 
+    from stemlab.errors import InDoubt
     from stemlab.services._remote.http import JobContext
 
     with _sandbox(excerpt, list_supported=listing) as sb:
@@ -194,7 +198,7 @@ def test_resumed_in_doubt_submit_never_pays_twice(excerpt, listing, direct):
             url = sb.host_file(encode_bytes(excerpt.mixture, excerpt.sample_rate, "wav"), "song.wav", "audio/wav")
             track = excerpt.replace(metadata={"url": url})
         key = "stemlab-resume-test-0001"
-        p1, p2 = _provider(sb), _provider(sb)
+        p1 = _provider(sb)
 
         async def _submit_only():
             try:
@@ -203,22 +207,27 @@ def test_resumed_in_doubt_submit_never_pays_twice(excerpt, listing, direct):
             finally:
                 await p1.aclose()
 
-        async def _resume():
+        async def _resume(p2):
             try:
                 return await p2.aseparate(track, NullJournal(idempotency_key=key, in_doubt=True))
             finally:
                 await p2.aclose()
 
         sub = asyncio.run(_submit_only())
+        if not listing:
+            with pytest.raises(InDoubt) as ei:
+                asyncio.run(_resume(_provider(sb)))
+            assert "no job list to check" in str(ei.value) and "--retry-in-doubt" in str(ei.value)
+            assert [k for _, k in sb.ledger.creates] == ["new"]
         if not listing and not direct:
             with pytest.raises(ProviderUnavailable) as ei:
-                asyncio.run(_resume())
+                asyncio.run(_resume(_provider(sb, retry_in_doubt=True)))
             msg = str(ei.value)
             assert "already submitted under Idempotency-Key stemlab-resume-test-0001" in msg
             assert "IDEMPOTENCY_CONFLICT" in msg and "offers no job list" in msg
             assert [k for _, k in sb.ledger.creates] == ["new"] and len(sb.ledger.jobs) == 1
         else:
-            sep = asyncio.run(_resume())
+            sep = asyncio.run(_resume(_provider(sb, retry_in_doubt=not listing)))
             assert sep.remote_id == sub.remote_id
             assert [k for _, k in sb.ledger.creates] == (["new"] if listing else ["new", "replay"])
             assert sep.provenance.get("reconciled") == (sub.remote_id if listing else None)

@@ -59,6 +59,7 @@ import numpy as np
 from ..._secrets import ENV_VARS, Secret, get_secret, redact
 from ...errors import (
     ConfigError,
+    InDoubt,
     ProviderError,
     ProviderOutputError,
     ProviderRejected,
@@ -103,7 +104,7 @@ log = logging.getLogger("stemlab.remote")
 #: options every remote provider accepts (subclasses may add their own)
 COMMON_OPTIONS: tuple[str, ...] = (
     "base_url", "api_key", "timeout", "connect_timeout", "upload_timeout", "request_timeout", "download_timeout",
-    "max_response_bytes", "poll_initial", "poll_interval",
+    "max_response_bytes", "retry_in_doubt", "poll_initial", "poll_interval",
     "poll_max_interval", "max_wait", "max_concurrency", "rate_limit", "max_attempts", "max_download_bytes",
     "clock", "webhook_url", "webhook_receiver", "transport", "seed",
 )
@@ -549,7 +550,7 @@ class RemoteProvider(Provider):
                 job.note("resumed", True)
                 log.info("%s: resuming remote job %s for %r (no resubmit)", self.id, rid, t.name)
             elif journal.in_doubt:
-                found = await self.reconcile(job)
+                found = await self.reconcile(job, attempts=self.reconcile_schedule[0])
                 if found is not None:
                     rid = found.remote_id
                     cost = self.adopt_cost(found) or self.estimate_cost(t)
@@ -618,25 +619,48 @@ class RemoteProvider(Provider):
                     ))
 
     # ----------------------------------------------------------- lifecycle
-    async def reconcile(self, job: JobContext) -> RemoteJobInfo | None:
-        """Find the job a previous run may have submitted. None → it never
-        reached the service (safe to submit). Raises when the service offers
-        no way to tell and does not dedup submits."""
+    #: looks at the job list after an ambiguous submit: (tries, service seconds between them) — a job
+    #: created a moment ago may not be listed yet
+    reconcile_schedule: ClassVar[tuple[int, float]] = (3, 2.0)
+
+    async def reconcile(self, job: JobContext, *, attempts: int = 1) -> RemoteJobInfo | None:
+        """Find the job a previous attempt may have submitted, through the
+        service's job list (matching the idempotency key or the job tag in the
+        upload's file name). None → it never reached the service (safe to
+        submit). Raises :class:`~stemlab.errors.InDoubt` when the service has
+        no list to look in (unless the user asked to retry in doubt jobs).
+        Extra matches — the service made several jobs of one submit, e.g. it
+        ignored the Idempotency-Key — are recorded as orphans with their cost
+        (``journal.note("orphans", …)``), which the ledger charges to the
+        budget."""
         jobs = await self.list_recent(job)
         if jobs is None:
-            if self.idempotent_submit:
-                job.note("reconcile", "resubmit with the same Idempotency-Key (service dedups)")
+            if self.options.get("retry_in_doubt"):
+                job.note("reconcile", "no job list; resubmitting (retry_in_doubt)")
                 return None
-            raise ProviderUnavailable(
-                f"{self.id}: a previous run may have submitted {job.track.name!r} (state 'submitting') and "
-                f"{self.service_name} has no job list to check; inspect the account, then rerun with --force "
-                "to submit again", provider=self.id,
+            raise InDoubt(
+                f"{self.id}: the submit of {job.track.name!r} may have reached the service (its answer was lost) "
+                f"and {self.service_name} has no job list to check; the job stays in doubt and is not resubmitted "
+                "— check the account, then rerun with --retry-in-doubt to submit it again", provider=self.id,
             )
-        for info in jobs:
-            if info.idempotency_key and info.idempotency_key == job.idempotency_key:
-                return info
-            if info.filename and job.tag in info.filename:
-                return info
+        for i in range(max(1, attempts)):
+            if i:
+                await self.clock.sleep(self.reconcile_schedule[1])
+                jobs = await self.list_recent(job) or []
+            mine = [info for info in jobs
+                    if (info.idempotency_key and info.idempotency_key == job.idempotency_key)
+                    or (info.filename and job.tag in info.filename)]
+            if mine:
+                keep = next((m for m in mine if m.status.lower() in ("done", "completed", "succeeded", "success")),
+                            mine[0])
+                orphans = [m for m in mine if m.remote_id != keep.remote_id]
+                if orphans:
+                    est = self.estimate_cost(job.track)
+                    rec = [{"remote_id": m.remote_id, **((self.adopt_cost(m) or est).as_dict())} for m in orphans]
+                    job.note("orphans", rec)
+                    log.warning("%s: the service holds %d extra job(s) for %r (%s): recorded and charged to the "
+                                "budget", self.id, len(orphans), job.track.name, ", ".join(m.remote_id for m in orphans))
+                return keep
         job.note("reconcile", f"not among {len(jobs)} recent jobs: submitting")
         return None
 
@@ -646,15 +670,28 @@ class RemoteProvider(Provider):
         job.journal.submitting(estimate)  # durable before the paid request
         crashpoint("remote.before_submit")
         with job.timed("submit"):
-            try:
-                sub = await self.create(job, prepared)
-            except Ambiguous as e:
-                log.warning("%s: %s; reconciling before any resend", self.id, e)
-                found = await self.reconcile(job)
-                if found is not None:
-                    sub = Submission(found.remote_id, self.adopt_cost(found) or estimate, {"reconciled": True})
-                else:
+            sub: Submission | None = None
+            last: Ambiguous | None = None
+            for n in range(self.retry.max_attempts):
+                if n:
+                    await self.clock.sleep(min(self.retry.maximum, self.retry.initial * 2 ** (n - 1)))
+                try:
                     sub = await self.create(job, prepared)
+                    break
+                except Ambiguous as e:
+                    # never resend blindly (a service may ignore Idempotency-Key): look first; the
+                    # job list is the authority — not listed after a while means not created
+                    last = e
+                    log.warning("%s: %s; looking for the job before any resend", self.id, e)
+                    found = await self.reconcile(job, attempts=self.reconcile_schedule[0])
+                    if found is not None:
+                        sub = Submission(found.remote_id, self.adopt_cost(found) or estimate, {"reconciled": True})
+                        break
+            if sub is None:
+                assert last is not None
+                raise ProviderUnavailable(
+                    f"{last.message}; {self.retry.max_attempts} submits went unanswered and the service's job list "
+                    "shows none of them: nothing was created", provider=self.id)
         crashpoint("remote.after_submit")
         job.journal.submitted(sub.remote_id, sub.cost, dict(sub.info) or None)
         job.remote_id = sub.remote_id

@@ -307,7 +307,9 @@ class AIStemSplitter(RemoteProvider):
             body["webhookUrl"] = hook
         resp = await job.client.request(
             "POST", "/audio/splits", json=body, headers={"Idempotency-Key": job.idempotency_key + key_suffix},
-            retry="all", what=f"{self.id}: create split",
+            # "safe": a lost answer is reconciled through the job list before any resend — the
+            # Idempotency-Key alone would trust the service to dedup
+            retry="safe", what=f"{self.id}: create split",
         )
         data = self._data(resp)
         rid = data.get("id")

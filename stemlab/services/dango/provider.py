@@ -401,22 +401,26 @@ class Dango(RemoteProvider):
                                       provider=self.id)
         return Submission(mid, self.estimate_cost(job.track), {"channel": channel, "style": self.style.code})
 
-    async def reconcile(self, job: JobContext) -> RemoteJobInfo | None:
+    async def reconcile(self, job: JobContext, *, attempts: int = 1) -> RemoteJobInfo | None:
         """After a lost ``result`` answer: the musicId is the channel key's id
-        (assumption 4); if the service knows it, the job was started."""
+        (assumption 4); if the service knows it (asked ``attempts`` times, a
+        moment apart), the job was started."""
         key = job.notes.get("upload_key")
         if not key:
-            return await super().reconcile(job)
+            return await super().reconcile(job, attempts=attempts)
         mid = str(key).split("/")[-1]
-        try:
-            found = await self._query_status(job, [mid])
-        except ProviderOutputError:
-            return None
-        item = found.get(mid)
-        if item is None:
-            return None
-        return RemoteJobInfo(remote_id=mid, status=str(item.get("status")), filename=str(item.get("name") or ""),
-                             cost=self._cost_from(item))
+        for i in range(max(1, attempts)):
+            if i:
+                await self.clock.sleep(self.reconcile_schedule[1])
+            try:
+                found = await self._query_status(job, [mid])
+            except ProviderOutputError:
+                continue
+            item = found.get(mid)
+            if item is not None:
+                return RemoteJobInfo(remote_id=mid, status=str(item.get("status")),
+                                     filename=str(item.get("name") or ""), cost=self._cost_from(item))
+        return None
 
     # --------------------------------------------------------------- poll
     async def _query_status(self, job: JobContext, ids: list[str]) -> dict[str, dict[str, Any]]:
