@@ -53,10 +53,10 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from ..cli import _table
+    from ..cli import print_table
 
-    print(_table([(r["id"], r["kind"], r["stems"], r.get("cost_per_min", ""), r["status"][:70]) for r in rows],
-                 ("provider", "kind", "stems", "cost", "status")))
+    print_table([(r["id"], r["kind"], r["stems"].replace(",", ", "), r.get("cost_per_min", ""), r["status"]) for r in rows],
+                ("provider", "kind", "stems", "cost", "status"))
     return 0
 
 
@@ -84,14 +84,17 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  status:  {info['status']}")
     if info["variants"]:
         print(f"  variants: {', '.join(info['variants'])} (default {info['default_variant']})")
-    for p in info["params"]:
-        unit = f" [{p['unit']}]" if p["unit"] else ""
-        print(f"  param {p['name']}: {p['type']} = {p['default']!r}{unit}  {p['help']}")
     if info["options"]:
         print(f"  options: {', '.join(info['options'])}")
     e = info["estimate_per_minute"]
     print(f"  cost of 1 min: ${e['usd']:.4f}, {e['credits']:g} {e['credit_unit']}".rstrip()
           + (f", ~{e['compute_seconds']:.3g} s compute" if e["compute_seconds"] else ""))
+    if info["params"]:
+        from ..cli import print_table
+
+        print("parameters:")
+        print_table([(p["name"], p["type"], repr(p["default"]), p["unit"] or "", p["help"]) for p in info["params"]],
+                    ("name", "type", "default", "unit", "meaning"))
     return 0
 
 

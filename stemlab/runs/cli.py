@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,11 @@ def _dataset_arg(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_plan(rows: list[dict[str, Any]]) -> None:
-    from ..cli import _table
+    from ..cli import print_table
 
-    print(_table([(r["provider"], r["jobs"], r["cached"], r["audio_min"], f"{r['usd']}", f"{r['credits']} {r['credit_unit']}".strip(),
-                   r["compute_s"]) for r in rows],
-                 ("provider", "jobs to run", "cached", "audio min", "est. USD", "est. credits", "est. compute s")))
+    print_table([(r["provider"], r["jobs"], r["cached"], r["audio_min"], r["usd"], f"{r['credits']} {r['credit_unit']}".strip(),
+                  r["compute_s"]) for r in rows],
+                ("provider", "jobs to run", "cached", "audio min", "est. USD", "est. credits", "est. compute s"))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -125,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summary(res: Any) -> None:
-    from ..cli import _table
+    from ..cli import print_table
 
     jobs = res.jobs
     print(f"results: {res.output}  (run {res.run_id})")
@@ -134,10 +135,12 @@ def _summary(res: Any) -> None:
         for prov, g in jobs.groupby("provider", sort=False):
             rows.append((prov, int((g.status == "done").sum()), int((g.status != "done").sum()),
                          f"{g.cost_usd.fillna(0).sum():.4f}", f"{g.total_s.fillna(0).median():.2f}"))
-        print(_table(rows, ("provider", "done", "failed", "USD", "median job s")))
+        print_table(rows, ("provider", "done", "failed", "USD", "median job s"))
         bad = jobs[jobs.status != "done"]
-        for _, r in bad.head(20).iterrows():
-            print(f"  ✗ {r.provider} on {r.track}: [{r.status}] {r.error_kind}: {str(r.error)[:160]}")
+        if len(bad):
+            print(f"\nfailed jobs{' (first 20)' if len(bad) > 20 else ''}:")
+            print_table([(r.provider, r.track, r.status, f"{r.error_kind}: {r.error}") for r in bad.head(20).itertuples()],
+                        ("provider", "track", "status", "error"))
     s = res.scores
     if len(s):
         from ..metrics.aggregate import aggregate, describe
@@ -154,7 +157,8 @@ def _summary(res: Any) -> None:
         print(f"\n{metric} — aggregation {label}: {describe(label)}"
               f" ({n.min() if n.min() == n.max() else f'{n.min()}-{n.max()}'} track(s) per cell"
               + (f", {nan} NaN track value(s) skipped" if nan else "") + "):")
-        print(wide.to_string(float_format="{:.2f}".format))
+        print_table([(prov, *("NaN" if math.isnan(v) else f"{v:.2f}" for v in row))
+                     for prov, row in zip(wide.index, wide.to_numpy(dtype=float))], ("", *map(str, wide.columns)))
 
 
 def _results_show(args: argparse.Namespace) -> int:

@@ -4,6 +4,19 @@ remote provider that talks to the same service account in this process.
 Both primitives are *loop-agnostic*: a provider may be driven from the
 runner's event loop, from ``asyncio.run`` inside :meth:`Provider.separate`,
 or from several threads at once, and the limits still hold process-wide.
+(``Retry-After`` is honoured by the client's retry policy, :mod:`.client`.)
+
+Hand-written on purpose: aiolimiter, pyrate-limiter and aiologic were
+weighed. Every wait here goes through the caller's :class:`Clock` (limits are
+in service time, which the sandbox's scaled clock runs fast in tests), and one
+account's limits must hold across event loops and threads. aiolimiter's
+``AsyncLimiter`` sleeps on its loop's own timer, belongs to one loop (a second
+live loop gets "attached to a different loop" errors, a later one a warning and
+dropped waiters), is not thread-safe and fixes its rate at construction, so
+it cannot be tightened; pyrate-limiter waits on its own too, and neither caps
+concurrent jobs. aiologic's loop- and thread-agnostic semaphore has no
+tightenable limit and no ``active``/``peak`` counts. Adapting any of them
+would take more code than the GCRA and the semaphore below.
 """
 
 from __future__ import annotations
@@ -13,9 +26,10 @@ import hashlib
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
-__all__ = ["Clock", "RealClock", "RateLimiter", "JobSlots", "SharedLimits", "shared_limits", "account_key"]
+__all__ = ["Clock", "RealClock", "RateLimiter", "JobSlots", "SharedLimits", "shared_limits", "release_limits",
+           "account_key"]
 
 
 class Clock(Protocol):
@@ -208,5 +222,3 @@ def _reset_registry() -> None:  # tests
     with _registry_lock:
         _registry.clear()
 
-
-Sleeper = Callable[[float], Awaitable[None]]

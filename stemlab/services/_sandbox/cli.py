@@ -76,8 +76,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from ...cli import print_table
     from .. import SERVICES
 
-    for fam in sorted(SERVICES):
-        print(fam)
+    print_table([(s.name, s.env_var, s.description) for _, s in sorted(SERVICES.items())],
+                ("service", "API key variable", "description"))
     return 0
