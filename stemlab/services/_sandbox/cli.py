@@ -53,11 +53,27 @@ def build_sandbox(args: argparse.Namespace) -> Any:
     return sb
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    from ...errors import ConfigError
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port: expected 0 (a free port) or 1..65535, got {args.port}", field="port")
+    if not (args.scale > 0 and args.scale < float("inf")):
+        raise ConfigError(f"--scale: expected a clock scale > 0 (e.g. 0.01: 100x faster), got {args.scale}",
+                          field="scale")
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from ...errors import ConfigError
     from .. import SERVICES
 
+    _check_args(args)
     sb = build_sandbox(args)
-    sb.start()
+    try:
+        sb.start()
+    except OSError as e:
+        raise ConfigError(f"--port {args.port}: cannot listen on 127.0.0.1:{args.port} ({e.strerror or e}); "
+                          "is it in use? Pass another port or 0 for a free one", field="port") from None
     var = SERVICES[args.service.lower()].env_var
     print(f"stemlab sandbox ({args.service}) — an offline emulator, NOT the real service", flush=True)
     print(f"  base URL : {sb.base_url}")

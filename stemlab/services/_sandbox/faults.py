@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ...errors import ConfigError
 
-__all__ = ["Fault", "FaultPlan", "RESPONSE_KINDS", "JOB_KINDS", "OUTPUT_KINDS", "WEBHOOK_KINDS", "KINDS"]
+__all__ = ["Fault", "FaultPlan", "RESPONSE_KINDS", "JOB_KINDS", "OUTPUT_KINDS", "WEBHOOK_KINDS", "KINDS", "KIND_ARGS"]
 
 #: act on one HTTP answer
 RESPONSE_KINDS = frozenset({"http_429", "http_500", "http_502", "http_503", "http_504", "drop", "delay",
@@ -51,6 +51,31 @@ OUTPUT_KINDS = frozenset({"wrong_rate", "wrong_channels", "wrong_length"})
 #: act on webhook deliveries
 WEBHOOK_KINDS = frozenset({"webhook_duplicate", "webhook_missing", "webhook_bad_signature"})
 KINDS = RESPONSE_KINDS | JOB_KINDS | OUTPUT_KINDS | WEBHOOK_KINDS
+
+_NUM = (int, float)
+#: the arguments each kind takes: name → (check, what is expected). A fault
+#: with an unknown argument or a value of the wrong type is refused when parsed.
+_HTTP_ARGS: dict[str, tuple[Any, str]] = {
+    "retry_after": (lambda v: v == "date" or (isinstance(v, _NUM) and not isinstance(v, bool) and v >= 0),
+                    "seconds ≥ 0 or 'date'"),
+    "seconds": (lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and v >= 0, "seconds ≥ 0"),
+}
+_POS = (lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and v > 0, "a number > 0")
+_STR = (lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool), "a string")
+KIND_ARGS: dict[str, dict[str, tuple[Any, str]]] = {
+    **{k: _HTTP_ARGS for k in ("http_429", "http_500", "http_502", "http_503", "http_504")},
+    "drop": {}, "expire": {}, "corrupt": {}, "stuck": {},
+    "delay": {"seconds": (_HTTP_ARGS["seconds"][0], "seconds ≥ 0")},
+    "truncate": {"fraction": (lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and 0 <= v < 1,
+                              "a fraction in [0, 1)")},
+    "fail": {"code": _STR, "message": _STR},
+    "wrong_rate": {"rate": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1000 <= v <= 384000,
+                            "an int in 1000..384000 (Hz)")},
+    "wrong_channels": {"channels": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 8,
+                                    "an int in 1..8")},
+    "wrong_length": {"factor": _POS, "stem": _STR},
+    "webhook_duplicate": {}, "webhook_missing": {}, "webhook_bad_signature": {},
+}
 
 _RE = re.compile(
     r"^\s*(?P<endpoint>[\w.*-]+)\s*:\s*(?P<kind>\w+)\s*(?:\((?P<args>[^)]*)\))?"
@@ -92,6 +117,15 @@ class Fault:
             self.count = 1
         if self.count is not None and self.count < 0:
             raise ConfigError(f"sandbox fault {self.endpoint}:{self.kind}: count must be ≥ 0", field="faults")
+        allowed = KIND_ARGS.get(self.kind, {})
+        for k, v in self.args.items():
+            if k not in allowed:
+                raise ConfigError(f"sandbox fault {self.endpoint}:{self.kind}: unknown argument {k!r}; valid: "
+                                  f"{sorted(allowed) or 'none'}", field="faults")
+            ok, what = allowed[k]
+            if not ok(v):
+                raise ConfigError(f"sandbox fault {self.endpoint}:{self.kind}: argument {k}={v!r}, expected {what}",
+                                  field="faults")
 
     @classmethod
     def parse(cls, text: str) -> "Fault":
