@@ -1017,30 +1017,5 @@ def load_spec(source: str | Path | Mapping[str, Any], **overrides: Any) -> RunSp
         raise ConfigError("spec: nested too deeply") from None
 
 
-# ------------------------------------------------------------------ compat
-# (stemlab.runs.results re-opens a run's datasets through these)
-
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, msg: str) -> None:
-        self.items.append(f"{path}: {msg}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            lines = "\n  ".join(self.items)
-            raise ConfigError(f"spec has {len(self.items)} error(s):\n  {lines}", errors=list(self.items))
-
-
-def _check_dataset(errs: _Errors, path: str, entry: Any) -> DatasetSel | None:
-    try:
-        return DatasetSel.model_validate(entry)
-    except ValidationError as e:
-        for loc, msg in _items(e):
-            errs.add(f"{path}{'.' + _path(loc) if loc else ''}", msg)
-        return None
-
-
 if __name__ == "__main__":  # python -m stemlab.runs.spec > docs/spec.schema.json
     print(json.dumps(RunSpec.json_schema(), indent=2, ensure_ascii=False))
