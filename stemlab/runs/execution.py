@@ -21,13 +21,22 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import AbstractSet, Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from .._crash import crashpoint
-from ..errors import BudgetExceeded, ProviderOutputError, ProviderTimeout, ProviderUnavailable, RunError, StemlabError
+from ..errors import (
+    BudgetExceeded,
+    ProviderOutputError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RunError,
+    StemlabError,
+)
 from ..metrics.sources import SourceStems
 from ..types import Separation, Stems, Track
 from .cache import ScoreCache, StemCache
@@ -38,7 +47,7 @@ from .kinds import KINDS, JobContext, JobKind, kind_of
 from .ledger import JobRow, Ledger
 from .spec import RunSpec
 
-__all__ = ["Scheduler", "Stores", "Policy", "Scorer", "execute"]
+__all__ = ["Policy", "Scheduler", "Scorer", "Stores", "execute"]
 
 log = logging.getLogger("stemlab.runs")
 

@@ -7,8 +7,8 @@ writes their rows."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import AbstractSet
 
 from ..errors import StemlabError
 from ..providers.base import Provider

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError
 from ..providers.base import Provider
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .jobs import Job
     from .spec import ProviderSel, RunSpec
 
-__all__ = ["JobKind", "LocalKind", "RemoteKind", "JobContext", "kind_of", "KINDS"]
+__all__ = ["KINDS", "JobContext", "JobKind", "LocalKind", "RemoteKind", "kind_of"]
 
 
 @dataclass(frozen=True)

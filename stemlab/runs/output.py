@@ -13,14 +13,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .. import __version__
 from ..errors import RunError
 from .spec import RunSpec
 
-__all__ = ["output_lock", "claim_output", "run_meta", "package_versions", "OWNER_FILE", "RESULT_FILES"]
+__all__ = ["OWNER_FILE", "RESULT_FILES", "claim_output", "output_lock", "package_versions", "run_meta"]
 
 log = logging.getLogger("stemlab.runs")
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AbstractSet, Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 

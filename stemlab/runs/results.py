@@ -20,9 +20,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._slug import slug
 from ..errors import RunError
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .spec import DatasetSel
 
-__all__ = ["Results", "load_results", "write_results", "PHASES"]
+__all__ = ["PHASES", "Results", "load_results", "write_results"]
 
 #: latency phases (seconds) with a ``<phase>_s`` column in ``jobs``
 PHASES = ("upload", "queue", "processing", "download", "load", "separate", "scoring", "total", "wall")
@@ -50,9 +51,9 @@ class Results:
 
     path: Path
     run_id: str
-    scores: "pd.DataFrame"
-    frames: "pd.DataFrame"
-    jobs: "pd.DataFrame"
+    scores: pd.DataFrame
+    frames: pd.DataFrame
+    jobs: pd.DataFrame
     meta: dict[str, Any]
     plan: list[dict[str, Any]] = field(default_factory=list)
 
@@ -78,7 +79,7 @@ class Results:
         return StemCache(self.path / "cache").get(str(hit["job_key"].iloc[0]))
 
     def leaderboard(self, metric: str = "sdr_bsseval_v4", agg: str = "median", *, frames: str | None = None,
-                    tidy: bool = False) -> "pd.DataFrame":
+                    tidy: bool = False) -> pd.DataFrame:
         """Provider × target table of ``metric``: ``agg`` (``median`` |
         ``mean``) over tracks of each track's value — for framewise metrics
         the ``frames`` rows (default ``median_frames``, museval's), for
@@ -102,7 +103,7 @@ class Results:
         return wide
 
     @classmethod
-    def planned(cls, path: Path, run_id: str, meta: dict[str, Any], plan: list[dict[str, Any]]) -> "Results":
+    def planned(cls, path: Path, run_id: str, meta: dict[str, Any], plan: list[dict[str, Any]]) -> Results:
         """The results of a dry run: its plan, no tables."""
         import pandas as pd
 
@@ -110,7 +111,7 @@ class Results:
                    plan=plan)
 
 
-def _dataset_sels(spec: dict[str, Any]) -> list["DatasetSel"]:
+def _dataset_sels(spec: dict[str, Any]) -> list[DatasetSel]:
     """The datasets of a run's (redacted) spec, each validated on its own:
     one that no longer validates is left out."""
     from pydantic import ValidationError
@@ -246,7 +247,7 @@ def _swap_dir(new: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_frame(df: "pd.DataFrame", stem: Path, csv: bool = True) -> None:
+def _write_frame(df: pd.DataFrame, stem: Path, csv: bool = True) -> None:
     _atomic_write(stem.with_suffix(".parquet"), lambda p: df.to_parquet(p, index=False))
     if csv:
         _atomic_write(stem.with_suffix(".csv"), lambda p: df.to_csv(p, index=False))

@@ -30,8 +30,9 @@ def _spec(**kw):
 
 
 def _row(kind: str, **kw) -> JobRow:
-    base = dict(job_key="k", run_id="r", dataset="demo", track="t", mixture_hash="h", provider="p", family="f",
-                kind=kind, params_hash="ph", params_json="{}", state="failed", idempotency_key="i")
+    base: dict[str, object] = {"job_key": "k", "run_id": "r", "dataset": "demo", "track": "t", "mixture_hash": "h",
+                               "provider": "p", "family": "f", "kind": kind, "params_hash": "ph", "params_json": "{}",
+                               "state": "failed", "idempotency_key": "i"}
     base.update(kw)
     return JobRow(**base)  # type: ignore[arg-type]
 
