@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
@@ -45,6 +44,7 @@ from .executors import LocalExecutor
 from .jobs import Job, group_by_key
 from .kinds import KINDS, JobContext, JobKind, kind_of
 from .ledger import JobRow, Ledger
+from .monitor import ProgressBars, RssSampler
 from .spec import RunSpec
 
 __all__ = ["Policy", "Scheduler", "Scorer", "Stores", "execute"]
@@ -82,67 +82,6 @@ class Policy:
     progress: bool = False
 
 
-class _RssSampler:
-    """Samples the process RSS (MiB) every ``interval`` s; jobs read the peak
-    seen while they ran (approximate when jobs overlap — documented in the row)."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self.interval = interval
-        self._peaks: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="stemlab-rss", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                rss = self._proc.memory_info().rss / 2**20
-            except Exception:  # pragma: no cover - process is exiting
-                return
-            with self._lock:
-                for k in self._peaks:
-                    self._peaks[k] = max(self._peaks[k], rss)
-
-    def start(self, key: str) -> None:
-        with self._lock:
-            self._peaks[key] = self._proc.memory_info().rss / 2**20
-
-    def stop(self, key: str) -> float:
-        with self._lock:
-            return round(self._peaks.pop(key, 0.0), 1)
-
-    def close(self) -> None:
-        self._stop.set()
-
-
-class _Progress:
-    """One tqdm bar per provider label, counting finished jobs."""
-
-    def __init__(self, jobs: list[Job], enabled: bool) -> None:
-        from tqdm import tqdm
-
-        counts: dict[str, int] = {}
-        for j in jobs:
-            counts[j.label] = counts.get(j.label, 0) + 1
-        self._bars = {
-            label: tqdm(total=n, desc=label[:40], unit="job", disable=not enabled, leave=True, position=i)
-            for i, (label, n) in enumerate(counts.items())
-        }
-
-    def done(self, job: Job) -> None:
-        bar = self._bars.get(job.label)
-        if bar is not None:
-            bar.update(1)
-
-    def close(self) -> None:
-        for b in self._bars.values():
-            b.close()
-
-
 def _error_row(e: BaseException) -> tuple[str, str]:
     """(error kind, message) for a failed row; other errors' text is redacted."""
     if isinstance(e, StemlabError):
@@ -153,7 +92,7 @@ def _error_row(e: BaseException) -> tuple[str, str]:
 
 
 class Scheduler:
-    """Runs the jobs of one run (create it inside the event loop).
+    """Runs the jobs of one run (made by :func:`execute`, inside the event loop).
 
     ``stores``: ledger and caches; ``budget``: the caps paid jobs reserve
     against; ``executor``: where local providers separate; ``scorer``:
@@ -175,8 +114,8 @@ class Scheduler:
                 self._provider_slots[j.label] = asyncio.Semaphore(n)
         # score one job at a time per core: scoring is numpy-bound
         self._score_slots = asyncio.Semaphore(max(1, min(2, os.cpu_count() or 1)))
-        self._rss = _RssSampler()
-        self._progress = _Progress(jobs, policy.progress)
+        self._rss = RssSampler()
+        self._progress = ProgressBars(jobs, enabled=policy.progress)
 
     def close(self) -> None:
         self._rss.close()
