@@ -5,7 +5,7 @@ result tables. Public entry points: :func:`run`, :func:`load_results`,
 from __future__ import annotations
 
 from .results import Results, load_results
-from .runner import Runner, RunResult, run
+from .runner import Runner, run
 from .spec import RunSpec, load_spec
 
-__all__ = ["run", "Runner", "RunResult", "RunSpec", "load_spec", "load_results", "Results"]
+__all__ = ["run", "Runner", "RunSpec", "load_spec", "load_results", "Results"]

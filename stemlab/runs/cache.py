@@ -74,6 +74,17 @@ def _check_manifest(m: Any) -> None:
         raise CorruptEntry("manifest meta is not an object")
 
 
+def _check_score_row(i: int, r: Any) -> None:
+    if not isinstance(r, dict):
+        raise CorruptEntry(f"rows[{i}] is not an object")
+    for k in ("target", "metric", "aggregation"):
+        if not isinstance(r.get(k), str):
+            raise CorruptEntry(f"rows[{i}].{k} is {r.get(k)!r}, expected a string")
+    v = r.get("value")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise CorruptEntry(f"rows[{i}].value is {v!r}, expected a number")
+
+
 def _check_scores(p: Any) -> None:
     if not isinstance(p, dict):
         raise CorruptEntry(f"payload is a {type(p).__name__}, expected an object")
@@ -81,14 +92,7 @@ def _check_scores(p: Any) -> None:
     if not isinstance(rows, list):
         raise CorruptEntry("payload has no list of rows")
     for i, r in enumerate(rows):
-        if not isinstance(r, dict):
-            raise CorruptEntry(f"rows[{i}] is not an object")
-        for k in ("target", "metric", "aggregation"):
-            if not isinstance(r.get(k), str):
-                raise CorruptEntry(f"rows[{i}].{k} is {r.get(k)!r}, expected a string")
-        v = r.get("value")
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise CorruptEntry(f"rows[{i}].value is {v!r}, expected a number")
+        _check_score_row(i, r)
     if not isinstance(p.get("frames", []), list) or not all(isinstance(f, dict) for f in p.get("frames", [])):
         raise CorruptEntry("frames is not a list of objects")
     mj = p.get("museval")

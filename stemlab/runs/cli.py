@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.report:
         from ..reports import build_report
 
-        path = build_report(res.output, Path(args.report))
+        path = build_report(res.path, Path(args.report))
         if not args.quiet:
             print(f"report: {path}")
     if args.strict and res.failed:
@@ -129,7 +129,7 @@ def _summary(res: Any) -> None:
     from ..cli import print_table
 
     jobs = res.jobs
-    print(f"results: {res.output}  (run {res.run_id})")
+    print(f"results: {res.path}  (run {res.run_id})")
     if len(jobs):
         rows = []
         for prov, g in jobs.groupby("provider", sort=False):
@@ -169,9 +169,7 @@ def _results_show(args: argparse.Namespace) -> int:
         print(json.dumps({"meta": res.meta, "jobs": json.loads(res.jobs.to_json(orient="records")),
                           "scores": json.loads(res.scores.to_json(orient="records"))}, indent=1, default=str))
         return 0
-    from .runner import RunResult
-
-    _summary(RunResult(res.path, res.meta.get("run_id", ""), res.jobs, res.scores, res.frames, res.meta))
+    _summary(res)
     return 0
 
 

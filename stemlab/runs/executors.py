@@ -20,15 +20,22 @@ import itertools
 import logging
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from ..errors import ConfigError, ProviderError
 from ..providers.base import Provider
 from ..types import Separation, Track
 
-__all__ = ["ThreadExecutor", "RayExecutor", "make_executor", "RayRateLimiter"]
+__all__ = ["LocalExecutor", "ThreadExecutor", "RayExecutor", "make_executor", "RayRateLimiter"]
 
 log = logging.getLogger("stemlab.runs")
+
+
+class LocalExecutor(Protocol):
+    """Where the runner sends a local provider's separations."""
+
+    async def separate(self, provider: Provider, track: Track) -> Separation: ...
+    def close(self) -> None: ...
 
 
 class ThreadExecutor:
@@ -190,7 +197,8 @@ class RayRateLimiter:
                 self.next = t + 1.0 / self.rate
                 return t - now
 
-        self._actor = _Bucket.options(name=f"stemlab-limit-{service}", get_if_exists=True,
+        # (ray.remote made _Bucket an actor class, which mypy cannot see)
+        self._actor = _Bucket.options(name=f"stemlab-limit-{service}", get_if_exists=True,  # type: ignore[attr-defined]
                                       lifetime="detached").remote(rate)
 
     async def acquire(self) -> None:
@@ -199,7 +207,7 @@ class RayRateLimiter:
             await asyncio.sleep(wait)
 
 
-def make_executor(kind: str, options: Mapping[str, Any] | None = None):
+def make_executor(kind: str, options: Mapping[str, Any] | None = None) -> LocalExecutor:
     opts = dict(options or {})
     if kind == "local":
         return ThreadExecutor()

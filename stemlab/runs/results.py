@@ -19,49 +19,59 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._slug import slug
 from ..errors import RunError
+from ..types import Stems, Track
+from .cache import ScoreCache, StemCache
+from .jobs import Job
+from .ledger import JobRow, Ledger
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .runner import Job, Runner, RunResult
+    from .spec import DatasetSel
 
-__all__ = ["Results", "load_results", "write_results", "PHASES"]
+__all__ = ["PHASES", "Results", "load_results", "write_results"]
 
+#: latency phases (seconds) with a ``<phase>_s`` column in ``jobs``
 PHASES = ("upload", "queue", "processing", "download", "load", "separate", "scoring", "total", "wall")
 
 
 @dataclass
 class Results:
+    """A results directory: what :func:`stemlab.run` returns and
+    :func:`load_results` reads back. ``plan``: the cost table of the run
+    (dry runs: nothing else)."""
+
     path: Path
-    scores: "pd.DataFrame"
-    frames: "pd.DataFrame"
-    jobs: "pd.DataFrame"
+    run_id: str
+    scores: pd.DataFrame
+    frames: pd.DataFrame
+    jobs: pd.DataFrame
     meta: dict[str, Any]
+    plan: list[dict[str, Any]] = field(default_factory=list)
 
-    def track(self, name: str):
+    @property
+    def failed(self) -> int:
+        """Jobs that did not end ``done``."""
+        return int((self.jobs["status"] != "done").sum()) if len(self.jobs) else 0
+
+    def track(self, name: str) -> Track:
         """The dataset track ``name`` (with references), re-opened from the spec."""
-        from .spec import _check_dataset, _Errors
-
-        spec = self.meta.get("spec") or {}
-        entries = spec.get("datasets", spec.get("dataset")) or []
-        for i, e in enumerate(entries if isinstance(entries, list) else [entries]):
-            sel = _check_dataset(_Errors(), f"datasets[{i}]", e)
-            if sel is None:
-                continue
+        for sel in _dataset_sels(self.meta.get("spec") or {}):
             ds = sel.open()
             if name in ds.track_names():
                 return ds[name]
         raise RunError(f"{self.path}: no track {name!r} in the run's datasets")
 
-    def stems(self, provider: str, track: str):
+    def stems(self, provider: str, track: str) -> Stems | None:
         """The cached separation of ``track`` by ``provider`` (None if absent)."""
-        from .cache import StemCache
-
         j = self.jobs
         hit = j[(j["provider"] == provider) & (j["track"] == track)]
         if hit.empty:
@@ -69,7 +79,7 @@ class Results:
         return StemCache(self.path / "cache").get(str(hit["job_key"].iloc[0]))
 
     def leaderboard(self, metric: str = "sdr_bsseval_v4", agg: str = "median", *, frames: str | None = None,
-                    tidy: bool = False) -> "pd.DataFrame":
+                    tidy: bool = False) -> pd.DataFrame:
         """Provider × target table of ``metric``: ``agg`` (``median`` |
         ``mean``) over tracks of each track's value — for framewise metrics
         the ``frames`` rows (default ``median_frames``, museval's), for
@@ -92,34 +102,81 @@ class Results:
         wide.attrs["aggregation"] = label
         return wide
 
+    @classmethod
+    def planned(cls, path: Path, run_id: str, meta: dict[str, Any], plan: list[dict[str, Any]]) -> Results:
+        """The results of a dry run: its plan, no tables."""
+        import pandas as pd
 
-def _atomic_write(path: Path, write) -> None:
+        return cls(path, run_id, scores=pd.DataFrame(), frames=pd.DataFrame(), jobs=pd.DataFrame(), meta=meta,
+                   plan=plan)
+
+
+def _dataset_sels(spec: dict[str, Any]) -> list[DatasetSel]:
+    """The datasets of a run's (redacted) spec, each validated on its own:
+    one that no longer validates is left out."""
+    from pydantic import ValidationError
+
+    from .spec import DatasetSel
+
+    entries = spec.get("datasets", spec.get("dataset")) or []
+    out = []
+    for e in entries if isinstance(entries, list) else [entries]:
+        try:
+            out.append(DatasetSel.model_validate(e))
+        except ValidationError:
+            continue
+    return out
+
+
+# ------------------------------------------------------------------ writing
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
     os.replace(tmp, path)
 
 
-def write_results(runner: "Runner", jobs: list["Job"], meta: dict[str, Any], plan_rows: list[dict[str, Any]]) -> "RunResult":
-    import pandas as pd
+def _job_row(j: Job, row: JobRow, payload: dict[str, Any] | None, base: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``jobs``: status and reason, cost, device, phases (seconds) …"""
+    info = row.info
+    phases = row.phases
+    jr = {
+        **base,
+        "job_key": j.key,
+        "status": row.state,
+        "error_kind": row.error_kind,
+        "error": row.error,
+        "params": row.params_json,
+        "remote_id": row.remote_id,
+        "attempts": row.attempts,
+        "audio_seconds": j.track.seconds,
+        "cost_usd": row.cost_usd,
+        "credits": row.credits,
+        "credit_unit": row.credit_unit,
+        "cost_estimated": bool(row.cost_estimated) if row.cost_estimated is not None else None,
+        "est_usd": row.est_usd,
+        "compute_seconds": row.compute_seconds,
+        "device": info.get("device"),
+        "rtf": info.get("rtf"),
+        "peak_rss_mb": info.get("peak_rss_mb"),
+        "warnings": "; ".join(info.get("warnings", []) or []),
+        "corrections": json.dumps(info.get("corrections") or (payload or {}).get("corrections") or {}, default=str),
+        "output_sample_rate": info.get("output_sample_rate"),
+    }
+    for ph in PHASES:
+        jr[f"{ph}_s"] = phases.get(ph)
+    return jr
 
-    from .runner import RunResult, _slug
 
-    assert runner.ledger is not None
-    out = runner.output
-    mh = runner.spec.metrics_hash
-    # museval/ is rebuilt whole each time: no file of a job that is no longer
-    # part of the run stays behind
-    museval_tmp = out / f".museval.{os.getpid()}.tmp"
-    shutil.rmtree(museval_tmp, ignore_errors=True)
-    score_rows: list[dict[str, Any]] = []
-    frame_rows: list[dict[str, Any]] = []
-    job_rows: list[dict[str, Any]] = []
-    for j in jobs:
-        row = runner.ledger.get(j.key)
-        if row is None:
-            continue
-        info = row.info
-        phases = row.phases
+@dataclass
+class _Tables:
+    """The rows of the three tables, gathered job by job."""
+
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, j: Job, row: JobRow, payload: dict[str, Any] | None, museval_dir: Path) -> None:
         base = {
             "dataset": j.dataset,
             "track": j.track.name,
@@ -129,55 +186,46 @@ def write_results(runner: "Runner", jobs: list["Job"], meta: dict[str, Any], pla
             "kind": j.provider.kind,
             "params_hash": j.provider.params_hash,
         }
-        payload = runner.score_cache.get(j.key, mh, j.refs_id) if row.state == "done" else None
-        jr = {
-            **base,
-            "job_key": j.key,
-            "status": row.state,
-            "error_kind": row.error_kind,
-            "error": row.error,
-            "params": row.params_json,
-            "remote_id": row.remote_id,
-            "attempts": row.attempts,
-            "audio_seconds": j.track.seconds,
-            "cost_usd": row.cost_usd,
-            "credits": row.credits,
-            "credit_unit": row.credit_unit,
-            "cost_estimated": bool(row.cost_estimated) if row.cost_estimated is not None else None,
-            "est_usd": row.est_usd,
-            "compute_seconds": row.compute_seconds,
-            "device": info.get("device"),
-            "rtf": info.get("rtf"),
-            "peak_rss_mb": info.get("peak_rss_mb"),
-            "warnings": "; ".join(info.get("warnings", []) or []),
-            "corrections": json.dumps(info.get("corrections") or (payload or {}).get("corrections") or {}, default=str),
-            "output_sample_rate": info.get("output_sample_rate"),
-        }
-        for ph in PHASES:
-            jr[f"{ph}_s"] = phases.get(ph)
-        job_rows.append(jr)
-        if payload:
-            for r in payload.get("rows", []):
-                score_rows.append({**base, **r})
-            for r in payload.get("frames", []):
-                frame_rows.append({**base, **r})
-            mj = payload.get("museval")
-            if mj:
-                d = museval_tmp / _slug(j.label)
-                d.mkdir(parents=True, exist_ok=True)
-                (d / f"{_slug(j.track.name)}.json").write_text(json.dumps(mj, indent=1))
-    scores = pd.DataFrame(score_rows)
-    frames = pd.DataFrame(frame_rows)
-    jobs_df = pd.DataFrame(job_rows)
+        self.jobs.append(_job_row(j, row, payload, base))
+        if not payload:
+            return
+        self.scores.extend({**base, **r} for r in payload.get("rows", []))
+        self.frames.extend({**base, **r} for r in payload.get("frames", []))
+        mj = payload.get("museval")
+        if mj:
+            d = museval_dir / slug(j.label)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{slug(j.track.name)}.json").write_text(json.dumps(mj, indent=1))
+
+    def count(self, status: str) -> int:
+        return int(sum(r["status"] == status for r in self.jobs))
+
+
+def write_results(out: Path, jobs: Sequence[Job], *, ledger: Ledger, score_cache: ScoreCache, metrics_hash: str,
+                  meta: dict[str, Any], plan: list[dict[str, Any]]) -> Results:
+    """Write the tables, ``museval/`` and ``run.json`` of ``jobs`` (their
+    ledger rows; scores of ``metrics_hash`` from ``score_cache``) to ``out``."""
+    import pandas as pd
+
+    # museval/ is rebuilt whole each time: no file of a job that is no longer
+    # part of the run stays behind
+    museval_tmp = out / f".museval.{os.getpid()}.tmp"
+    shutil.rmtree(museval_tmp, ignore_errors=True)
+    tables = _Tables()
+    for j in jobs:
+        row = ledger.get(j.key)
+        if row is None:
+            continue
+        payload = score_cache.get(j.key, metrics_hash, j.refs_id) if row.state == "done" else None
+        tables.add(j, row, payload, museval_tmp)
+    scores = pd.DataFrame(tables.scores)
+    frames = pd.DataFrame(tables.frames)
+    jobs_df = pd.DataFrame(tables.jobs)
     meta = dict(meta)
-    meta["finished_at"] = __import__("time").strftime("%Y-%m-%dT%H:%M:%S%z")
-    meta["jobs"] = {
-        "total": len(job_rows),
-        "done": int(sum(r["status"] == "done" for r in job_rows)),
-        "failed": int(sum(r["status"] == "failed" for r in job_rows)),
-        "budget": int(sum(r["status"] == "budget" for r in job_rows)),
-    }
-    meta["plan"] = plan_rows
+    meta["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    meta["jobs"] = {"total": len(tables.jobs), "done": tables.count("done"), "failed": tables.count("failed"),
+                    "budget": tables.count("budget")}
+    meta["plan"] = plan
     try:
         _write_frame(scores, out / "scores")
         _write_frame(jobs_df, out / "jobs")
@@ -186,7 +234,7 @@ def write_results(runner: "Runner", jobs: list["Job"], meta: dict[str, Any], pla
         _swap_dir(museval_tmp, out / "museval")
     except OSError as e:
         raise RunError(f"cannot write results to {out} ({e.strerror or e})", file=str(out)) from None
-    return RunResult(out, meta.get("run_id", ""), jobs_df, scores, frames, meta, plan_rows)
+    return Results(out, meta.get("run_id", ""), scores=scores, frames=frames, jobs=jobs_df, meta=meta, plan=plan)
 
 
 def _swap_dir(new: Path, final: Path) -> None:
@@ -199,11 +247,13 @@ def _swap_dir(new: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_frame(df: "pd.DataFrame", stem: Path, csv: bool = True) -> None:
+def _write_frame(df: pd.DataFrame, stem: Path, csv: bool = True) -> None:
     _atomic_write(stem.with_suffix(".parquet"), lambda p: df.to_parquet(p, index=False))
     if csv:
         _atomic_write(stem.with_suffix(".csv"), lambda p: df.to_csv(p, index=False))
 
+
+# ------------------------------------------------------------------ reading
 
 def load_results(path: str | Path) -> Results:
     """Read an output directory written by :func:`stemlab.run`."""
@@ -221,4 +271,5 @@ def load_results(path: str | Path) -> Results:
         return pd.read_csv(c) if c.is_file() else pd.DataFrame()
 
     meta = json.loads((p / "run.json").read_text())
-    return Results(p, _read("scores"), _read("frames"), _read("jobs"), meta)
+    return Results(p, meta.get("run_id", ""), scores=_read("scores"), frames=_read("frames"), jobs=_read("jobs"),
+                   meta=meta, plan=list(meta.get("plan") or []))

@@ -558,6 +558,26 @@ def _canon_dataset(name: Any) -> str | None:
     return key if key in _dataset_names() else None
 
 
+def _merge_top_options(data: dict[str, Any], canon: str, model: type[_Section], merged: dict[str, Any],
+                       items: list[tuple[Loc, str]]) -> None:
+    """Loader options given at the top of a dataset entry (``subset``,
+    ``split`` …) into ``merged``; one that the dataset does not take, or
+    that does not validate, is reported in ``items`` and dropped from ``data``."""
+    for k in _TOP_OPTIONS:
+        v = data.get(k)
+        if v is None:
+            continue
+        if k not in model.model_fields and not model._open:
+            items.append(((k,), f"not an option of dataset {canon!r}; valid: {model.valid_keys()}"))
+            data.pop(k)
+            continue
+        try:
+            merged.update(model.model_validate({k: v}).model_dump(exclude_unset=True))
+        except ValidationError as e:
+            items.extend(_items(e))
+            data.pop(k)
+
+
 class DatasetSel(_Model):
     """One dataset of the run: ``name`` (+ ``root``), its loader options
     (typed per dataset) and an optional track selection."""
@@ -597,20 +617,8 @@ class DatasetSel(_Model):
                 merged.update(model.model_validate(opts).model_dump(exclude_unset=True))
             except ValidationError as e:
                 items.extend((("options",) + loc, msg) for loc, msg in _items(e))
-        for k in _TOP_OPTIONS:
-            v = data.get(k)
-            if v is None or canon is None:
-                continue
-            if k not in model.model_fields and not model._open:
-                items.append(((k,), f"not an option of dataset {canon!r}; valid: {model.valid_keys()}"))
-                data.pop(k)
-                continue
-            try:
-                merged.update(model.model_validate({k: v}).model_dump(exclude_unset=True))
-            except ValidationError as e:
-                items.extend(_items(e))
-                data.pop(k)
         if canon is not None:
+            _merge_top_options(data, canon, model, merged, items)
             try:
                 data["options"] = model.model_validate(merged)
             except ValidationError as e:  # cross-key checks (musdb split vs subset)
@@ -1015,31 +1023,6 @@ def load_spec(source: str | Path | Mapping[str, Any], **overrides: Any) -> RunSp
         raise spec_error(_items(e)) from None
     except RecursionError:
         raise ConfigError("spec: nested too deeply") from None
-
-
-# ------------------------------------------------------------------ compat
-# (stemlab.runs.results re-opens a run's datasets through these)
-
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, msg: str) -> None:
-        self.items.append(f"{path}: {msg}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            lines = "\n  ".join(self.items)
-            raise ConfigError(f"spec has {len(self.items)} error(s):\n  {lines}", errors=list(self.items))
-
-
-def _check_dataset(errs: _Errors, path: str, entry: Any) -> DatasetSel | None:
-    try:
-        return DatasetSel.model_validate(entry)
-    except ValidationError as e:
-        for loc, msg in _items(e):
-            errs.add(f"{path}{'.' + _path(loc) if loc else ''}", msg)
-        return None
 
 
 if __name__ == "__main__":  # python -m stemlab.runs.spec > docs/spec.schema.json

@@ -126,15 +126,15 @@ def test_full_disk_gives_clear_error(tmp_path: Path, monkeypatch) -> None:
 
 
 def _hold_lock(path: str, ready, release) -> None:
-    from stemlab.runs.runner import _output_lock
+    from stemlab.runs.output import output_lock
 
-    with _output_lock(Path(path)):
+    with output_lock(Path(path)):
         ready.set()
         release.wait(10)
 
 
 def test_second_runner_on_same_output_refuses(tmp_path: Path) -> None:
-    from stemlab.runs.runner import _output_lock
+    from stemlab.runs.output import output_lock
 
     ctx = mp.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
@@ -143,10 +143,10 @@ def test_second_runner_on_same_output_refuses(tmp_path: Path) -> None:
     try:
         assert ready.wait(30)
         with pytest.raises(RunError, match=r"in use by another stemlab run \(pid \d+"):
-            with _output_lock(tmp_path):
+            with output_lock(tmp_path):
                 pass
     finally:
         release.set()
         p.join(10)
-    with _output_lock(tmp_path):  # free again
+    with output_lock(tmp_path):  # free again
         pass

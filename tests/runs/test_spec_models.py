@@ -190,13 +190,27 @@ def test_dataset_options_are_typed_per_dataset():
         _err(_base(datasets=[{"name": "demo", "options": {"colour": 1}}]))
 
 
-def test_legacy_results_helper_still_opens_datasets():
-    from stemlab.runs.spec import _check_dataset, _Errors
+def test_results_reopen_datasets_through_the_typed_spec(tmp_path):
+    """Results.track() re-opens a run's datasets with DatasetSel (no private
+    spec helpers): each entry validated on its own, one that no longer
+    validates is left out, ``dataset`` (one entry) is read too."""
+    import pandas as pd
 
-    errs = _Errors()
-    assert _check_dataset(errs, "datasets[0]", {"name": "demo", "options": {"tracks": 1}}).kwargs == {"tracks": 1}
-    assert _check_dataset(errs, "datasets[1]", {"name": "demo", "limit": 0}) is None
-    assert errs.items == ["datasets[1].limit: expected int ≥ 1, got 0"]
+    from stemlab.errors import RunError
+    from stemlab.runs.results import Results, _dataset_sels
+
+    sels = _dataset_sels({"datasets": [{"name": "demo", "options": {"tracks": 1}}, {"name": "demo", "limit": 0}]})
+    assert [dict(s.kwargs) for s in sels] == [{"tracks": 1}]
+    with pytest.raises(ValidationError, match="expected int ≥ 1, got 0"):
+        DatasetSel.model_validate({"name": "demo", "limit": 0})
+    assert [s.dataset for s in _dataset_sels({"dataset": "demo"})] == ["demo"]
+    spec = {"datasets": [{"name": "demo", "limit": 0}, {"name": "demo", "options": {"tracks": 2, "seconds": 1.0}}]}
+    res = Results(tmp_path, "r", scores=pd.DataFrame(), frames=pd.DataFrame(), jobs=pd.DataFrame(), meta={"spec": spec})
+    name = _dataset_sels(spec)[0].open().track_names()[1]
+    t = res.track(name)
+    assert t.name == name and t.has_references
+    with pytest.raises(RunError, match="no track 'nope'"):
+        res.track("nope")
 
 
 def test_json_schema_file_is_the_generated_one():
@@ -291,7 +305,7 @@ def test_every_builtin_variant_round_trips(family):
 
 def test_a_run_parses_each_provider_once_and_builds_it_once(monkeypatch, tmp_path):
     import stemlab.providers.ref as R
-    import stemlab.runs.runner as runner_mod
+    import stemlab.runs.planning as planning_mod
 
     calls: list[str] = []
     orig = B.parse_spec
@@ -303,14 +317,14 @@ def test_a_run_parses_each_provider_once_and_builds_it_once(monkeypatch, tmp_pat
     monkeypatch.setattr(R, "parse_spec", counted)
     monkeypatch.setattr(B, "parse_spec", counted)
     builds: list[str] = []
-    orig_create = runner_mod.create_provider
+    orig_create = planning_mod.create_provider
 
     def create(ref, **kw):
         assert isinstance(ref, ProviderRef)
         builds.append(ref.family)
         return orig_create(ref, **kw)
 
-    monkeypatch.setattr(runner_mod, "create_provider", create)
+    monkeypatch.setattr(planning_mod, "create_provider", create)
     spec = {"datasets": [{"name": "demo", "options": {"tracks": 1, "seconds": 1.0}}],
             "providers": ["oracle:irm", "baseline:hpss?nfft=2048", {"provider": "aistemsplitter", "sandbox": True}],
             "metrics": ["usdr"], "output": str(tmp_path / "o")}
