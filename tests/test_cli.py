@@ -140,7 +140,7 @@ def test_run_summary_lists_failures_whole(capsys) -> None:
         {"provider": "mvsep:bs_roformer", "track": "demo-02-ballad", "status": "failed", "cost_usd": None,
          "total_s": None, "error_kind": "ProviderUnavailable", "error": err},
     ])
-    _summary(types.SimpleNamespace(output="out", run_id="r1", jobs=jobs, scores=pd.DataFrame()))
+    _summary(types.SimpleNamespace(path="out", run_id="r1", jobs=jobs, scores=pd.DataFrame()))
     out = capsys.readouterr().out
     assert "provider           done  failed     USD  median job s\nmvsep:bs_roformer     1       1  0.0100          1.50\n" in out
     fail = next(ln for ln in out.splitlines() if ln.startswith("mvsep:bs_roformer  demo-02-ballad"))
