@@ -139,7 +139,7 @@ def _optional(register: str) -> Callable[[argparse._SubParsersAction], None] | N
 
 _EXTRA_COMMANDS = (
     "stemlab.providers.cli:register_cli",
-    "stemlab.metrics.scoring:register_cli",
+    "stemlab.metrics.cli:register_cli",
     "stemlab.runs.cli:register_cli",
     "stemlab.reports.cli:register_cli",
     "stemlab.services._sandbox.cli:register_cli",
