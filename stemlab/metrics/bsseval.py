@@ -85,6 +85,7 @@ _BINS = 512
 #: the same for the frames' spectra (rows × bins × frames per batch)
 _FRAME_BINS = 256
 
+_solve: Callable[..., Any]
 try:  # the gufunc behind np.linalg.solve, without its per-call error-state setup
     from numpy.linalg import _umath_linalg as _ul
 

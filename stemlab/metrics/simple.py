@@ -123,7 +123,7 @@ import hashlib
 import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.fft as sfft
@@ -580,7 +580,7 @@ def _frames_mag(x: np.ndarray, n_fft: int, hop: int, window: np.ndarray | None, 
     ``(n_fft//2 + 1, frames)``, in x's float precision — torch.stft with
     ``center=True`` (``1 + ⌊T/hop⌋`` frames)."""
     pad = n_fft // 2
-    xp = np.pad(x, pad, mode=pad_mode)
+    xp = np.pad(x, pad, mode=cast(Any, pad_mode))  # 'reflect' or 'constant'
     n_frames = 1 + (xp.shape[0] - n_fft) // hop
     frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:n_frames]
     for start in range(0, n_frames, _CHUNK_FRAMES):
@@ -620,7 +620,7 @@ def l1_freq(
 
 # ------------------------------------------------------- bleedless/fullness
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale (librosa ``htk=False``): linear below 1 kHz, log above."""
     f = np.asarray(f, dtype=np.float64)
     f_sp = 200.0 / 3
