@@ -19,30 +19,31 @@ for the same input and options (cached scores are then recomputed).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ..errors import InputError
 from . import bsseval as B
 from . import simple as SM
 
 __all__ = [
-    "Metric",
     "DECLARED",
-    "METRICS",
     "DEFAULT_METRICS",
-    "UNITS",
-    "KINDS",
     "FRAME_AGGREGATIONS",
-    "TRACK_AGGREGATION",
+    "KINDS",
+    "METRICS",
     "SCORES_EPOCH",
+    "TRACK_AGGREGATION",
+    "UNITS",
+    "Metric",
     "available_metrics",
-    "get",
     "check_metrics",
-    "metric_of_row",
-    "unit_of",
+    "get",
     "higher_is_better",
+    "metric_of_row",
     "scores_version",
+    "unit_of",
 ]
 
 #: units a metric's values come in: decibels, or a unitless 0–100 score

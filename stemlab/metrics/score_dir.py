@@ -17,9 +17,10 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from .evaluation import NAN_POLICIES
 from .registry import DEFAULT_METRICS, check_metrics
 from .scoring import align_to, evaluate_track
 
-__all__ = ["score", "ScoreReport"]
+__all__ = ["ScoreReport", "score"]
 
 log = logging.getLogger(__name__)
 

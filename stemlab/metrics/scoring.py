@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +23,7 @@ from .align import align
 from .evaluation import TrackEvaluation, evaluate
 from .registry import DEFAULT_METRICS
 
-__all__ = ["score_stems", "score_separation", "evaluate_track", "align_to", "METRIC_OPTIONS", "ALIGN_OPTIONS",
-           "score", "ScoreReport", "register_cli"]
+__all__ = ["ALIGN_OPTIONS", "METRIC_OPTIONS", "align_to", "evaluate_track", "score_separation", "score_stems"]
 
 log = logging.getLogger(__name__)
 

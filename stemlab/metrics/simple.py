@@ -134,7 +134,6 @@ from . import sources as S
 __all__ = [
     "MSST_EPS",
     "MDX_DELTA",
-    "SIMPLE_METRICS",
     "usdr",
     "usdr_mdx",
     "si_sdr",
@@ -149,7 +148,6 @@ __all__ = [
     "check_pair",
     "check_sources",
     "stream_metrics",
-    "STREAMING_METRICS",
     "framewise",
 ]
 
