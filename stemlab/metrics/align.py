@@ -150,7 +150,7 @@ def align(
     return Stems(aligned, sr), corrections
 
 
-def _check_search(max_shift_ms: Any, min_correlation: Any) -> None:
+def _check_search(max_shift_ms: float, min_correlation: float) -> None:
     if isinstance(max_shift_ms, bool) or not (
         isinstance(max_shift_ms, numbers.Real) and math.isfinite(max_shift_ms) and max_shift_ms >= 0
     ):
