@@ -285,7 +285,7 @@ def test_default_metrics_defined_once() -> None:
     assert M.DEFAULT_METRICS is R.DEFAULT_METRICS is evaluation.DEFAULT_METRICS is scoring.DEFAULT_METRICS
     for fn in (evaluation.evaluate, scoring.score_stems, scoring.evaluate_track, score_dir.score):
         assert inspect.signature(fn).parameters["metrics"].default is R.DEFAULT_METRICS
-    assert tuple(spec.DEFAULT_METRICS) == R.DEFAULT_METRICS  # runs/spec.py: to import it from the registry
+    assert spec.DEFAULT_METRICS is R.DEFAULT_METRICS  # runs/spec.py imports it
 
 
 #: metrics_hash of these specs before per-metric versions (commit 26180d3):
