@@ -43,6 +43,7 @@ __all__ = [
     "higher_is_better",
     "metric_of_row",
     "scores_version",
+    "unavailable_reason",
     "unit_of",
 ]
 
@@ -166,9 +167,9 @@ def _declared(name: str) -> Metric | None:
     return next((m for m in DECLARED if m.name == name), None)
 
 
-def _unavailable(name: str) -> str | None:
-    """Why a declared metric cannot be computed here (None: it can, or it is
-    not declared)."""
+def unavailable_reason(name: str) -> str | None:
+    """Why a declared metric cannot be computed here, naming the package to
+    install (None: it can be, or it is not declared)."""
     m = _declared(name)
     if m is None or name in METRICS:
         return None
@@ -180,7 +181,7 @@ def get(name: str) -> Metric:
     valid ones, or the missing package of an optional one."""
     if name in METRICS:
         return METRICS[name]
-    why = _unavailable(name)
+    why = unavailable_reason(name)
     if why:
         raise InputError(why, field="metrics")
     raise InputError(f"unknown metric {name!r}; valid: {sorted(METRICS)}", field="metrics")
@@ -199,7 +200,7 @@ def check_metrics(names: Sequence[str] | str, what: str = "evaluate") -> list[Me
     unknown = [m for m in names if m not in METRICS and _declared(m) is None]
     if unknown:
         raise InputError(f"{what}: unknown metric(s) {unknown}; valid: {sorted(METRICS)}", field="metrics")
-    missing = [why for why in map(_unavailable, names) if why]
+    missing = [why for why in map(unavailable_reason, names) if why]
     if missing:
         raise InputError(f"{what}: " + "; ".join(missing), field="metrics")
     return [METRICS[m] for m in names]

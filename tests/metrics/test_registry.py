@@ -261,6 +261,8 @@ def test_unknown_and_optional_metrics_are_explained(monkeypatch) -> None:
     assert e.value.details["field"] == "metrics" and spec.requires and "pip install" in str(e.value)
     with pytest.raises(InputError, match="torch_log_wmse"):
         R.get("log_wmse")
+    assert R.unavailable_reason("log_wmse") == f"metric 'log_wmse' needs {spec.requires}"
+    assert R.unavailable_reason("usdr") is None and R.unavailable_reason("nope") is None
     with pytest.raises(InputError, match="unknown metric 'nope'"):
         R.get("nope")
 
