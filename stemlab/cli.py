@@ -177,7 +177,7 @@ def _register_datasets(sub: argparse._SubParsersAction) -> None:
 #: commands of other packages: their ``register_cli`` hook → the commands it adds
 _EXTRA_COMMANDS: dict[str, tuple[str, ...]] = {
     "stemlab.providers.cli:register_cli": ("providers",),
-    "stemlab.metrics.scoring:register_cli": ("score",),
+    "stemlab.metrics.cli:register_cli": ("score",),
     "stemlab.runs.cli:register_cli": ("run", "results"),
     "stemlab.reports.cli:register_cli": ("report",),
     "stemlab.services._sandbox.cli:register_cli": ("sandbox",),

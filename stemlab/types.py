@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -27,10 +27,57 @@ __all__ = [
     "Separation",
     "Result",
     "freeze",
+    "ACCOMPANIMENT",
+    "accompaniment_parts",
+    "sum_stems",
+    "accompaniment",
 ]
 
 #: Target order used by museval/musdb reports.
 MUSDB_TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
+
+
+#: musdb's name for "everything but vocals"
+ACCOMPANIMENT = "accompaniment"
+#: stem names that are mixtures, not sources: never part of an accompaniment
+_MIXTURES = ("mixture", "linear_mix")
+
+
+def accompaniment_parts(names: Iterable[str], vocals: str = "vocals") -> tuple[str, ...]:
+    """The stems musdb's accompaniment sums, in their order: every stem but
+    ``vocals`` and the mixtures (``mixture``, ``linear_mix``). ``()`` when
+    none is derived: no ``vocals``, an ``accompaniment`` already there, or
+    no other stem. The one definition :func:`accompaniment`,
+    :meth:`Stems.with_accompaniment`, the local providers and the metrics'
+    lazy accompaniment (:func:`stemlab.metrics.evaluation.with_accompaniment`)
+    share."""
+    names = list(names)
+    if vocals not in names or ACCOMPANIMENT in names:
+        return ()
+    return tuple(n for n in names if n != vocals and n not in _MIXTURES)
+
+
+def sum_stems(parts: Sequence[Any], block: int = 1 << 16) -> np.ndarray:
+    """The float32 sum of same-shape arrays ``(…, samples)``, accumulated in
+    float64 in the order given (``((p₀ + p₁) + p₂) …``), a block of samples
+    at a time: the only full-length array made is the result."""
+    first = np.asarray(parts[0])
+    out = np.empty(first.shape, dtype=np.float32)
+    n = first.shape[-1]
+    for a in range(0, n, block):
+        acc = np.zeros(first[..., a : a + block].shape, dtype=np.float64)
+        for p in parts:
+            acc += p[..., a : a + block]
+        out[..., a : a + block] = acc
+    return out
+
+
+def accompaniment(stems: Mapping[str, Any], vocals: str = "vocals") -> np.ndarray | None:
+    """musdb's accompaniment of ``stems`` (:func:`accompaniment_parts`,
+    summed by :func:`sum_stems`: float64 per block, float32 out), or None
+    when none is derived."""
+    parts = accompaniment_parts(stems, vocals)
+    return sum_stems([stems[n] for n in parts]) if parts else None
 
 
 def freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -144,24 +191,17 @@ class Stems(_Picklable):
         """The float32 sum of ``names`` (all stems), accumulated in float64 a
         block of samples at a time (no full-length float64 copy)."""
         names = tuple(names) if names is not None else self.names
-        out = np.empty((self.num_channels, self.num_samples), dtype=np.float32)
-        for a in range(0, self.num_samples, block):
-            acc = np.zeros((self.num_channels, min(block, self.num_samples - a)), dtype=np.float64)
-            for n in names:
-                acc += self[n][:, a : a + block]
-            out[:, a : a + block] = acc
-        return out
+        if not names:
+            return np.zeros((self.num_channels, self.num_samples), dtype=np.float32)
+        return sum_stems([self[n] for n in names], block)
 
     def with_accompaniment(self, vocals: str = "vocals") -> "Stems":
-        """Add ``accompaniment`` = sum of every non-vocal stem (musdb convention)."""
-        if "accompaniment" in self or vocals not in self:
+        """A copy with ``accompaniment`` (:func:`accompaniment`: musdb's sum of
+        the non-vocal stems, float32); itself when none is derived."""
+        acc = accompaniment(self.audio, vocals)
+        if acc is None:
             return self
-        rest = [n for n in self.names if n != vocals]
-        if not rest:
-            return self
-        audio = dict(self.audio)
-        audio["accompaniment"] = self.sum(rest)
-        return Stems(audio, self.sample_rate)
+        return Stems({**self.audio, ACCOMPANIMENT: acc}, self.sample_rate)
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], sample_rate: int | None = None) -> "Stems":
         return Stems({k: fn(v) for k, v in self.audio.items()}, sample_rate or self.sample_rate)

@@ -1,4 +1,5 @@
-"""Quality metrics, each under an explicit name (never a bare "SDR").
+"""Quality metrics, each under an explicit name (never a bare "SDR"), each
+declared once in :mod:`.registry` (unit, direction, kind, rows, version).
 
 * ``bsseval_v4`` — museval 0.4.1's framewise SDR/ISR/SIR/SAR (images mode,
   512-tap time-invariant filters, 1-s frames), identical to museval to
@@ -9,11 +10,16 @@
   ``si_sdr``, ``sdr_gain``, ``l1_freq``, ``bleedless``, ``fullness``,
   ``log_wmse`` when its package is installed).
 
-:func:`evaluate` scores one track; :mod:`.scoring` scores separations and
-directories of estimates (``stemlab score``). Inputs are read a block at a
-time: arrays, Stems, or mappings of lazy sources (:mod:`.sources`:
-``AudioFileSource`` for files on disk, ``SumSource``, ``PaddedSource``,
-``QuantizedSource``). See ``docs/metrics.md``.
+:func:`evaluate` scores one track; :mod:`.scoring` scores separations,
+:mod:`.score_dir` directories of estimates (``stemlab score``, CLI in
+:mod:`.cli`). Inputs are read a block at a time: arrays, Stems, or mappings
+of lazy sources (:mod:`.sources`: ``AudioFileSource`` for files on disk,
+``SumSource``, ``PaddedSource``, ``QuantizedSource``). See ``docs/metrics.md``.
+
+``SCORES_VERSION`` (:func:`.registry.scores_version` of every declared
+metric) is part of a run's ``metrics_hash``: it changes when any metric's
+``version`` is bumped, so cached scores of an older definition are
+recomputed (from the cached stems — nothing is separated again).
 """
 
 from __future__ import annotations
@@ -21,38 +27,33 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["available_metrics", "evaluate", "TrackEvaluation", "aggregate_tracks", "AudioFileSource", "SumSource",
-           "PaddedSource", "QuantizedSource"]
+           "PaddedSource", "QuantizedSource", "DEFAULT_METRICS", "SCORES_VERSION"]
 
-#: the metrics :mod:`.simple` provides (used when it cannot be imported, so a
-#: spec naming them still validates; evaluate() then says what is missing)
-_SIMPLE_NAMES = ("usdr", "usdr_mdx", "si_sdr", "sdr_gain", "l1_freq", "bleedless", "fullness")
-BSSEVAL_NAMES = ("bsseval_v4", "sdr_bsseval_v4")
-
-#: bumped whenever a metric's numbers change for the same input and options;
-#: part of a run's ``metrics_hash``, so cached scores of an older definition
-#: are recomputed (from the cached stems — nothing is separated again).
-#: 2: bleedless/fullness default to MSST's own float32 arithmetic.
-SCORES_VERSION = 2
+_LAZY = {
+    "evaluate": "evaluation", "TrackEvaluation": "evaluation", "aggregate_tracks": "evaluation",
+    "AudioFileSource": "sources", "SumSource": "sources", "PaddedSource": "sources", "QuantizedSource": "sources",
+    "DEFAULT_METRICS": "registry", "Metric": "registry", "METRICS": "registry",
+}
 
 
 def available_metrics() -> list[str]:
     """Every metric name :func:`evaluate` and run specs accept."""
-    try:
-        from .simple import SIMPLE_METRICS
+    from .registry import available_metrics as _available
 
-        simple = list(SIMPLE_METRICS)
-    except ImportError:
-        simple = list(_SIMPLE_NAMES)
-    return list(BSSEVAL_NAMES) + [m for m in simple if m not in BSSEVAL_NAMES]
+    return _available()
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("evaluate", "TrackEvaluation", "aggregate_tracks"):
-        from . import evaluation as _ev
+    import importlib
 
-        return getattr(_ev, name)
-    if name in ("AudioFileSource", "SumSource", "PaddedSource", "QuantizedSource"):
-        from . import sources as _src
+    if name == "SCORES_VERSION":  # computed on access: follows the declared versions
+        from .registry import scores_version
 
-        return getattr(_src, name)
+        return scores_version()
+    if name == "BSSEVAL_NAMES":
+        from .registry import DECLARED
+
+        return tuple(m.name for m in DECLARED if m.kind == "framewise")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'stemlab.metrics' has no attribute {name!r}")

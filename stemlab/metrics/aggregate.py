@@ -23,11 +23,12 @@ them and labels the result, e.g. ``median_frames/median_tracks``
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import numpy as np
 
 from ..errors import InputError
+from . import registry as R
 
 __all__ = [
     "PRESETS",
@@ -43,9 +44,10 @@ __all__ = [
 ]
 
 #: per-track row labels of framewise metrics, by frame statistic
-FRAME_AGGREGATIONS: dict[str, str] = {"median": "median_frames", "mean": "mean_frames"}
+#: (:data:`stemlab.metrics.registry.FRAME_AGGREGATIONS`)
+FRAME_AGGREGATIONS: dict[str, str] = {a.split("_", 1)[0]: a for a in R.FRAME_AGGREGATIONS}
 #: per-track row label of whole-track metrics
-TRACK_ROWS = "track"
+TRACK_ROWS = R.TRACK_AGGREGATION
 TRACK_STATS = ("median", "mean")
 DEFAULT_BY = ("provider", "target")
 
@@ -193,24 +195,7 @@ def _select(df, metric: str, rows: str | None, strict: bool, by: Sequence[str]):
                          field="metric")
     labels = sub["aggregation"].fillna(TRACK_ROWS).astype(str) if "aggregation" in sub.columns else None
     have = set(labels) if labels is not None else {TRACK_ROWS}
-    frame_rows = set(FRAME_AGGREGATIONS.values())
-    if have <= frame_rows:  # framewise metric
-        if rows == TRACK_ROWS and strict:
-            raise InputError(f"metric {metric!r} is framewise (per-track rows {sorted(have)}): choose its frame "
-                             "aggregation, frames='median' (museval) or 'mean'", field="frames")
-        want = rows if rows in frame_rows else FRAME_AGGREGATIONS["median"]
-        if want not in have:
-            raise InputError(f"metric {metric!r} has per-track rows {sorted(have)}, not {want!r}", field="frames")
-    elif have == {TRACK_ROWS}:  # whole-track metric
-        if rows in frame_rows and strict:
-            raise InputError(f"metric {metric!r} is a whole-track metric (one value per track, aggregation "
-                             f"'track'): it has no frames to take the {rows.split('_')[0]} of; leave frames=None",
-                             field="frames")
-        want = TRACK_ROWS
-    else:
-        raise InputError(f"metric {metric!r} has per-track rows of kinds {sorted(have)}: expected "
-                         f"{sorted(frame_rows)} (framewise) or ['track'] (whole-track), not a mix",
-                         field="aggregation")
+    want = _rows_wanted(metric, have, rows, strict)
     if labels is not None:
         sub = sub[labels == want]
     cols = list(dict.fromkeys(by + keys))
@@ -226,6 +211,47 @@ def _select(df, metric: str, rows: str | None, strict: bool, by: Sequence[str]):
                          "(provider, params …) or filter first — rows are never averaged together", field="by")
     out["aggregation"] = want
     return out.reset_index(drop=True)
+
+
+def _rows_kind(metric: str, have: set[str]) -> str:
+    """``framewise`` or ``track``: what the per-track rows ``have`` say,
+    checked against the metric's declaration
+    (:mod:`stemlab.metrics.registry`) when it has one; rows of another tool's
+    metric are taken as they are."""
+    frame_rows = set(FRAME_AGGREGATIONS.values())
+    if have <= frame_rows:
+        kind = "framewise"
+    elif have == {TRACK_ROWS}:
+        kind = "track"
+    else:
+        raise InputError(f"metric {metric!r} has per-track rows of kinds {sorted(have)}: expected "
+                         f"{sorted(frame_rows)} (framewise) or ['track'] (whole-track), not a mix",
+                         field="aggregation")
+    spec = R.metric_of_row(metric)
+    if spec is not None and (spec.kind != kind or not have <= set(spec.aggregations)):
+        raise InputError(f"metric {metric!r} is declared {spec.kind} (per-track rows {list(spec.aggregations)}), "
+                         f"but its rows are {sorted(have)}", field="aggregation")
+    return kind
+
+
+def _rows_wanted(metric: str, have: set[str], rows: str | None, strict: bool) -> str:
+    """The per-track rows to use: a framewise metric's ``rows`` (default
+    ``median_frames``), a whole-track metric's ``track`` rows; asking for
+    the other kind explicitly (``strict``) is an error."""
+    frame_rows = set(FRAME_AGGREGATIONS.values())
+    if _rows_kind(metric, have) == "framewise":
+        if rows == TRACK_ROWS and strict:
+            raise InputError(f"metric {metric!r} is framewise (per-track rows {sorted(have)}): choose its frame "
+                             "aggregation, frames='median' (museval) or 'mean'", field="frames")
+        want = rows if rows in frame_rows else FRAME_AGGREGATIONS["median"]
+        if want not in have:
+            raise InputError(f"metric {metric!r} has per-track rows {sorted(have)}, not {want!r}", field="frames")
+        return want
+    if rows in frame_rows and strict:
+        raise InputError(f"metric {metric!r} is a whole-track metric (one value per track, aggregation "
+                         f"'track'): it has no frames to take the {rows.split('_')[0]} of; leave frames=None",
+                         field="frames")
+    return TRACK_ROWS
 
 
 def _to_float(s):
@@ -272,7 +298,7 @@ def aggregate(
     metric, rows, strict, tracks = _resolve(metric, how, frames, tracks, aggregation)
     per = _select(_frame(scores), metric, rows, strict, by)
     by = list(by)
-    rows = []
+    records = []
     groups = per.groupby(by, sort=False, dropna=False) if by else [((), per)]
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
@@ -287,10 +313,10 @@ def aggregate(
              "value": v, "n_tracks": int(ok.size), "n_nan_tracks": int(a.size - ok.size)}
         if ci is not None:
             r["ci_low"], r["ci_high"] = _ci(ok, tracks, ci, n_boot, seed)
-        rows.append(r)
+        records.append(r)
     cols = by + ["metric", "aggregation", "value", "n_tracks", "n_nan_tracks"] + (
         ["ci_low", "ci_high"] if ci is not None else [])
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(records, columns=cols)
 
 
 def _ci(vals: np.ndarray, stat: str, level: float, n_boot: int, seed: int) -> tuple[float, float]:
@@ -300,7 +326,7 @@ def _ci(vals: np.ndarray, stat: str, level: float, n_boot: int, seed: int) -> tu
         raise InputError(f"ci must be in (0, 1), got {level}", field="ci")
     if vals.size < MIN_SAMPLES_CI or not np.isfinite(vals).all():
         return float("nan"), float("nan")
-    _, lo, hi = bootstrap_ci(vals, stat=stat, ci=level, n_boot=n_boot, seed=seed)
+    _, lo, hi = bootstrap_ci(cast(Sequence[float], vals), stat=stat, ci=level, n_boot=n_boot, seed=seed)
     return lo, hi
 
 

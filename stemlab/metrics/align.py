@@ -106,7 +106,8 @@ def align(
     min_correlation: float = 0.5,
 ) -> tuple[Stems, dict[str, Any]]:
     """Resample, fix channels, shift, fit length and (optionally) rescale
-    ``estimates`` onto ``mixture`` ``(channels, samples)`` at ``sample_rate``.
+    ``estimates`` onto ``mixture`` ``(channels, samples)`` at ``sample_rate``
+    (Hz); ``max_shift_ms``: the offset search range (ms).
 
     Returns the aligned :class:`Stems` (mixture's rate, channels and length)
     and the corrections dict (see the module doc). Raises
@@ -117,6 +118,39 @@ def align(
         raise InputError(f"estimates: expected Stems, got {type(estimates).__name__}", field="estimates")
     sr = _positive_rate(sample_rate)
     mix = check_audio(mixture, "mixture")
+    _check_search(max_shift_ms, min_correlation)
+    n_ch, t = mix.shape
+    corrections: dict[str, Any] = {
+        "resampled_from": None,
+        "channel_fix": None,
+    }
+    if estimates.sample_rate != sr:
+        corrections["resampled_from"] = int(estimates.sample_rate)
+    stems = _on_channels(estimates, n_ch, corrections)
+    n = next(iter(stems.values())).shape[1]
+    # the offset is found and applied at the output's own rate, where codec
+    # delays are whole samples (1105 at 48 kHz is 1015.2 at 44.1 kHz)
+    rate = estimates.sample_rate
+    mix_r = mix if rate == sr else resample(mix, sr, rate)
+    total = np.zeros((n_ch, n), dtype=np.float64)
+    for v in stems.values():
+        total += v
+    offset = _find_offset(total, mix_r, rate, sr, float(max_shift_ms), min_correlation, corrections)
+    aligned = _placed(stems, offset, mix_r.shape[1], t, rate, sr, corrections)
+    s = np.zeros((n_ch, t), dtype=np.float64)
+    for v in aligned.values():
+        s += v
+    ss = float(np.sum(s * s))
+    g = float(np.sum(s * mix)) / ss if ss > 0 else 0.0
+    corrections["ls_gain_db"] = 20.0 * math.log10(g) if g > 0 else -math.inf
+    corrections["gain_db"] = 0.0
+    if gain and g > 0:
+        aligned = {k: (v * g).astype(np.float32) for k, v in aligned.items()}
+        corrections["gain_db"] = corrections["ls_gain_db"]
+    return Stems(aligned, sr), corrections
+
+
+def _check_search(max_shift_ms: float, min_correlation: float) -> None:
     if isinstance(max_shift_ms, bool) or not (
         isinstance(max_shift_ms, numbers.Real) and math.isfinite(max_shift_ms) and max_shift_ms >= 0
     ):
@@ -125,18 +159,15 @@ def align(
         raise InputError(
             f"min_correlation: expected a number in [-1, 1], got {min_correlation!r}", field="min_correlation"
         )
-    n_ch, t = mix.shape
-    corrections: dict[str, Any] = {
-        "resampled_from": None,
-        "channel_fix": None,
-    }
 
+
+def _on_channels(estimates: Stems, n_ch: int, corrections: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The stems as float32, finite, on the mixture's ``n_ch`` channels
+    (``channel_fix`` recorded)."""
     stems = {k: np.asarray(v, dtype=np.float32) for k, v in estimates.items()}
     for k, v in stems.items():
         if not np.isfinite(v).all():
             raise ProviderOutputError(f"stem {k!r}: contains NaN/Inf samples", stem=k)
-    if estimates.sample_rate != sr:
-        corrections["resampled_from"] = int(estimates.sample_rate)
     have = estimates.num_channels
     if have != n_ch:
         try:
@@ -148,16 +179,16 @@ def align(
             ) from None
         names = {1: "mono", 2: "stereo"}
         corrections["channel_fix"] = f"{names.get(have, f'{have}ch')}->{names.get(n_ch, f'{n_ch}ch')}"
-    n = next(iter(stems.values())).shape[1]
-    # the offset is found and applied at the output's own rate, where codec
-    # delays are whole samples (1105 at 48 kHz is 1015.2 at 44.1 kHz)
-    rate = estimates.sample_rate
-    mix_r = mix if rate == sr else resample(mix, sr, rate)
-    t_r = mix_r.shape[1]
-    total = np.zeros((n_ch, n), dtype=np.float64)
-    for v in stems.values():
-        total += v
-    max_shift = int(round(float(max_shift_ms) * rate / 1000.0))
+    return stems
+
+
+def _find_offset(total: np.ndarray, mix_r: np.ndarray, rate: int, sr: int, max_shift_ms: float,
+                 min_correlation: float, corrections: dict[str, Any]) -> int:
+    """The offset (samples at ``rate``) where the stems' sum best matches the
+    mixture (at ``rate``), recorded in ``corrections``;
+    :class:`ProviderOutputError` when the match is too weak or inverted."""
+    n = total.shape[1]
+    max_shift = int(round(max_shift_ms * rate / 1000.0))
     lags, rho_all = _xcorr(total, mix_r, max_shift)
     i = int(np.argmax(rho_all)) if rho_all.any() else int(np.searchsorted(lags, 0))
     offset, rho = int(lags[i]), float(rho_all[i])
@@ -193,8 +224,14 @@ def align(
             threshold=min_correlation,
             offset_samples=corrections["offset_samples"],
         )
+    return offset
 
-    # ŝ[n] <- ŝ[n + offset], then fit to the mixture's length (at `rate`)
+
+def _placed(stems: dict[str, np.ndarray], offset: int, t_r: int, t: int, rate: int, sr: int,
+            corrections: dict[str, Any]) -> dict[str, np.ndarray]:
+    """ŝ[n] ← ŝ[n + offset], fitted to the mixture's length ``t_r`` (at
+    ``rate``), then resampled to ``sr`` and fitted to ``t`` samples."""
+    n_ch, n = next(iter(stems.values())).shape
     pad_start = max(0, -offset)
     trim_start = max(0, offset)
     body = min(n - trim_start, t_r - pad_start)  # ≥ 1: the lags overlap
@@ -210,19 +247,9 @@ def align(
                 out = np.pad(out, ((0, 0), (0, t - out.shape[1])))
         return out
 
+    to_ref = sr / rate
     corrections.update(
         padded_samples=round((pad_start + pad_end) * to_ref),
         trimmed_samples=round((trim_start + trim_end) * to_ref),
     )
-    aligned = {k: place(v) for k, v in stems.items()}
-    s = np.zeros((n_ch, t), dtype=np.float64)
-    for v in aligned.values():
-        s += v
-    ss = float(np.sum(s * s))
-    g = float(np.sum(s * mix)) / ss if ss > 0 else 0.0
-    corrections["ls_gain_db"] = 20.0 * math.log10(g) if g > 0 else -math.inf
-    corrections["gain_db"] = 0.0
-    if gain and g > 0:
-        aligned = {k: (v * g).astype(np.float32) for k, v in aligned.items()}
-        corrections["gain_db"] = corrections["ls_gain_db"]
-    return Stems(aligned, sr), corrections
+    return {k: place(v) for k, v in stems.items()}

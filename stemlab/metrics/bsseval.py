@@ -85,6 +85,7 @@ _BINS = 512
 #: the same for the frames' spectra (rows × bins × frames per batch)
 _FRAME_BINS = 256
 
+_solve: Callable[..., Any]
 try:  # the gufunc behind np.linalg.solve, without its per-call error-state setup
     from numpy.linalg import _umath_linalg as _ul
 
@@ -622,20 +623,14 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
     rows = Rb + Ru
     frame_chunk = max(1, min(frame_chunk, -(-nwin // _workers())))  # work for every thread
     F = N // 2 + 1
-    nyq = N % 2 == 0  # the last bin is Nyquist's (counted once, like DC)
-    B = _FRAME_BINS
 
     def run(chunks: list[int]) -> None:
         td = np.zeros((rows, max(N, flen)))  # one frame of every signal; zero past the frame
         tb, tu = td[:Rb, :flen], td[Rb:, :flen]
         tbuf = [(np.empty((st.g.R, flen)), np.empty((st.g.R, flen))) for st in states]
         if full:
-            fc = frame_chunk
-            spec = np.empty((rows, fc, F), np.complex128)
-            Xs = np.empty((rows, B, fc), np.complex128)
-            # per group: Y = [P; Pⱼ; ŝ − P; P − Pⱼ; Pⱼ − s] (5R rows), the group's s and ŝ rows
-            bufs = [(np.empty((5 * st.g.R, B, fc), np.complex128), np.empty((st.g.R, B, fc), np.complex128),
-                     np.empty((st.g.R, B, fc), np.complex128)) for st in states]
+            spec = np.empty((rows, frame_chunk, F), np.complex128)
+            bufs = _spectral_buffers(states, rows, frame_chunk)
         for t0 in chunks:
             nt = min(frame_chunk, nwin - t0)
             for i in range(nt):
@@ -645,52 +640,80 @@ def _frames_pass(base: _Rows, ests: _Rows, states: list[_GroupState], starts: np
                 ests.read(a, b, td[Rb:, : b - a])
                 if b - a < flen:
                     td[:, b - a : flen] = 0.0
-                for st, (rbuf, dbuf) in zip(states, tbuf):
-                    g, o = st.g, st.out
-                    r = g.combine(tb, 0, rbuf).reshape(g.nsrc, g.C, flen)
-                    e = _take(tu, g.erows, 0, dbuf).reshape(g.nsrc, g.C, flen)
-                    o["silent_r"][:, t] = _silent(r)
-                    o["silent_e"][:, t] = _silent(e)
-                    # time-domain SDR terms: exactly museval's sums (per channel,
-                    # then over channels: the same numbers for any buffer layout)
-                    o["true"][:, t] = np.einsum("jcn,jcn->jc", r, r).sum(axis=1)
-                    d = np.subtract(e, r, out=dbuf.reshape(e.shape))
-                    o["err"][:, t] = np.einsum("jcn,jcn->jc", d, d).sum(axis=1)
+                _time_terms(states, tbuf, tb, tu, t, flen)
                 if full:
                     _rfft(td, N, spec[:, i])
-            if not full:
-                continue
-            # Σ_bins |Y|² (acc) and the DC + Nyquist bins' share (edge), per row and frame
-            acc = [np.zeros((5 * st.g.R, 2 * nt)) for st in states]
-            edge = [np.zeros((5 * st.g.R, 2 * nt)) for st in states]
-            for f0 in range(0, F, B):
-                f1 = min(F, f0 + B)
-                nf = f1 - f0
-                X = Xs[:, :nf, :nt]
-                np.copyto(X, spec[:, :nt, f0:f1].transpose(0, 2, 1))  # (rows, bins, frames)
-                for st, (Yb, rx, ex), ac, ed in zip(states, bufs, acc, edge):
-                    R = st.g.R
-                    Y = Yb[:, :nf, :nt]
-                    P, Pj = Y[:R], Y[R : 2 * R]
-                    Xr = st.g.combine(X[:Rb], 0, rx[:, :nf, :nt])
-                    Xe = _take(X[Rb:], st.g.erows, 0, ex[:, :nf, :nt])
-                    np.matmul(st.H[f0:f1], Xr.transpose(1, 0, 2), out=Y[: 2 * R].transpose(1, 0, 2))  # [H; Hⱼ]·X
-                    np.subtract(Xe, P, out=Y[2 * R : 3 * R])  # ŝ − P
-                    np.subtract(P, Pj, out=Y[3 * R : 4 * R])  # P − Pⱼ
-                    np.subtract(Pj, Xr, out=Y[4 * R :])  # Pⱼ − s
-                    v = Y.view(np.float64)  # re, im interleaved
-                    ac += np.einsum("rfk,rfk->rk", v, v)
-                    for k in ([0] if f0 == 0 else []) + ([nf - 1] if f1 == F and nyq else []):
-                        ed += v[:, k] ** 2
-            for st, ac, ed in zip(states, acc, edge):
-                g = st.g
-                sl = slice(t0, t0 + nt)
-                # Parseval: ‖y‖² = (2 Σ_bins |Y|² − |Y_DC|² − |Y_Nyquist|²) / N
-                en = ((2.0 * ac - ed) / N).reshape(5, g.nsrc, g.C, nt, 2).sum(axis=(2, 4))
-                st.out["pall"][:, sl], st.out["pj"][:, sl] = en[0], en[1]
-                st.out["art"][:, sl], st.out["interf"][:, sl], st.out["spat"][:, sl] = en[2], en[3], en[4]
+            if full:
+                _projection_energies(states, bufs, spec, t0, nt, Rb, N)
 
     _in_threads(run, list(range(0, nwin, frame_chunk)))
+
+
+def _time_terms(states: list[_GroupState], tbuf: list[tuple[np.ndarray, np.ndarray]], tb: np.ndarray,
+                tu: np.ndarray, t: int, flen: int) -> None:
+    """Frame ``t``'s silence flags, ‖s‖² and ‖ŝ − s‖² per group source, from
+    the frame's references ``tb`` and estimates ``tu`` (rows × ``flen``)."""
+    for st, (rbuf, dbuf) in zip(states, tbuf):
+        g, o = st.g, st.out
+        r = g.combine(tb, 0, rbuf).reshape(g.nsrc, g.C, flen)
+        e = _take(tu, g.erows, 0, dbuf).reshape(g.nsrc, g.C, flen)
+        o["silent_r"][:, t] = _silent(r)
+        o["silent_e"][:, t] = _silent(e)
+        # time-domain SDR terms: exactly museval's sums (per channel,
+        # then over channels: the same numbers for any buffer layout)
+        o["true"][:, t] = np.einsum("jcn,jcn->jc", r, r).sum(axis=1)
+        d = np.subtract(e, r, out=dbuf.reshape(e.shape))
+        o["err"][:, t] = np.einsum("jcn,jcn->jc", d, d).sum(axis=1)
+
+
+def _spectral_buffers(states: list[_GroupState], rows: int, fc: int) -> tuple[np.ndarray, list[tuple[np.ndarray, ...]]]:
+    """A thread's buffers for :func:`_projection_energies`: the spectra of a
+    batch of bins laid out (rows, bins, frames) and, per group, Y = [P; Pⱼ;
+    ŝ − P; P − Pⱼ; Pⱼ − s] (5R rows), the group's s and ŝ rows."""
+    B = _FRAME_BINS
+    Xs = np.empty((rows, B, fc), np.complex128)
+    return Xs, [(np.empty((5 * st.g.R, B, fc), np.complex128), np.empty((st.g.R, B, fc), np.complex128),
+                 np.empty((st.g.R, B, fc), np.complex128)) for st in states]
+
+
+def _projection_energies(states: list[_GroupState], bufs: tuple[np.ndarray, list[tuple[np.ndarray, ...]]],
+                         spec: np.ndarray, t0: int, nt: int, Rb: int, N: int) -> None:
+    """The projections' energies of frames ``t0 … t0 + nt`` from their spectra
+    ``spec`` (rows, frames, F) by Parseval, a batch of bins at a time."""
+    Xs, gbufs = bufs
+    F = spec.shape[2]
+    nyq = N % 2 == 0  # the last bin is Nyquist's (counted once, like DC)
+    B = _FRAME_BINS
+    # Σ_bins |Y|² (acc) and the DC + Nyquist bins' share (edge), per row and frame
+    acc = [np.zeros((5 * st.g.R, 2 * nt)) for st in states]
+    edge = [np.zeros((5 * st.g.R, 2 * nt)) for st in states]
+    for f0 in range(0, F, B):
+        f1 = min(F, f0 + B)
+        nf = f1 - f0
+        X = Xs[:, :nf, :nt]
+        np.copyto(X, spec[:, :nt, f0:f1].transpose(0, 2, 1))  # (rows, bins, frames)
+        edges = ([0] if f0 == 0 else []) + ([nf - 1] if f1 == F and nyq else [])
+        for st, (Yb, rx, ex), ac, ed in zip(states, gbufs, acc, edge):
+            R = st.g.R
+            Y = Yb[:, :nf, :nt]
+            P, Pj = Y[:R], Y[R : 2 * R]
+            Xr = st.g.combine(X[:Rb], 0, rx[:, :nf, :nt])
+            Xe = _take(X[Rb:], st.g.erows, 0, ex[:, :nf, :nt])
+            np.matmul(st.H[f0:f1], Xr.transpose(1, 0, 2), out=Y[: 2 * R].transpose(1, 0, 2))  # [H; Hⱼ]·X
+            np.subtract(Xe, P, out=Y[2 * R : 3 * R])  # ŝ − P
+            np.subtract(P, Pj, out=Y[3 * R : 4 * R])  # P − Pⱼ
+            np.subtract(Pj, Xr, out=Y[4 * R :])  # Pⱼ − s
+            v = Y.view(np.float64)  # re, im interleaved
+            ac += np.einsum("rfk,rfk->rk", v, v)
+            for k in edges:
+                ed += v[:, k] ** 2
+    for st, ac, ed in zip(states, acc, edge):
+        g = st.g
+        sl = slice(t0, t0 + nt)
+        # Parseval: ‖y‖² = (2 Σ_bins |Y|² − |Y_DC|² − |Y_Nyquist|²) / N
+        en = ((2.0 * ac - ed) / N).reshape(5, g.nsrc, g.C, nt, 2).sum(axis=(2, 4))
+        st.out["pall"][:, sl], st.out["pj"][:, sl] = en[0], en[1]
+        st.out["art"][:, sl], st.out["interf"][:, sl], st.out["spat"][:, sl] = en[2], en[3], en[4]
 
 
 def bss_eval_v4_groups(
@@ -732,22 +755,10 @@ def bss_eval_v4_groups(
     ests = list(estimates)
     if not refs or not ests:
         raise InputError("bsseval: no references or estimates given", field="references")
-    specs: list[_Group] = []
-    for gr, ge in groups:
-        terms = [tuple(int(i) for i in t) if isinstance(t, Sequence) else (int(t),) for t in gr]
-        if len(terms) != len(ge) or not terms:
-            raise InputError(f"bsseval: group with {len(terms)} references and {len(ge)} estimates", field="groups")
-        specs.append(_Group(terms, [int(k) for k in ge], 0))
-    used_r = sorted({i for g in specs for t in g.refs for i in t})
-    used_e = sorted({k for g in specs for k in g.ests})
-    if used_r[0] < 0 or used_r[-1] >= len(refs) or used_e[0] < 0 or used_e[-1] >= len(ests):
-        raise InputError(f"bsseval: group indices out of range ({len(refs)} references, {len(ests)} estimates)",
-                         field="groups")
+    specs = _parse_groups(groups, len(refs), len(ests))
     C, T = _shape_check(refs, ests)
     if check:
-        for name, group in (("references", refs), ("estimates", ests)):
-            if not all(S.all_finite(s)[0] for s in group):
-                raise InputError(f"bsseval: {name} contain NaN/Inf samples", field=name)
+        _check_finite(refs, ests)
     for g in specs:
         g.C = C
     L = int(filters_len)
@@ -762,37 +773,10 @@ def bss_eval_v4_groups(
         corr, energy = _correlations(base, uni, L, block=_block_size(T, L))
         lap("correlations")
         Rb = base.rows
-        ext = L - 1
         flen = int((stops - starts).max())
         N = sfft.next_fast_len(flen + L - 1, real=True)
-        F = N // 2 + 1
         for st, inf in zip(states, info):
-            g = st.g
-            rows = g.ref_rows()
-            erows = g.est_rows()
-            if rows is not None:
-                cg = np.concatenate([corr[np.ix_(rows, rows)], corr[np.ix_([Rb + i for i in erows], rows)]])
-                ref_e = energy[rows]
-            else:  # sums of shared references: correlations are sums of the parts'
-                K = g.matrix(Rb)
-                rr = np.einsum("ap,pqm,bq->abm", K, corr[:Rb], K, optimize=True)
-                er = np.einsum("pqm,bq->pbm", corr[[Rb + i for i in erows]], K, optimize=True)
-                cg = np.concatenate([rr, er])
-                ref_e = np.einsum("ap,pq,aq->a", K, corr[:Rb, :, ext], K)
-            est_e = energy[[Rb + i for i in erows]]
-            Call, Cown, solver = _filters(cg, g.nsrc, C, L)
-            inf["solver"] = solver
-            inf["filter_gain"] = _filter_gain(Call, ref_e, est_e)
-            inf["silent_sources"] = _whole_silence(g, refs, ests, ref_e, est_e)
-            # filters' spectra (linear convolution → N ≥ len + L − 1), bins first
-            R = g.R
-            H = np.zeros((F, 2 * R, R), dtype=np.complex128)
-            H[:, :R] = sfft.rfft(Call, n=N, axis=1).transpose(1, 2, 0)  # (F, E, R)
-            Hown = sfft.rfft(Cown, n=N, axis=2)  # (nsrc, c_in, F, c_out)
-            for j in range(g.nsrc):  # block diagonal: each source's own references
-                H[:, R + j * C : R + (j + 1) * C, j * C : (j + 1) * C] = Hown[j].transpose(1, 2, 0)
-            st.H = H
-            inf["fft_frames"] = N
+            _group_filters(st, inf, corr, energy, Rb, L, N, refs, ests)
         del corr
         lap("filters")
     else:
@@ -800,22 +784,87 @@ def bss_eval_v4_groups(
             inf["silent_sources"] = []
     _frames_pass(base, uni, states, starts, stops, N, full, frame_chunk)
     lap("frames")
-    results = []
-    for st, inf in zip(states, info):
-        o = st.out
-        silent = _policy(o["silent_r"], o["silent_e"], nan_policy)
-        sdr = np.where(silent, np.nan, _db(o["true"], o["err"]))
-        isr: np.ndarray | None
-        sir: np.ndarray | None
-        sar: np.ndarray | None
-        if full:
-            isr, sir, sar = (np.where(silent, np.nan, m) for m in (
-                _db(o["true"], o["spat"]), _db(o["pj"], o["interf"]), _db(o["pall"], o["art"])))
-        else:
-            isr = sir = sar = None
+    for inf in info:
         inf["seconds"] = seconds
-        results.append(BssEvalResult(sdr, isr, sir, sar, int(win), int(hop), starts, silent, info=inf))
-    return results
+    return [_result(st, inf, nan_policy, full, int(win), int(hop), starts) for st, inf in zip(states, info)]
+
+
+def _check_finite(refs: list[Any], ests: list[Any]) -> None:
+    for name, group in (("references", refs), ("estimates", ests)):
+        if not all(S.all_finite(s)[0] for s in group):
+            raise InputError(f"bsseval: {name} contain NaN/Inf samples", field=name)
+
+
+def _parse_groups(groups: Sequence[tuple[Sequence[int | Sequence[int]], Sequence[int]]], n_refs: int,
+                  n_ests: int) -> list[_Group]:
+    """:func:`bss_eval_v4_groups`'s ``groups`` as ``_Group`` objects (channels
+    set later); :class:`InputError` for unequal or out-of-range indices."""
+    specs: list[_Group] = []
+    for gr, ge in groups:
+        terms = [tuple(int(i) for i in t) if isinstance(t, Sequence) else (int(t),) for t in gr]
+        if len(terms) != len(ge) or not terms:
+            raise InputError(f"bsseval: group with {len(terms)} references and {len(ge)} estimates", field="groups")
+        specs.append(_Group(terms, [int(k) for k in ge], 0))
+    used_r = sorted({i for g in specs for t in g.refs for i in t})
+    used_e = sorted({k for g in specs for k in g.ests})
+    if used_r[0] < 0 or used_r[-1] >= n_refs or used_e[0] < 0 or used_e[-1] >= n_ests:
+        raise InputError(f"bsseval: group indices out of range ({n_refs} references, {n_ests} estimates)",
+                         field="groups")
+    return specs
+
+
+def _group_filters(st: _GroupState, inf: dict[str, Any], corr: np.ndarray, energy: np.ndarray, Rb: int, L: int,
+                   N: int, refs: list[Any], ests: list[Any]) -> None:
+    """A group's distortion filters (``L`` taps) from the shared correlations,
+    their spectra (``N``-point, bins first) into ``st.H`` and what they say
+    into ``inf`` (solver, filter gain, whole-signal silence)."""
+    g = st.g
+    C = g.C
+    ext = L - 1
+    F = N // 2 + 1
+    rows = g.ref_rows()
+    erows = g.est_rows()
+    if rows is not None:
+        cg = np.concatenate([corr[np.ix_(rows, rows)], corr[np.ix_([Rb + i for i in erows], rows)]])
+        ref_e = energy[rows]
+    else:  # sums of shared references: correlations are sums of the parts'
+        K = g.matrix(Rb)
+        rr = np.einsum("ap,pqm,bq->abm", K, corr[:Rb], K, optimize=True)
+        er = np.einsum("pqm,bq->pbm", corr[[Rb + i for i in erows]], K, optimize=True)
+        cg = np.concatenate([rr, er])
+        ref_e = np.einsum("ap,pq,aq->a", K, corr[:Rb, :, ext], K)
+    est_e = energy[[Rb + i for i in erows]]
+    Call, Cown, solver = _filters(cg, g.nsrc, C, L)
+    inf["solver"] = solver
+    inf["filter_gain"] = _filter_gain(Call, ref_e, est_e)
+    inf["silent_sources"] = _whole_silence(g, refs, ests, ref_e, est_e)
+    # filters' spectra (linear convolution → N ≥ len + L − 1), bins first
+    R = g.R
+    H = np.zeros((F, 2 * R, R), dtype=np.complex128)
+    H[:, :R] = sfft.rfft(Call, n=N, axis=1).transpose(1, 2, 0)  # (F, E, R)
+    Hown = sfft.rfft(Cown, n=N, axis=2)  # (nsrc, c_in, F, c_out)
+    for j in range(g.nsrc):  # block diagonal: each source's own references
+        H[:, R + j * C : R + (j + 1) * C, j * C : (j + 1) * C] = Hown[j].transpose(1, 2, 0)
+    st.H = H
+    inf["fft_frames"] = N
+
+
+def _result(st: _GroupState, inf: dict[str, Any], nan_policy: str, full: bool, win: int, hop: int,
+            starts: np.ndarray) -> BssEvalResult:
+    """A group's framewise values in dB from its accumulated energies, NaN
+    where the policy marks frames silent."""
+    o = st.out
+    silent = _policy(o["silent_r"], o["silent_e"], nan_policy)
+    sdr = np.where(silent, np.nan, _db(o["true"], o["err"]))
+    isr: np.ndarray | None
+    sir: np.ndarray | None
+    sar: np.ndarray | None
+    if full:
+        isr, sir, sar = (np.where(silent, np.nan, m) for m in (
+            _db(o["true"], o["spat"]), _db(o["pj"], o["interf"]), _db(o["pall"], o["art"])))
+    else:
+        isr = sir = sar = None
+    return BssEvalResult(sdr, isr, sir, sar, win, hop, starts, silent, info=inf)
 
 
 def _shape_check(refs: list[Any], ests: list[Any]) -> tuple[int, int]:

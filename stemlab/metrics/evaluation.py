@@ -14,8 +14,10 @@ Names (never a bare "SDR"):
   per-frame values go to :attr:`TrackEvaluation.frames` (metric ``SDR`` …).
 * ``sdr_bsseval_v4`` → the SDR rows only, through the filter-free path (the
   same numbers as museval's SDR, ~100× faster).
-* every name of :data:`stemlab.metrics.simple.SIMPLE_METRICS` (``usdr``,
-  ``si_sdr`` …) → one row per target, aggregation ``track``.
+* every whole-track metric (``usdr``, ``si_sdr`` …) → one row per target,
+  aggregation ``track``.
+
+Which names exist, their rows, units and kinds: :mod:`stemlab.metrics.registry`.
 
 Inputs are read block by block and never copied whole (no float64 copies,
 no stacks): arrays, Stems or mappings of lazy sources
@@ -33,14 +35,17 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import InputError
-from ..types import MUSDB_TARGETS, Stems
+from ..types import ACCOMPANIMENT, MUSDB_TARGETS, Stems, accompaniment_parts
 from . import bsseval as B
+from . import registry as R
+from . import simple as SM
 from . import sources as S
+from .registry import DEFAULT_METRICS
 
 __all__ = [
     "BSSEVAL_METRICS",
@@ -52,13 +57,12 @@ __all__ = [
     "aggregate_tracks",
     "AGGREGATIONS",
     "quantize",
+    "DEFAULT_METRICS",
 ]
 
 #: per-frame BSSEval criteria, museval's names and JSON key order
 BSSEVAL_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "ISR")
-_ROW_ORDER = ("SDR", "ISR", "SIR", "SAR")
 NAN_POLICIES = ("museval", "target")
-DEFAULT_METRICS = ("bsseval_v4", "usdr", "si_sdr")
 #: musdb's target order (track.targets): accompaniment and linear_mix last
 _MUSDB_ORDER = MUSDB_TARGETS + ("accompaniment", "linear_mix")
 #: bss_eval_v4's ``filter_gain`` above which ISR/SIR/SAR are flagged as set by
@@ -66,28 +70,6 @@ _MUSDB_ORDER = MUSDB_TARGETS + ("accompaniment", "linear_mix")
 #: 16-bit MUSDB18, ~10³ on 16-bit band-limited noise, 2·10⁴
 #: on float-decoded MUSDB18 AAC against an estimate with full-band noise)
 ILL_CONDITIONED_GAIN = 5e3
-#: units of the simple metrics that are not in dB (0–100 scores, higher is better)
-_SCORE_UNITS = {"l1_freq": "score", "bleedless": "score", "fullness": "score", "log_wmse": "score"}
-
-
-def _simple_metrics() -> dict[str, Callable[..., np.ndarray]]:
-    try:
-        from .simple import SIMPLE_METRICS
-    except ImportError:
-        return {}
-    return dict(SIMPLE_METRICS)
-
-
-def _unit(name: str) -> str:
-    try:
-        from . import simple
-
-        units = getattr(simple, "UNITS", None) or getattr(simple, "METRIC_UNITS", None) or {}
-        if name in units:
-            return str(units[name])
-    except ImportError:
-        pass
-    return _SCORE_UNITS.get(name, "dB")
 
 
 # ------------------------------------------------------------------ results
@@ -159,24 +141,77 @@ class TrackEvaluation:
 # ------------------------------------------------------------------ inputs
 
 def with_accompaniment(stems: Mapping[str, Any], vocals: str = "vocals") -> dict[str, Any]:
-    """Add ``accompaniment`` = sum of every non-vocal stem (musdb's
-    convention: drums + bass + other), unless present or no vocals. The sum
-    is a :class:`~stemlab.metrics.sources.SumSource`: computed per block in
-    float64 when read, never materialised."""
+    """A copy of ``stems`` with ``accompaniment`` = musdb's sum of the
+    non-vocal stems (:func:`stemlab.types.accompaniment_parts`: drums + bass
+    + other), unless present or no vocals. The sum is a
+    :class:`~stemlab.metrics.sources.SumSource`: the float64 sum in the same
+    order as :func:`stemlab.types.sum_stems`, computed per block when read
+    and never materialised — nor rounded to float32, so BSSEval sees the
+    exact sum of its parts."""
     out = dict(stems)
-    if "accompaniment" in out or vocals not in out:
-        return out
-    rest = [n for n in out if n not in (vocals, "linear_mix", "mixture")]
-    if rest:
-        out["accompaniment"] = S.SumSource([out[n] for n in rest])
+    parts = accompaniment_parts(out, vocals)
+    if parts:
+        out[ACCOMPANIMENT] = S.SumSource([out[n] for n in parts])
     return out
+
+
+def _array_items(x: Any, what: str, names: Sequence[str] | None) -> list[tuple[Any, Any]]:
+    """A ``(n_sources, channels, samples)`` (or ``(n_sources, samples)``)
+    array as ``(name, (channels, samples) view)`` pairs."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged nested lists
+        raise InputError(f"{what}: cannot be read as an array ({exc})", field=what) from None
+    if arr.dtype == object:
+        raise InputError(f"{what}: ragged input; expected (n_sources, channels, samples) with one length", field=what)
+    if arr.ndim == 2:
+        arr = arr[:, None, :]
+    if arr.ndim != 3:
+        raise InputError(f"{what}: expected (n_sources, channels, samples), got shape {arr.shape}", field=what)
+    nm = list(names) if names is not None else [f"source{i}" for i in range(arr.shape[0])]
+    if len(nm) != arr.shape[0]:
+        raise InputError(f"{what}: {arr.shape[0]} sources but {len(nm)} names {nm}", field=what)
+    return [(nm[i], arr[i]) for i in range(arr.shape[0])]
+
+
+def _checked_source(v: Any, fld: str) -> Any:
+    """One ``(channels, samples)`` source (a 1-D array becomes one channel),
+    numeric, non-empty and finite (checked block by block); not copied."""
+    a = v if (S.is_source(v) and not isinstance(v, np.ndarray)) else np.asarray(v)
+    dt = np.dtype(getattr(a, "dtype", np.float64))
+    if dt == object or not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
+        raise InputError(f"{fld}: expected numeric samples, got dtype {dt}", field=fld)
+    if isinstance(a, np.ndarray) and a.ndim == 1:
+        a = a[None, :]
+    shape = tuple(getattr(a, "shape", ()))
+    if len(shape) != 2:
+        raise InputError(f"{fld}: expected (channels, samples), got shape {shape}", field=fld)
+    if shape[1] == 0 or shape[0] == 0:
+        raise InputError(f"{fld}: empty audio, shape {shape}", field=fld)
+    ok, bad = S.all_finite(a)
+    if not ok:
+        raise InputError(f"{fld}: {bad} NaN/Inf sample(s); expected finite audio", field=fld)
+    return a
+
+
+def _check_rate(rate: int, sample_rate: int | None, what: str) -> None:
+    if sample_rate is not None and int(rate) != int(sample_rate):
+        raise InputError(f"{what}: sample rate {rate} Hz, expected {sample_rate} Hz", field=f"{what}.sample_rate")
+
+
+def _sources_rate(out: Mapping[str, Any], what: str) -> int | None:
+    """The rate (Hz) lazy sources know (``AudioFileSource``), if any."""
+    rates = {int(r) for r in (getattr(v, "sample_rate", None) for v in out.values()) if r is not None}
+    if len(rates) > 1:
+        raise InputError(f"{what}: sources at different sample rates {sorted(rates)} Hz", field=f"{what}.sample_rate")
+    return rates.pop() if rates else None
 
 
 def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] | None) -> tuple[dict[str, Any], int | None]:
     """Stems / mapping of arrays or sources / (n_src, C, T) array →
-    ({name: (C, T) source}, rate). Nothing is copied: arrays stay as given
-    (views), lazy sources stay lazy; every sample is checked finite, block by
-    block."""
+    ({name: (C, T) source}, rate in Hz). Nothing is copied: arrays stay as
+    given (views), lazy sources stay lazy; every sample is checked finite,
+    block by block."""
     rate = None
     if isinstance(x, Stems):
         rate = x.sample_rate
@@ -184,51 +219,16 @@ def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] |
     elif isinstance(x, Mapping):
         items = list(x.items())
     else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged nested lists
-            raise InputError(f"{what}: cannot be read as an array ({exc})", field=what) from None
-        if arr.dtype == object:
-            raise InputError(f"{what}: ragged input; expected (n_sources, channels, samples) with one length", field=what)
-        if arr.ndim == 2:
-            arr = arr[:, None, :]
-        if arr.ndim != 3:
-            raise InputError(f"{what}: expected (n_sources, channels, samples), got shape {arr.shape}", field=what)
-        nm = list(names) if names is not None else [f"source{i}" for i in range(arr.shape[0])]
-        if len(nm) != arr.shape[0]:
-            raise InputError(f"{what}: {arr.shape[0]} sources but {len(nm)} names {nm}", field=what)
-        items = [(nm[i], arr[i]) for i in range(arr.shape[0])]
+        items = _array_items(x, what, names)
     if not items:
         raise InputError(f"{what}: no sources given", field=what)
-    out: dict[str, Any] = {}
-    for k, v in items:
-        fld = f"{what}[{k!r}]"
-        a = v if (S.is_source(v) and not isinstance(v, np.ndarray)) else np.asarray(v)
-        dt = np.dtype(getattr(a, "dtype", np.float64))
-        if dt == object or not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
-            raise InputError(f"{fld}: expected numeric samples, got dtype {dt}", field=fld)
-        if isinstance(a, np.ndarray) and a.ndim == 1:
-            a = a[None, :]
-        shape = tuple(getattr(a, "shape", ()))
-        if len(shape) != 2:
-            raise InputError(f"{fld}: expected (channels, samples), got shape {shape}", field=fld)
-        if shape[1] == 0 or shape[0] == 0:
-            raise InputError(f"{fld}: empty audio, shape {shape}", field=fld)
-        ok, bad = S.all_finite(a)
-        if not ok:
-            raise InputError(f"{fld}: {bad} NaN/Inf sample(s); expected finite audio", field=fld)
-        out[str(k)] = a
-    if sample_rate is not None and rate is not None and int(rate) != int(sample_rate):
-        raise InputError(f"{what}: sample rate {rate} Hz, expected {sample_rate} Hz", field=f"{what}.sample_rate")
-    if rate is None:  # lazy sources that know their rate (AudioFileSource)
-        rates = {int(r) for r in (getattr(v, "sample_rate", None) for v in out.values()) if r is not None}
-        if len(rates) > 1:
-            raise InputError(f"{what}: sources at different sample rates {sorted(rates)} Hz", field=f"{what}.sample_rate")
-        if rates:
-            rate = rates.pop()
-            if sample_rate is not None and rate != int(sample_rate):
-                raise InputError(f"{what}: sample rate {rate} Hz, expected {sample_rate} Hz",
-                                 field=f"{what}.sample_rate")
+    out = {str(k): _checked_source(v, f"{what}[{k!r}]") for k, v in items}
+    if rate is not None:
+        _check_rate(rate, sample_rate, what)
+    else:
+        rate = _sources_rate(out, what)
+        if rate is not None:
+            _check_rate(rate, sample_rate, what)
     return out, rate
 
 
@@ -294,7 +294,9 @@ def evaluate(
     samples)`` arrays (``names`` gives the array sources' names, default
     ``source0`` …); float32 or float64 samples, read a block at a time and
     upcast per block to float64. ``sample_rate`` in Hz
-    (taken from Stems when None). ``win``/``hop`` in seconds (museval: 1 s).
+    (taken from Stems when None). ``metrics``: names declared in
+    :mod:`stemlab.metrics.registry` (a list or a comma-separated string).
+    ``win``/``hop`` in seconds (museval: 1 s).
     ``nan_policy``: ``museval`` (a frame where any reference or estimate of
     the group is silent is NaN for every target) or ``target`` (only where the
     target's own reference or estimate is silent). ``targets``: which to
@@ -303,28 +305,41 @@ def evaluate(
     ``reference_bits``: round the references to this many bits (16: what
     musdb/stempeg hand museval, ffmpeg decoding AAC to 16-bit PCM) — see
     docs/metrics.md, "Decoders and ill-conditioned references"."""
-    if isinstance(metrics, str):
-        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
-    metrics = list(dict.fromkeys(metrics))
-    if not metrics:
-        raise InputError("evaluate: no metrics requested", field="metrics")
-    from . import available_metrics
-
-    known = available_metrics()
-    simple = _simple_metrics()
-    unknown = [m for m in metrics if m not in known]
-    if unknown:
-        raise InputError(f"evaluate: unknown metric(s) {unknown}; valid: {sorted(known)}", field="metrics")
-    missing = [m for m in metrics if m not in ("bsseval_v4", "sdr_bsseval_v4") and m not in simple]
-    if missing:
-        raise InputError(
-            f"evaluate: metric(s) {missing} need stemlab.metrics.simple, which is not importable", field="metrics"
-        )
+    specs = R.check_metrics(metrics, "evaluate")
     if nan_policy not in NAN_POLICIES:
         raise InputError(f"evaluate: nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}", field="nan_policy")
-
     notes: list[str] = []  # adjustments worth a warning
     info_notes: list[str] = []  # routine conventions, recorded only
+    refs, ests, rate = _inputs(references, estimates, sample_rate, names)
+    for nm, v in (("win", win), ("hop", hop)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise InputError(f"evaluate: {nm} must be a positive number of seconds, got {v!r}", field=nm)
+    if reference_bits is not None:
+        refs, note = _quantized(refs, reference_bits)
+        info_notes.append(note)
+    C, T = _layout(refs)
+    refs, ests, sel = _select_targets(refs, ests, targets, info_notes)
+    _fit_estimates(ests, sel, C, T, notes)
+    win_n, hop_n = int(win * rate), int(hop * rate)
+    if win_n < 1 or hop_n < 1:
+        raise InputError(f"evaluate: win/hop of {win}/{hop} s are under one sample at {rate} Hz", field="win")
+    notes += _signal_notes(refs, ests, sel, T, win_n, nan_policy)
+
+    ev = TrackEvaluation(tuple(sel), rate, float(win), float(hop), nan_policy, notes=info_notes + notes)
+    ev.info.update({"samples": T, "channels": C, "win_samples": win_n, "hop_samples": hop_n})
+    ev.frame_starts, ev.frame_stops = B.framing(T, win_n, hop_n)
+    framewise = [s for s in specs if s.kind == "framewise"]
+    if framewise:
+        _bsseval(ev, refs, ests, sel, win_n, hop_n, rows=_frame_rows(framewise), filters_len=filters_len)
+    _track_rows(ev, [s for s in specs if s.kind == "track"], refs, ests, sel, rate)
+    for n in notes + [x for x in ev.notes if x.startswith("group ")]:
+        warnings.warn(f"stemlab.metrics: {n}", RuntimeWarning, stacklevel=2)
+    return ev
+
+
+def _inputs(references: Any, estimates: Any, sample_rate: int | None,
+            names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """References and estimates as named sources, and the rate (Hz) they share."""
     refs, r_rate = _as_named(references, "references", sample_rate, names)
     ests, e_rate = _as_named(estimates, "estimates", sample_rate, names)
     rate = sample_rate if sample_rate is not None else (r_rate or e_rate)
@@ -336,28 +351,32 @@ def evaluate(
     rate = int(rate)
     if rate <= 0:
         raise InputError(f"evaluate: sample_rate must be positive (Hz), got {rate}", field="sample_rate")
-    for nm, v in (("win", win), ("hop", hop)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise InputError(f"evaluate: {nm} must be a positive number of seconds, got {v!r}", field=nm)
+    return refs, ests, rate
 
-    if reference_bits is not None:
-        b = int(reference_bits)
-        if not 2 <= b <= 32:
-            raise InputError(f"evaluate: reference_bits must be in 2..32, got {reference_bits!r}",
-                             field="reference_bits")
-        refs = {k: S.QuantizedSource(a, b) for k, a in refs.items()}
-        info_notes.append(f"references rounded to {b}-bit PCM")
-    # references: one length and one channel count
+
+def _quantized(refs: Mapping[str, Any], reference_bits: int) -> tuple[dict[str, Any], str]:
+    b = int(reference_bits)
+    if not 2 <= b <= 32:
+        raise InputError(f"evaluate: reference_bits must be in 2..32, got {reference_bits!r}",
+                         field="reference_bits")
+    return {k: S.QuantizedSource(a, b) for k, a in refs.items()}, f"references rounded to {b}-bit PCM"
+
+
+def _layout(refs: Mapping[str, Any]) -> tuple[int, int]:
+    """The references' one channel count and one length (samples)."""
     lens = {k: S.source_shape(a)[1] for k, a in refs.items()}
     if len(set(lens.values())) != 1:
         raise InputError(f"references: stems differ in length {lens} (samples); expected one length", field="references")
     chans = {k: S.source_shape(a)[0] for k, a in refs.items()}
     if len(set(chans.values())) != 1:
         raise InputError(f"references: stems differ in channel count {chans}", field="references")
-    T = next(iter(lens.values()))
-    C = next(iter(chans.values()))
+    return next(iter(chans.values())), next(iter(lens.values()))
 
-    # targets and the accompaniment convention
+
+def _select_targets(refs: dict[str, Any], ests: dict[str, Any], targets: Sequence[str] | None,
+                    info_notes: list[str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The targets to score (musdb order) and the sources with the
+    accompaniment derived where the convention asks for it."""
     if "accompaniment" in ests and "accompaniment" not in refs and "vocals" in refs:
         refs = with_accompaniment(refs)
         info_notes.append("reference accompaniment = sum of the non-vocal references (musdb convention)")
@@ -369,22 +388,31 @@ def evaluate(
         skipped = [t for t in ests if t not in refs]
         if skipped:
             info_notes.append(f"estimates without a reference not scored: {skipped}")
-    else:
-        sel = list(dict.fromkeys(targets))
-        if "accompaniment" in sel:
-            if "accompaniment" not in refs and "vocals" in refs:
-                refs = with_accompaniment(refs)
-            if "accompaniment" not in ests and "vocals" in ests:
-                ests = with_accompaniment(ests)
-                info_notes.append("estimate accompaniment = sum of the non-vocal estimates")
-        for t in sel:
-            if t not in refs:
-                raise InputError(f"evaluate: target {t!r} has no reference; have {list(refs)}", field="targets")
-            if t not in ests:
-                raise InputError(f"evaluate: target {t!r} has no estimate; have {list(ests)}", field="targets")
-        sel = _order(sel)
+        return refs, ests, sel
+    return _chosen_targets(refs, ests, list(dict.fromkeys(targets)), info_notes)
 
-    # estimates: channels must match; length follows the references (museval)
+
+def _chosen_targets(refs: dict[str, Any], ests: dict[str, Any], sel: list[str],
+                    info_notes: list[str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Targets named by the caller: each needs a reference and an estimate
+    (an accompaniment is derived from vocals and the rest where missing)."""
+    if "accompaniment" in sel:
+        if "accompaniment" not in refs and "vocals" in refs:
+            refs = with_accompaniment(refs)
+        if "accompaniment" not in ests and "vocals" in ests:
+            ests = with_accompaniment(ests)
+            info_notes.append("estimate accompaniment = sum of the non-vocal estimates")
+    for t in sel:
+        if t not in refs:
+            raise InputError(f"evaluate: target {t!r} has no reference; have {list(refs)}", field="targets")
+        if t not in ests:
+            raise InputError(f"evaluate: target {t!r} has no estimate; have {list(ests)}", field="targets")
+    return refs, ests, _order(sel)
+
+
+def _fit_estimates(ests: dict[str, Any], sel: list[str], C: int, T: int, notes: list[str]) -> None:
+    """Estimates: channels must match; the length follows the references
+    (zero-padded or truncated, as museval does) — in place."""
     for t in sel:
         c_est, t_est = S.source_shape(ests[t])
         if c_est != C:
@@ -395,75 +423,81 @@ def evaluate(
                          f"{'zero-padded' if t_est < T else 'truncated'} as museval does")
             ests[t] = S.PaddedSource(ests[t], T)
 
-    win_n, hop_n = int(win * rate), int(hop * rate)
-    if win_n < 1 or hop_n < 1:
-        raise InputError(f"evaluate: win/hop of {win}/{hop} s are under one sample at {rate} Hz", field="win")
+
+def _signal_notes(refs: Mapping[str, Any], ests: Mapping[str, Any], sel: list[str], T: int, win_n: int,
+                  nan_policy: str) -> list[str]:
+    """Warnings about a signal shorter than one window and silent stems."""
+    notes = []
     if T < win_n:
         notes.append(f"signal ({T} samples) is shorter than one window ({win_n}): one frame covers the whole "
                      "signal (as museval)")
+    group = nan_policy == "museval"
     for t in sel:
         if not S.any_nonzero(refs[t]):
             notes.append(f"reference {t!r} is silent over the whole track: its frames are NaN"
-                         + (" — and, by museval's rule, every target's frames in its group" if nan_policy == "museval" else ""))
+                         + (" — and, by museval's rule, every target's frames in its group" if group else ""))
         if not S.any_nonzero(ests[t]):
             notes.append(f"estimate {t!r} is silent over the whole track: its BSSEval frames are NaN"
-                         + (" — and every target's frames in its group" if nan_policy == "museval" else ""))
-
-    ev = TrackEvaluation(tuple(sel), rate, float(win), float(hop), nan_policy, notes=info_notes + notes)
-    ev.info.update({"samples": T, "channels": C, "win_samples": win_n, "hop_samples": hop_n})
-    starts, stops = B.framing(T, win_n, hop_n)
-    ev.frame_starts, ev.frame_stops = starts, stops
-    want_full = "bsseval_v4" in metrics
-    want_sdr = want_full or "sdr_bsseval_v4" in metrics
-    if want_sdr:
-        _bsseval(ev, refs, ests, sel, win_n, hop_n, full=want_full, filters_len=filters_len)
-    _simple_rows(ev, metrics, simple, refs, ests, sel, rate)
-    for n in notes + [x for x in ev.notes if x.startswith("group ")]:
-        warnings.warn(f"stemlab.metrics: {n}", RuntimeWarning, stacklevel=2)
-    return ev
+                         + (" — and every target's frames in its group" if group else ""))
+    return notes
 
 
-def _simple_rows(ev: TrackEvaluation, metrics: Sequence[str], simple: Mapping[str, Callable[..., np.ndarray]],
-                 refs: Mapping[str, Any], ests: Mapping[str, Any], sel: list[str], rate: int) -> None:
-    """Rows of the whole-track metrics. usdr, usdr_mdx, si_sdr and sdr_gain
-    read the sources block by block (their passes shared); the others
-    (l1_freq, bleedless, fullness, log_wmse) need whole signals and get one
-    target at a time (its reference and estimate, in their own dtype; for
-    log_wmse also the mixture = the sum of the scored references)."""
-    from . import simple as SM
+def _frame_rows(specs: Sequence[R.Metric]) -> list[tuple[str, str, str]]:
+    """``(row name, frame criterion, unit)`` of the framewise metrics asked
+    for, each row once, in declaration order."""
+    out: dict[str, tuple[str, str, str]] = {}
+    for s in specs:
+        for row, crit in zip(s.rows, s.criteria):
+            out.setdefault(row, (row, crit, s.unit))
+    return list(out.values())
 
-    names = [m for m in metrics if m not in ("bsseval_v4", "sdr_bsseval_v4")]
-    if not names:
+
+def _track_rows(ev: TrackEvaluation, specs: Sequence[R.Metric], refs: Mapping[str, Any], ests: Mapping[str, Any],
+                sel: list[str], rate: int) -> None:
+    """Rows of the whole-track metrics. The ``streaming`` ones read the
+    sources block by block (:func:`~stemlab.metrics.simple.stream_metrics`,
+    their passes shared); the others need whole signals and get one target
+    at a time (:func:`_whole_values`)."""
+    if not specs:
         return
-    stream = [m for m in names if m in getattr(SM, "STREAMING_METRICS", ()) and simple[m] is getattr(SM, m, None)]
     values: dict[str, np.ndarray] = {}
+    stream = [s.name for s in specs if s.streaming]
     if stream:
         values.update(SM.stream_metrics(stream, [refs[t] for t in sel], [ests[t] for t in sel], rate))
-    whole = [m for m in names if m not in values]
+    whole = [s for s in specs if s.name not in values]
     if whole:
-        per: dict[str, list[float]] = {m: [] for m in whole}
-        mix = None
-        for t in sel:
-            r1, e1 = _whole(refs[t])[None], _whole(ests[t])[None]
-            for m in whole:
-                kw: dict[str, Any] = {}
-                if m == "log_wmse":
-                    if mix is None:
-                        mix = S.materialize(S.SumSource([refs[x] for x in sel]), np.float64)
-                    kw["mixture"] = mix
-                one = np.asarray(simple[m](r1, e1, rate, **kw), dtype=np.float64).reshape(-1)
-                if one.shape[0] != 1:
-                    raise RuntimeError(f"metric {m}: returned {one.shape[0]} values for 1 target")
-                per[m].append(float(one[0]))
-            del r1, e1
-        values.update({m: np.asarray(p) for m, p in per.items()})
-    for m in names:
-        vals = np.asarray(values[m], dtype=np.float64).reshape(-1)
+        values.update(_whole_values(whole, refs, ests, sel, rate))
+    for s in specs:
+        vals = np.asarray(values[s.name], dtype=np.float64).reshape(-1)
         if vals.shape[0] != len(sel):
-            raise RuntimeError(f"metric {m}: returned {vals.shape[0]} values for {len(sel)} targets")
+            raise RuntimeError(f"metric {s.name}: returned {vals.shape[0]} values for {len(sel)} targets")
         for t, v in zip(sel, vals):
-            ev.rows.append({"target": t, "metric": m, "value": float(v), "aggregation": "track",
-                            "unit": _unit(m), "frames_used": None, "frames_dropped": None})
+            ev.rows.append({"target": t, "metric": s.name, "value": float(v), "aggregation": R.TRACK_AGGREGATION,
+                            "unit": s.unit, "frames_used": None, "frames_dropped": None})
+
+
+def _whole_values(specs: Sequence[R.Metric], refs: Mapping[str, Any], ests: Mapping[str, Any], sel: list[str],
+                  rate: int) -> dict[str, np.ndarray]:
+    """Whole-signal metrics, one target at a time: its reference (when the
+    metric needs one) and estimate, in their own dtype; ``mixture=`` the
+    float64 sum of the scored references for those that need it."""
+    per: dict[str, list[float]] = {s.name: [] for s in specs}
+    mix = None
+    for t in sel:
+        r1, e1 = _whole(refs[t])[None], _whole(ests[t])[None]
+        for s in specs:
+            kw: dict[str, Any] = {}
+            if s.needs_mixture:
+                if mix is None:
+                    mix = S.materialize(S.SumSource([refs[x] for x in sel]), np.float64)
+                kw["mixture"] = mix
+            args = (r1, e1, rate) if s.needs_references else (e1, rate)
+            one = np.asarray(s.function(*args, **kw), dtype=np.float64).reshape(-1)
+            if one.shape[0] != 1:
+                raise RuntimeError(f"metric {s.name}: returned {one.shape[0]} values for 1 target")
+            per[s.name].append(float(one[0]))
+        del r1, e1
+    return {m: np.asarray(p) for m, p in per.items()}
 
 
 def _reordered(res: B.BssEvalResult, perm: list[int]) -> B.BssEvalResult:
@@ -483,10 +517,45 @@ def _whole(src: Any) -> np.ndarray:
 
 
 def _bsseval(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, Any], sel: list[str],
-             win_n: int, hop_n: int, *, full: bool, filters_len: int) -> None:
+             win_n: int, hop_n: int, *, rows: list[tuple[str, str, str]], filters_len: int) -> None:
+    """BSSEval of museval's groups (:func:`evaluation_groups`): ``rows``
+    (``(row, criterion, unit)``, :func:`_frame_rows`) per target, frames and
+    museval's JSON order into ``ev``; the filters (ISR/SIR/SAR) only when a
+    row needs them."""
+    full = any(crit != "SDR" for _, crit, _ in rows)
     groups, source = evaluation_groups(sel)
-    results: list[B.BssEvalResult] = [None] * len(groups)  # type: ignore[list-item]
     C, T = S.source_shape(refs[sel[0]])
+    results = _group_results(ev, refs, ests, groups, win_n, hop_n, full=full, filters_len=filters_len)
+    for g, res in zip(groups, results):
+        ev.notes += _group_notes(g, res, C, T, filters_len)
+    if full and any(len(g) == 1 for g in groups):
+        ev.notes.append("a single target was evaluated alone (museval refuses this): its SIR is undefined (NaN)")
+    # museval's JSON order: the main group (minus vocals when scored with
+    # accompaniment), then vocals and accompaniment
+    order = [t for t in (groups[0] if groups else ()) if source[t] == 0] + [
+        t for g in groups[1:] for t in g]
+    ev.json_order = tuple(order)
+    for t in _order(order):
+        gi = source[t]
+        j = groups[gi].index(t)
+        fw = {k: v[j].astype(np.float64) for k, v in results[gi].metrics().items()}
+        if full and len(groups[gi]) == 1:
+            fw["SIR"] = np.full_like(fw["SIR"], np.nan)
+        ev.framewise[t] = fw
+        for row, crit, unit in rows:
+            if crit in fw:
+                _criterion_rows(ev, t, row, crit, unit, fw[crit])
+    ev.info["bsseval_groups"] = [list(g) for g in groups]
+    ev.info["bsseval_solver"] = [r.info.get("solver") for r in results if r.info]
+    ev.info["bsseval_filter_gain"] = [r.info.get("filter_gain") for r in results if r.info]
+
+
+def _group_results(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, Any], groups: list[tuple[str, ...]],
+                   win_n: int, hop_n: int, *, full: bool, filters_len: int) -> list[B.BssEvalResult]:
+    """One BSSEval result per group: museval's pair of groups in one pass
+    when the reference accompaniment is the sum of main-group references."""
+    results: list[B.BssEvalResult | None] = [None] * len(groups)
+    C, T = S.source_shape(refs[groups[0][0]])
     joint = _shared_accompaniment(groups, refs) if full else None
     if joint is not None and all(T >= len(g) * C * filters_len for g in groups):
         # {vocals, accompaniment} over the main group's references: the
@@ -504,81 +573,73 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, Any], se
         results[0], results[1] = _reordered(r0, [order.index(t) for t in main]), r1
         ev.info["bsseval_shared"] = True
     for gi, g in enumerate(groups):
-        if results[gi] is not None:
-            continue
-        R = [refs[t] for t in g]
-        E = [ests[t] for t in g]
+        if results[gi] is None:
+            results[gi] = _one_group([refs[t] for t in g], [ests[t] for t in g], win_n, hop_n, ev.nan_policy,
+                                     full=full and T >= len(g) * C * filters_len, underdetermined=full,
+                                     filters_len=filters_len)
+    return [r for r in results if r is not None]
+
+
+def _one_group(rs: list[Any], es: list[Any], win_n: int, hop_n: int, nan_policy: str, *, full: bool,
+               underdetermined: bool, filters_len: int) -> B.BssEvalResult:
+    """BSSEval of one group: with the filters when ``full``; else SDR only —
+    with ISR/SIR/SAR NaN when ``underdetermined`` (fewer samples than filter
+    coefficients: the least-squares projection has no unique solution and
+    museval returns arbitrary values; SDR needs no filters)."""
+    one = [(list(range(len(rs))), list(range(len(rs))))]
+    if full:
+        (res,) = B.bss_eval_v4_groups(rs, es, one, win_n, hop_n, filters_len=filters_len, nan_policy=nan_policy,
+                                      check=False)
+        return res
+    (res,) = B.bss_eval_v4_groups(rs, es, one, win_n, hop_n, nan_policy=nan_policy, full=False, check=False)
+    if underdetermined:
+        nan = np.full_like(res.sdr, np.nan)
+        res.isr, res.sir, res.sar = nan, nan.copy(), nan.copy()
+        res.info["solver"] = "underdetermined"
+    else:
+        res.info = {}
+    return res
+
+
+def _group_notes(g: tuple[str, ...], res: B.BssEvalResult, C: int, T: int, filters_len: int) -> list[str]:
+    """What a group's result says about its ISR/SIR/SAR, in words."""
+    notes = []
+    if res.info.get("solver") == "underdetermined":
         n_coef = len(g) * C * filters_len
-        one = [(list(range(len(g))), list(range(len(g))))]
-        if full and T < n_coef:
-            # fewer samples than filter coefficients: the least-squares
-            # projection is underdetermined (museval returns arbitrary
-            # values here); keep SDR, which needs no filters
-            (res,) = B.bss_eval_v4_groups(R, E, one, win_n, hop_n, nan_policy=ev.nan_policy, full=False, check=False)
-            nan = np.full_like(res.sdr, np.nan)
-            res.isr, res.sir, res.sar = nan, nan.copy(), nan.copy()
-            res.info["solver"] = "underdetermined"
-        elif full:
-            (res,) = B.bss_eval_v4_groups(R, E, one, win_n, hop_n, filters_len=filters_len,
-                                          nan_policy=ev.nan_policy, check=False)
-        else:
-            (res,) = B.bss_eval_v4_groups(R, E, one, win_n, hop_n, nan_policy=ev.nan_policy, full=False, check=False)
-            res.info = {}
-        results[gi] = res
-    for g, res in zip(groups, results):
-        if res.info.get("solver") == "underdetermined":
-            n_coef = len(g) * C * filters_len
-            ev.notes.append(f"group {list(g)}: {T} samples < {n_coef} filter coefficients "
-                            f"({len(g)} sources × {C} channels × {filters_len} taps): ISR/SIR/SAR "
-                            "are undetermined (NaN), SDR is kept")
-        gain = float(res.info.get("filter_gain", 0.0) or 0.0)
-        if gain > ILL_CONDITIONED_GAIN:
-            ev.notes.append(
-                f"group {list(g)}: the references are numerically rank-deficient where the estimates have "
-                f"energy (filter gain {gain:.3g} ≫ 1; e.g. band-limited lossy decodes): ISR/SIR/SAR are set "
-                "by rounding here — museval's too; 16-bit references (reference_bits=16, what musdb hands "
-                "museval) make them well defined. See docs/metrics.md")
-    if full and any(len(g) == 1 for g in groups):
-        ev.notes.append("a single target was evaluated alone (museval refuses this): its SIR is undefined (NaN)")
-    # museval's JSON order: the main group (minus vocals when scored with
-    # accompaniment), then vocals and accompaniment
-    order = [t for t in (groups[0] if groups else ()) if source[t] == 0] + [
-        t for g in groups[1:] for t in g]
-    ev.json_order = tuple(order)
-    rate = ev.sample_rate
-    starts, stops = ev.frame_starts, ev.frame_stops
+        notes.append(f"group {list(g)}: {T} samples < {n_coef} filter coefficients "
+                     f"({len(g)} sources × {C} channels × {filters_len} taps): ISR/SIR/SAR "
+                     "are undetermined (NaN), SDR is kept")
+    gain = float(res.info.get("filter_gain", 0.0) or 0.0)
+    if gain > ILL_CONDITIONED_GAIN:
+        notes.append(
+            f"group {list(g)}: the references are numerically rank-deficient where the estimates have "
+            f"energy (filter gain {gain:.3g} ≫ 1; e.g. band-limited lossy decodes): ISR/SIR/SAR are set "
+            "by rounding here — museval's too; 16-bit references (reference_bits=16, what musdb hands "
+            "museval) make them well defined. See docs/metrics.md")
+    return notes
+
+
+def _criterion_rows(ev: TrackEvaluation, t: str, row: str, crit: str, unit: str, raw: np.ndarray) -> None:
+    """A target's two rows of one criterion (median and mean over the frames
+    museval stores: rounded to 5 decimals, ±inf as NaN, NaN frames skipped
+    and counted) and its frames."""
+    stored = np.array([B.museval_round(float(x)) for x in raw])  # museval's TrackStore values
+    used = int(np.isfinite(stored).sum())
+    dropped = int(stored.size - used)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = float(np.nanmedian(stored)) if used else float("nan")
+        mean = float(np.nanmean(stored)) if used else float("nan")
+    for agg, v in zip(R.FRAME_AGGREGATIONS, (med, mean)):
+        ev.rows.append({"target": t, "metric": row, "value": v, "aggregation": agg, "unit": unit,
+                        "frames_used": used, "frames_dropped": dropped})
+    starts, stops, rate = ev.frame_starts, ev.frame_stops, ev.sample_rate
     assert starts is not None and stops is not None
-    for t in _order(order):
-        gi = source[t]
-        res = results[gi]
-        j = groups[gi].index(t)
-        fw = {k: v[j].astype(np.float64) for k, v in res.metrics().items()}
-        if full and len(groups[gi]) == 1:
-            fw["SIR"] = np.full_like(fw["SIR"], np.nan)
-        ev.framewise[t] = fw
-        for metric in _ROW_ORDER:
-            if metric not in fw:
-                continue
-            raw = fw[metric]
-            stored = np.array([B.museval_round(float(x)) for x in raw])  # museval's TrackStore values
-            used = int(np.isfinite(stored).sum())
-            dropped = int(stored.size - used)
-            name = f"{metric.lower()}_bsseval_v4"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = float(np.nanmedian(stored)) if used else float("nan")
-                mean = float(np.nanmean(stored)) if used else float("nan")
-            for agg, v in (("median_frames", med), ("mean_frames", mean)):
-                ev.rows.append({"target": t, "metric": name, "value": v, "aggregation": agg, "unit": "dB",
-                                "frames_used": used, "frames_dropped": dropped})
-            for i in range(raw.size):
-                x = float(raw[i])
-                ev.frames.append({"target": t, "metric": metric, "frame": i, "time": float(starts[i] / rate),
-                                  "duration": float((stops[i] - starts[i]) / rate),
-                                  "value": x if math.isfinite(x) else float("nan")})
-    ev.info["bsseval_groups"] = [list(g) for g in groups]
-    ev.info["bsseval_solver"] = [r.info.get("solver") for r in results if r.info]
-    ev.info["bsseval_filter_gain"] = [r.info.get("filter_gain") for r in results if r.info]
+    for i in range(raw.size):
+        x = float(raw[i])
+        ev.frames.append({"target": t, "metric": crit, "frame": i, "time": float(starts[i] / rate),
+                          "duration": float((stops[i] - starts[i]) / rate),
+                          "value": x if math.isfinite(x) else float("nan")})
 
 
 def _shared_accompaniment(groups: list[tuple[str, ...]], refs: Mapping[str, Any]) -> tuple[int, ...] | None:

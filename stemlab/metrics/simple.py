@@ -123,7 +123,7 @@ import hashlib
 import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.fft as sfft
@@ -134,7 +134,6 @@ from . import sources as S
 __all__ = [
     "MSST_EPS",
     "MDX_DELTA",
-    "SIMPLE_METRICS",
     "usdr",
     "usdr_mdx",
     "si_sdr",
@@ -149,7 +148,6 @@ __all__ = [
     "check_pair",
     "check_sources",
     "stream_metrics",
-    "STREAMING_METRICS",
     "framewise",
 ]
 
@@ -533,17 +531,26 @@ def _sdr_gain_from(refs: Sequence[Any], ests: Sequence[Any], j: int, eps: float,
         return float(10.0 * np.log10((ss + eps) / (dd + eps))), g
 
 
+#: the metrics :func:`stream_metrics` computes from one shared pass of sums
+_SHARED_PASS = ("usdr", "si_sdr", "sdr_gain")
+
+
 def stream_metrics(names: Sequence[str], references: Sequence[Any], estimates: Sequence[Any],
                    sample_rate: int | None = None) -> dict[str, Array]:
-    """The block-wise metrics among ``names`` (:data:`STREAMING_METRICS`)
-    with their default options, for inputs already validated (sequences of
-    ``(channels, samples)`` sources). ``usdr``, ``si_sdr`` and ``sdr_gain``
-    share one pass over each source pair (Σs², Σŝ², Σŝ·s, Σ(s − ŝ)²); a
-    second pass only where an error energy would cancel (above ~30 dB)."""
+    """The block-wise metrics ``names`` (those declared ``streaming`` in
+    :mod:`stemlab.metrics.registry`: ``usdr``, ``usdr_mdx``, ``si_sdr``,
+    ``sdr_gain``) with their default options, for inputs already validated
+    (sequences of ``(channels, samples)`` sources); values in dB, one per
+    source. ``usdr``, ``si_sdr`` and ``sdr_gain`` share one pass over each
+    source pair (Σs², Σŝ², Σŝ·s, Σ(s − ŝ)²); a second pass only where an
+    error energy would cancel (above ~30 dB)."""
     refs, ests = list(references), list(estimates)
-    want = [m for m in names if m in STREAMING_METRICS]
+    want = list(dict.fromkeys(names))
+    other = [m for m in want if m not in _SHARED_PASS + ("usdr_mdx",)]
+    if other:
+        raise InputError(f"stream_metrics: {other} are not computed block by block", field="names")
     out: dict[str, Array] = {}
-    first = [m for m in ("usdr", "si_sdr", "sdr_gain") if m in want]
+    first = [m for m in _SHARED_PASS if m in want]
     if first:
         vals: dict[str, Array] = {m: np.empty(len(refs)) for m in first}
         for j in range(len(refs)):
@@ -571,7 +578,7 @@ def _frames_mag(x: np.ndarray, n_fft: int, hop: int, window: np.ndarray | None, 
     ``(n_fft//2 + 1, frames)``, in x's float precision — torch.stft with
     ``center=True`` (``1 + ⌊T/hop⌋`` frames)."""
     pad = n_fft // 2
-    xp = np.pad(x, pad, mode=pad_mode)
+    xp = np.pad(x, pad, mode=cast(Any, pad_mode))  # 'reflect' or 'constant'
     n_frames = 1 + (xp.shape[0] - n_fft) // hop
     frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:n_frames]
     for start in range(0, n_frames, _CHUNK_FRAMES):
@@ -611,7 +618,7 @@ def l1_freq(
 
 # ------------------------------------------------------- bleedless/fullness
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale (librosa ``htk=False``): linear below 1 kHz, log above."""
     f = np.asarray(f, dtype=np.float64)
     f_sp = 200.0 / 3
@@ -864,7 +871,15 @@ def framewise(
     ``win`` = ``hop`` = one second by default, ``⌊(T − win + hop)/hop⌋``
     frames (the trailing partial frame is dropped), or one frame of the
     whole signal when ``win ≥ T``."""
-    fn = SIMPLE_METRICS[metric] if isinstance(metric, str) else metric
+    if isinstance(metric, str):
+        from .registry import get
+
+        spec = get(metric)
+        if spec.kind != "track":
+            raise InputError(f"framewise: {metric!r} is not a whole-track metric", field="metric")
+        fn = spec.function
+    else:
+        fn = metric
     ref, est, sr = check_pair(references, estimates, sample_rate, rate_required=True)
     assert sr is not None
     win = sr if win is None else int(win)
@@ -883,22 +898,18 @@ def framewise(
     return out, starts
 
 
-# --------------------------------------------------------------- registry
+# ----------------------------------------------- views of the registry
 
-SIMPLE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
-    "usdr": usdr,
-    "usdr_mdx": usdr_mdx,
-    "si_sdr": si_sdr,
-    "sdr_gain": sdr_gain,  # type: ignore[dict-item]
-    "l1_freq": l1_freq,
-    "bleedless": bleedless,
-    "fullness": fullness,
-}
-if _log_wmse_available():
-    SIMPLE_METRICS["log_wmse"] = log_wmse
+def __getattr__(name: str) -> Any:
+    """``SIMPLE_METRICS`` (``{name: function}`` of the whole-track metrics
+    that can be computed here) and ``STREAMING_METRICS`` (those computed
+    block by block by :func:`stream_metrics`): views of
+    :mod:`stemlab.metrics.registry`, where each metric is declared."""
+    if name in ("SIMPLE_METRICS", "STREAMING_METRICS"):
+        from .registry import METRICS
 
-#: the metrics computed block by block (memory independent of the length):
-#: :func:`stream_metrics` computes them together for :func:`~stemlab.metrics.evaluate`;
-#: the others (l1_freq, bleedless, fullness, log_wmse) need whole signals
-#: and are given one source at a time
-STREAMING_METRICS: frozenset[str] = frozenset({"usdr", "usdr_mdx", "si_sdr", "sdr_gain"})
+        track = [m for m in METRICS.values() if m.kind == "track"]
+        if name == "SIMPLE_METRICS":
+            return {m.name: m.function for m in track}
+        return frozenset(m.name for m in track if m.streaming)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..metrics.aggregate import describe
+from ..metrics.registry import unit_of
 from ..runs.results import Results, load_results
 from . import figures, stats, tables
 
@@ -178,10 +179,11 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
         sec.append(fig(figures.distribution(scores, metric)))
         # pairwise tests per target
         rows = []
+        diff = f"mean A−B [{unit_of(metric)}]" if unit_of(metric) else "mean A−B"
         for tgt in targets:
             try:
                 for c in stats.compare(scores, metric, tgt, n_boot=2000):
-                    rows.append({"target": tgt, "A": c.a, "B": c.b, "n": c.n, "mean A−B [dB]": c.mean_diff,
+                    rows.append({"target": tgt, "A": c.a, "B": c.b, "n": c.n, diff: c.mean_diff,
                                  "CI low": c.ci_low, "CI high": c.ci_high, "A wins": c.win_rate,
                                  "Holm p": c.p_holm, "rank-biserial": c.rank_biserial, "verdict": c.verdict})
             except InputError:

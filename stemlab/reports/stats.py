@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -182,7 +182,7 @@ def compare(
     alpha: float = 0.05,
     n_boot: int = 10_000,
     seed: int = 0,
-    higher_is_better: bool = True,
+    higher_is_better: bool | None = None,
     frames: str | None = None,
 ) -> list[Comparison]:
     """All pairwise comparisons on tracks both providers scored, with
@@ -193,8 +193,14 @@ def compare(
     The pairs are the per-track values of ONE aggregation
     (:func:`stemlab.metrics.aggregate.track_values`: ``median_frames`` for
     framewise metrics unless ``frames='mean'``, ``track`` for whole-track
-    metrics), never an average of a track's median and mean rows."""
+    metrics), never an average of a track's median and mean rows.
+    ``higher_is_better``: the metric's direction (None: as the metric
+    registry declares it; larger for metrics it does not declare)."""
     from ..metrics.aggregate import track_values
+    from ..metrics.registry import higher_is_better as _declared_direction
+
+    if higher_is_better is None:
+        higher_is_better = _declared_direction(metric)
 
     df = scores[(scores["metric"] == metric) & (scores["target"] == target)]
     if df.empty:
@@ -212,7 +218,7 @@ def compare(
         pair = wide[[a, b]].dropna()
         x, y = pair[a].to_numpy(), pair[b].to_numpy()
         sign = 1.0 if higher_is_better else -1.0
-        entry = {"a": a, "b": b, "n": len(pair)}
+        entry: dict[str, Any] = {"a": a, "b": b, "n": len(pair)}
         if len(pair) >= MIN_SAMPLES_CI:
             m, lo, hi = paired_bootstrap_ci(x, y, n_boot=n_boot, seed=seed)
         else:

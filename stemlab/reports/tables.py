@@ -12,6 +12,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..metrics.aggregate import aggregate, track_values
+from ..metrics.registry import higher_is_better
 
 __all__ = [
     "primary_metric",
@@ -47,7 +48,7 @@ def leaderboard(scores: pd.DataFrame, metric: str, *, stat: str = "median", ci: 
     a percentile-bootstrap CI (NaN when fewer than 3 tracks). Columns
     ``provider, target, value, ci_low, ci_high, n_tracks, n_nan_tracks,
     metric, aggregation``; providers ordered by their mean value over
-    targets, best first."""
+    targets, best first (the metric's direction as the registry declares it)."""
     out = aggregate(scores, metric, frames=frames, tracks=stat, by=("provider", "target"), ci=ci, n_boot=n_boot,
                     seed=seed)
     if ci is None:
@@ -56,7 +57,8 @@ def leaderboard(scores: pd.DataFrame, metric: str, *, stat: str = "median", ci: 
                "aggregation"]]
     if out.empty:
         return out
-    order = out.groupby("provider", sort=False)["value"].mean().sort_values(ascending=False, kind="stable").index
+    lower_first = not higher_is_better(metric)
+    order = out.groupby("provider", sort=False)["value"].mean().sort_values(ascending=lower_first, kind="stable").index
     out["provider"] = pd.Categorical(out["provider"], categories=list(order), ordered=True)
     out = out.sort_values(["provider", "target"], kind="stable").reset_index(drop=True)
     out.attrs["aggregation"] = str(out["aggregation"].iloc[0])
@@ -163,16 +165,18 @@ def quality_vs_cost(scores: pd.DataFrame, jobs: pd.DataFrame, metric: str, targe
     return out
 
 
-def pareto_frontier(points: pd.DataFrame, quality: str = "quality", cost: str = "usd_per_min") -> pd.DataFrame:
-    """The providers no other provider beats on both quality (higher) and
-    cost (lower), sorted by cost."""
-    pts = points.dropna(subset=[quality, cost]).sort_values([cost, quality], ascending=[True, False])
+def pareto_frontier(points: pd.DataFrame, quality: str = "quality", cost: str = "usd_per_min", *,
+                    higher_is_better: bool = True) -> pd.DataFrame:
+    """The providers no other provider beats on both quality (higher, or
+    lower when not ``higher_is_better``) and cost (lower), sorted by cost."""
+    pts = points.dropna(subset=[quality, cost]).sort_values([cost, quality], ascending=[True, not higher_is_better])
+    sign = 1.0 if higher_is_better else -1.0
     keep = []
     best = -math.inf
     for idx, r in pts.iterrows():
-        if r[quality] > best:
+        if sign * r[quality] > best:
             keep.append(idx)
-            best = r[quality]
+            best = sign * r[quality]
     return pts.loc[keep]
 
 

@@ -99,7 +99,7 @@ __all__ = [
     "load_spec",
 ]
 
-DEFAULT_METRICS: tuple[str, ...] = ("bsseval_v4", "usdr", "si_sdr")
+from ..metrics.registry import DEFAULT_METRICS  # declared once, with the metrics
 
 # ------------------------------------------------------------------ errors
 #

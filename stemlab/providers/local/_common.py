@@ -12,7 +12,7 @@ import numpy as np
 
 from ...audio import check_audio
 from ...errors import ConfigError, InputError, ProviderRejected
-from ...types import Stems, Track
+from ...types import ACCOMPANIMENT, Stems, Track, accompaniment
 from ..base import Provider
 
 __all__ = [
@@ -31,8 +31,6 @@ __all__ = [
     "ACCOMPANIMENT",
 ]
 
-#: Name of "everything but vocals" (the MUSDB convention).
-ACCOMPANIMENT = "accompaniment"
 _VOCALS = "vocals"
 
 
@@ -73,27 +71,13 @@ def mask_sources(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def with_accompaniment(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Add ``accompaniment`` = sum of the non-vocal stems when ``vocals`` and at
-    least one other stem are present and it is not there yet (in place).
-
-    The sum is taken in float64 and rounded to float32, a block of samples at
-    a time: the only full-length array made is the returned stem."""
-    if _VOCALS in stems and ACCOMPANIMENT not in stems:
-        rest = [v for k, v in stems.items() if k != _VOCALS]
-        if rest:
-            first = np.asarray(rest[0])
-            if first.ndim == 0:
-                stems[ACCOMPANIMENT] = np.float32(sum(np.float64(r) for r in rest))
-                return stems
-            acc = np.empty(first.shape, dtype=np.float32)
-            n = first.shape[-1]
-            step = BLOCK_SAMPLES // 4
-            for s in range(0, max(n, 1), step):
-                part = np.zeros(first[..., s : s + step].shape, dtype=np.float64)
-                for r in rest:
-                    part += r[..., s : s + step]
-                acc[..., s : s + step] = part
-            stems[ACCOMPANIMENT] = acc
+    """Add ``accompaniment`` to ``stems`` in place and return them:
+    :func:`stemlab.types.accompaniment` (musdb's sum of the non-vocal stems,
+    float64 a block at a time, float32 out) when ``vocals`` and another stem
+    are present and it is not there yet."""
+    acc = accompaniment(stems, _VOCALS)
+    if acc is not None:
+        stems[ACCOMPANIMENT] = acc
     return stems
 
 
