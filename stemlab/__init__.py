@@ -64,7 +64,7 @@ __all__ = [
 
 _LAZY_MODULES = {"audio", "datasets", "providers", "metrics", "sandbox", "runs", "reports"}
 _LAZY_ATTRS = {
-    "score": ("stemlab.metrics.scoring", "score"),
+    "score": ("stemlab.metrics.score_dir", "score"),
     "score_separation": ("stemlab.metrics.scoring", "score_separation"),
     "run": ("stemlab.runs", "run"),
     "load_results": ("stemlab.runs", "load_results"),

@@ -240,3 +240,18 @@ def scores_version(metrics: Iterable[str] | None = None) -> int:
     table = {m.name: m for m in DECLARED}
     names = table if metrics is None else list(dict.fromkeys(metrics))
     return SCORES_EPOCH + sum(table[n].version - 1 for n in names if n in table)
+
+
+#: ``{name: function}`` of the whole-track metrics that can be computed here
+SIMPLE_METRICS: dict[str, Callable[..., Any]] = {m.name: m.function for m in METRICS.values() if m.kind == "track"}
+#: the whole-track metrics computed block by block (:func:`stemlab.metrics.simple.stream_metrics`)
+STREAMING_METRICS: frozenset[str] = frozenset(m.name for m in METRICS.values() if m.kind == "track" and m.streaming)
+
+
+def framewise(name: str, references: Any, estimates: Any, sample_rate: int, **kwargs: Any) -> Any:
+    """A whole-track metric, by name, per frame: see
+    :func:`stemlab.metrics.simple.framewise` (``(values, starts)``)."""
+    m = get(name)
+    if m.kind != "track":
+        raise InputError(f"framewise: {name!r} is not a whole-track metric", field="metric")
+    return SM.framewise(m.function, references, estimates, sample_rate, **kwargs)

@@ -193,17 +193,3 @@ def score_separation(separation: Separation, track: Track, **kwargs: Any) -> dic
     if separation.corrections:
         out["corrections"] = {**out["corrections"], "provider": dict(separation.corrections)}
     return out
-
-
-def __getattr__(name: str) -> Any:
-    """The directory harness and its CLI, moved to :mod:`.score_dir` and
-    :mod:`.cli`, stay importable from here."""
-    if name in ("score", "ScoreReport"):
-        from . import score_dir
-
-        return getattr(score_dir, name)
-    if name == "register_cli":
-        from . import cli
-
-        return cli.register_cli
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

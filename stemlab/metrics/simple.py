@@ -857,7 +857,7 @@ def log_wmse(
 # -------------------------------------------------------------- per frame
 
 def framewise(
-    metric: str | Callable[..., Array],
+    metric: Callable[..., Array],
     references: Any,
     estimates: Any,
     sample_rate: int,
@@ -871,15 +871,10 @@ def framewise(
     ``win`` = ``hop`` = one second by default, ``⌊(T − win + hop)/hop⌋``
     frames (the trailing partial frame is dropped), or one frame of the
     whole signal when ``win ≥ T``."""
-    if isinstance(metric, str):
-        from .registry import get
-
-        spec = get(metric)
-        if spec.kind != "track":
-            raise InputError(f"framewise: {metric!r} is not a whole-track metric", field="metric")
-        fn = spec.function
-    else:
-        fn = metric
+    if isinstance(metric, str):  # names live in the registry, which imports this module
+        raise InputError(f"framewise: pass the metric's function, or its name to "
+                         f"stemlab.metrics.registry.framewise({metric!r}, …)", field="metric")
+    fn = metric
     ref, est, sr = check_pair(references, estimates, sample_rate, rate_required=True)
     assert sr is not None
     win = sr if win is None else int(win)
@@ -896,20 +891,3 @@ def framewise(
     for i, a in enumerate(starts):
         out[:, i] = fn(ref[..., a : a + win], est[..., a : a + win], sr, **options)
     return out, starts
-
-
-# ----------------------------------------------- views of the registry
-
-def __getattr__(name: str) -> Any:
-    """``SIMPLE_METRICS`` (``{name: function}`` of the whole-track metrics
-    that can be computed here) and ``STREAMING_METRICS`` (those computed
-    block by block by :func:`stream_metrics`): views of
-    :mod:`stemlab.metrics.registry`, where each metric is declared."""
-    if name in ("SIMPLE_METRICS", "STREAMING_METRICS"):
-        from .registry import METRICS
-
-        track = [m for m in METRICS.values() if m.kind == "track"]
-        if name == "SIMPLE_METRICS":
-            return {m.name: m.function for m in track}
-        return frozenset(m.name for m in track if m.streaming)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -104,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import Runner
 
     spec = _spec_from_args(args)
-    runner = Runner(spec, force=args.force or (), retry_failed=args.retry_failed, strict=args.strict,
+    runner = Runner(spec, force=args.force or (), retry_failed=args.retry_failed,
+                    retry_in_doubt=args.retry_in_doubt, strict=args.strict,
                     quiet=args.quiet, overwrite=args.overwrite)
     if args.dry_run:
         res = runner.run(dry_run=True)
@@ -190,6 +191,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="(default behaviour) continue where the ledger stopped")
     p.add_argument("--force", action="append", help="recompute this provider (label or family; repeatable)")
     p.add_argument("--retry-failed", action="store_true", help="also retry failed jobs that may have been paid for")
+    p.add_argument("--retry-in-doubt", action="store_true",
+                   help="resubmit jobs in doubt (a lost submit answer on a service with no job list): check the "
+                        "account first — this may pay again")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the results of another spec in the output directory (cache and ledger are reused)")
     p.add_argument("--live", action="store_true", help="send remote providers to the real services (default: sandbox)")

@@ -30,6 +30,7 @@ import numpy as np
 from .._crash import crashpoint
 from ..errors import (
     BudgetExceeded,
+    InDoubt,
     ProviderOutputError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -145,6 +146,9 @@ class Scheduler:
             raise
         except BudgetExceeded as e:
             self.ledger.update(key, state="budget", error_kind=e.kind, error=str(e))
+        except InDoubt as e:  # maybe paid, no way to look: stays 'submitting' (in doubt), never auto-resent
+            self.ledger.update(key, error_kind=e.kind, error=str(e), detail="in doubt")
+            log.warning("%s on %s is in doubt: %s", job.label, job.track.name, e)
         except Exception as e:  # every failure becomes a row with its reason
             self._fail(job, e)
         finally:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..providers.base import Provider
 from ..types import Cost, Separation
 from .cost import Budget
@@ -125,7 +125,8 @@ class RemoteKind(JobKind):
         return spec.remote_concurrency
 
     async def separate(self, job: Job, row: JobRow, ctx: JobContext, timeout: float) -> Separation:
-        if not row.remote_id and not row.in_doubt:  # a new request may cost money: reserve its estimate
+        if not row.remote_id and not row.in_doubt:  # a new request may cost money: check, then reserve
+            await asyncio.to_thread(check_before_paying, job)
             ctx.budget.reserve(job.key, job.label, job.estimate)
         journal = ctx.ledger.journal(job.key)
         return await asyncio.wait_for(job.provider.aseparate(job.track, journal), timeout)  # type: ignore[arg-type]
@@ -158,3 +159,29 @@ def kind_of(what: Provider | str) -> JobKind:
         return KINDS[name]
     except KeyError:
         raise ConfigError(f"provider kind must be one of {sorted(KINDS)}, got {name!r}", field="kind") from None
+
+
+def check_before_paying(job: Job) -> None:
+    """Everything about ``job``'s track that would make its scores fail,
+    checked before a request that can cost money: references present,
+    readable, of one shape with the mixture (the dataset's own checks, or
+    :func:`~stemlab.metrics.sources.lazy_references`' on the files' headers)
+    and finite. Raises a :class:`~stemlab.errors.StemlabError` naming the file
+    or stem (a failed row, nothing paid)."""
+    from ..metrics.sources import all_finite, lazy_references
+
+    track = job.track
+    if not track.has_references:
+        return
+    lazy = lazy_references(track)
+    refs: Any = lazy if lazy is not None else track.references
+    try:
+        for name in refs:
+            ok, bad = all_finite(refs[name])
+            if not ok:
+                where = track.reference_files.get(name, f"reference {name!r}")
+                raise InputError(f"track {track.name!r}: {where} has {bad} NaN/Inf sample(s); the separation could "
+                                 "not be scored, so it is not paid for", file=str(where))
+    finally:
+        if lazy is not None:
+            lazy.close()

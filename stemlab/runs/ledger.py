@@ -305,15 +305,17 @@ class Ledger:
 
     def charged(self, provider: str | None = None) -> tuple[float, float]:
         """(USD, credits) actually charged (or possibly charged: in doubt jobs
-        count at their estimate) over all runs in this ledger."""
-        q = "SELECT state, cost_usd, credits, est_usd, est_credits FROM jobs"
+        count at their estimate) over all runs in this ledger — orphans
+        included: extra jobs a service made of one submit, found when
+        reconciling (``info.orphans``), are paid for too."""
+        q = "SELECT state, cost_usd, credits, est_usd, est_credits, info_json FROM jobs"
         args: tuple[Any, ...] = ()
         if provider is not None:
             q += " WHERE provider=?"
             args = (provider,)
         usd = credits = 0.0
         with self._lock:
-            for state, c_usd, c_cr, e_usd, e_cr in self._db.execute(q, args):
+            for state, c_usd, c_cr, e_usd, e_cr, info in self._db.execute(q, args):
                 if state not in PAID_STATES:
                     continue
                 if c_usd is not None or c_cr is not None:
@@ -322,6 +324,9 @@ class Ledger:
                 elif state in ("submitting", "submitted"):
                     usd += e_usd or 0.0
                     credits += e_cr or 0.0
+                o_usd, o_cr = _orphan_cost(info)
+                usd += o_usd
+                credits += o_cr
         return usd, credits
 
     # ----------------------------------------------------------- hash cache
@@ -348,6 +353,19 @@ class Ledger:
 
     def journal(self, job_key: str) -> "LedgerJournal":
         return LedgerJournal(self, job_key)
+
+
+def _orphan_cost(info_json: str | None) -> tuple[float, float]:
+    """(USD, credits) of the orphan jobs recorded in a row's info."""
+    if not info_json or "orphans" not in info_json:
+        return 0.0, 0.0
+    try:
+        orphans = json.loads(info_json).get("orphans") or []
+    except (ValueError, AttributeError):
+        return 0.0, 0.0
+    usd = sum(float(o.get("usd") or 0.0) for o in orphans if isinstance(o, dict))
+    credits = sum(float(o.get("credits") or 0.0) for o in orphans if isinstance(o, dict))
+    return usd, credits
 
 
 @dataclass

@@ -69,14 +69,18 @@ class Plan:
             )
 
 
-def build_providers(spec: RunSpec, sandboxes: Sandboxes | None) -> list[PlannedProvider]:
+def build_providers(spec: RunSpec, sandboxes: Sandboxes | None, *,
+                    retry_in_doubt: bool = False) -> list[PlannedProvider]:
     """Each provider of ``spec`` built once from its parsed reference, with a
     unique label (``#2``, ``#3`` … for repeats); sandboxed ones point at
-    their sandbox in ``sandboxes``."""
+    their sandbox in ``sandboxes``; ``retry_in_doubt``: remote providers may
+    resubmit a job whose submit is in doubt (the user checked the account)."""
     out = []
     seen: dict[str, int] = {}
     for sel in spec.providers:
         opts: dict[str, Any] = {}
+        if retry_in_doubt and sel.ref.kind == "remote":
+            opts["retry_in_doubt"] = True
         if sel.sandbox:
             if sandboxes is None:  # never let a sandboxed provider reach the live service
                 raise RunError(f"provider {sel.ref}: sandboxed, but the run has no sandbox pool")
@@ -151,15 +155,16 @@ class Planner:
     providers use and that learns every readable track."""
 
     def __init__(self, spec: RunSpec, ledger: Ledger, *, force: AbstractSet[str] = frozenset(),
-                 sandboxes: Sandboxes | None = None) -> None:
+                 sandboxes: Sandboxes | None = None, retry_in_doubt: bool = False) -> None:
         self.spec = spec
         self.ledger = ledger
         self.force = force
         self.sandboxes = sandboxes
+        self.retry_in_doubt = retry_in_doubt
 
     def plan(self) -> Plan:
         """Build the providers and plan every (track, provider) job."""
-        providers = build_providers(self.spec, self.sandboxes)
+        providers = build_providers(self.spec, self.sandboxes, retry_in_doubt=self.retry_in_doubt)
         plan = Plan([], {p.label: PlanCost(p.label) for p in providers})
         for dsel in self.spec.datasets:
             for tp in self._tracks(dsel.open()):

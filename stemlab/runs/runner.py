@@ -46,6 +46,8 @@ class Runner:
 
     ``force``: provider labels/families whose cached results are ignored;
     ``retry_failed``: also retry failed jobs that may have been paid for;
+    ``retry_in_doubt``: resubmit jobs left in doubt (a submit whose answer was
+    lost, on a service with no job list to check) — after checking the account;
     ``overwrite``: take over an output directory that holds another spec's
     results (they are removed; the stem cache and ledger are kept and reused);
     ``executor``: where local providers separate (default: the spec's —
@@ -59,6 +61,7 @@ class Runner:
         output: str | Path | None = None,
         force: Sequence[str] = (),
         retry_failed: bool = False,
+        retry_in_doubt: bool = False,
         overwrite: bool = False,
         strict: bool = False,
         quiet: bool = False,
@@ -70,6 +73,7 @@ class Runner:
         self.output = Path(output or self.spec.output).expanduser()
         self.force = frozenset(f.lower() for f in force)
         self.retry_failed = retry_failed
+        self.retry_in_doubt = retry_in_doubt
         self.overwrite = overwrite
         self.strict = strict
         self.quiet = quiet
@@ -109,7 +113,8 @@ class Runner:
         meta = run_meta(self.spec)
         self.run_id = ledger.begin_run(self.spec.spec_hash, meta)
         meta["run_id"] = self.run_id
-        plan = Planner(self.spec, ledger, force=self.force, sandboxes=sandboxes).plan()
+        plan = Planner(self.spec, ledger, force=self.force, sandboxes=sandboxes,
+                       retry_in_doubt=self.retry_in_doubt).plan()
         plan_rows = plan.rows
         if dry_run:
             ledger.end_run(self.run_id)

@@ -11,7 +11,8 @@ import pytest
 
 from stemlab import Stems
 from stemlab.errors import InputError
-from stemlab.metrics.scoring import score, score_stems
+from stemlab.metrics.score_dir import score
+from stemlab.metrics.scoring import score_stems
 
 sf = pytest.importorskip("soundfile")
 
