@@ -285,8 +285,14 @@ def evaluate(
     names: Sequence[str] | None = None,
     filters_len: int = 512,
     reference_bits: int | None = None,
+    warn: bool = True,
 ) -> TrackEvaluation:
     """Score ``estimates`` against ``references``.
+
+    ``warn=False``: the adjustments (silent stems, NaN frames …) are only
+    recorded in ``notes``, not also raised as ``RuntimeWarning`` (the harness
+    records them as NaN reasons; a process-wide warnings filter is not
+    thread-safe when two tracks are scored at once).
 
     ``references``/``estimates``: :class:`Stems`, ``{name: (channels,
     samples)}`` arrays or lazy sources (:mod:`stemlab.metrics.sources`; an
@@ -332,7 +338,7 @@ def evaluate(
     if framewise:
         _bsseval(ev, refs, ests, sel, win_n, hop_n, rows=_frame_rows(framewise), filters_len=filters_len)
     _track_rows(ev, [s for s in specs if s.kind == "track"], refs, ests, sel, rate)
-    for n in notes + [x for x in ev.notes if x.startswith("group ")]:
+    for n in (notes + [x for x in ev.notes if x.startswith("group ")]) if warn else ():
         warnings.warn(f"stemlab.metrics: {n}", RuntimeWarning, stacklevel=2)
     return ev
 

@@ -116,6 +116,7 @@ def evaluate_track(
     metric_options: Mapping[str, Any] | None = None,
     targets: Sequence[str] | None = None,
     references: Any = None,
+    warn: bool = True,
 ) -> TrackEvaluation:
     """:func:`evaluate` ``stems`` against ``track``'s references (no alignment).
     ``stems``: :class:`Stems` or a mapping of ``(channels, samples)`` arrays or
@@ -133,7 +134,7 @@ def evaluate_track(
         bits = 16 if getattr(track, "dataset", None) in _PCM16_DATASETS else None
     return evaluate(refs, stems, refs.sample_rate, metrics=tuple(metrics), targets=sel, win=float(opt["win"]),
                     hop=float(opt["hop"]), nan_policy=str(opt["nan_policy"]), filters_len=int(opt["filters_len"]),
-                    reference_bits=bits)
+                    reference_bits=bits, warn=warn)
 
 
 def score_stems(
@@ -157,7 +158,6 @@ def score_stems(
     into Stems first. Returns ``{"rows": [...], "frames": [...], "museval":
     dict | None, "corrections": {...}, "notes": [...]}``; rows carry target,
     metric, value, aggregation, unit, frames_used, frames_dropped."""
-    import warnings
 
     aligned: Stems | Mapping[str, Any]
     if isinstance(stems, Stems):
@@ -173,10 +173,10 @@ def score_stems(
             aligned, corrections = align_to(_as_stems(stems, rate), track, alignment)
         else:
             aligned, corrections = stems, {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the notes carry them
-        ev = evaluate_track(aligned, track, metrics=metrics, metric_options=metric_options, targets=targets,
-                            references=references)
+    # the notes carry the adjustments (the NaN reasons of the rows); no RuntimeWarning is raised — a
+    # warnings.catch_warnings() here was not thread-safe: two tracks scored at once leaked them to stderr
+    ev = evaluate_track(aligned, track, metrics=metrics, metric_options=metric_options, targets=targets,
+                        references=references, warn=False)
     return {
         "rows": ev.rows,
         "frames": ev.frames,

@@ -141,6 +141,8 @@ class Status:
 
     ready: bool
     detail: str = ""
+    #: the whole story when ``detail`` is a one-line summary (where it looked, how to fix it)
+    help: str = ""
 
     def __str__(self) -> str:
         return "ready" if self.ready else f"unavailable: {self.detail}"
@@ -367,6 +369,16 @@ class Provider(abc.ABC):
     deterministic: ClassVar[bool] = True
     #: input limits checked before any work/payment (None = no limit)
     max_duration: ClassVar[float | None] = None  # seconds
+    #: a bound rather than an option one could use or buy: ``"upper"`` (reads
+    #: the ground truth, e.g. oracles) or ``"lower"`` (a floor such as the
+    #: mixture); per variant in ``bound_variants``. Reports draw bounds as
+    #: reference lines, never on a Pareto frontier or in a procurement ranking.
+    bound: ClassVar[str | None] = None
+    bound_variants: ClassVar[Mapping[str, str]] = {}
+
+    def bound_kind(self) -> str | None:
+        """``"upper"``, ``"lower"`` or None (an option): see :attr:`bound`."""
+        return self.bound_variants.get(self.variant or "", self.bound)
 
     def __init__(
         self,

@@ -76,11 +76,14 @@ class Stores:
 class Policy:
     """What the caller asked: ``force`` (lower-case labels/families re-run
     from scratch), ``retry_failed`` (also retry failed jobs that may have been
-    paid for) and ``progress`` (bars on stderr)."""
+    paid for), ``progress`` (bars on stderr) and ``progress_log`` (off a
+    terminal: a log line every so many seconds)."""
 
     force: AbstractSet[str] = frozenset()
     retry_failed: bool = False
     progress: bool = False
+    #: seconds between progress log lines on stderr (off a terminal); None: none
+    progress_log: float | None = None
 
 
 def _error_row(e: BaseException) -> tuple[str, str]:
@@ -116,7 +119,7 @@ class Scheduler:
         # score one job at a time per core: scoring is numpy-bound
         self._score_slots = asyncio.Semaphore(max(1, min(2, os.cpu_count() or 1)))
         self._rss = RssSampler()
-        self._progress = ProgressBars(jobs, enabled=policy.progress)
+        self._progress = ProgressBars(jobs, enabled=policy.progress, log_every=policy.progress_log)
 
     def close(self) -> None:
         self._rss.close()
@@ -153,9 +156,10 @@ class Scheduler:
             self._fail(job, e)
         finally:
             self.ctx.budget.release(key)
+            row = self.ledger.get(key)
             for j in group:
                 j.track.release()
-                self._progress.done(j)
+                self._progress.done(j, ok=row is not None and row.state == "done")
 
     def _row(self, key: str) -> JobRow:
         row = self.ledger.get(key)
@@ -278,8 +282,8 @@ class Scheduler:
         """Separate ``job`` within its slots and record the result: stems to
         the cache (with what was paid), info, phases (s) and cost to the ledger."""
         st = job.provider.status()
-        if not st.ready:
-            raise ProviderUnavailable(f"{job.label}: {st.detail}", provider=job.label)
+        if not st.ready:  # the whole message (where it looked, how to fix it) when the provider has one
+            raise ProviderUnavailable(st.help or f"{job.label}: {st.detail}", provider=job.label)
         job.provider.check_input(job.track)
         kind = kind_of(job.provider)
         timeout = job.sel.timeout or self.spec.job_timeout

@@ -81,6 +81,11 @@ def build_providers(spec: RunSpec, sandboxes: Sandboxes | None, *,
         opts: dict[str, Any] = {}
         if retry_in_doubt and sel.ref.kind == "remote":
             opts["retry_in_doubt"] = True
+        if sel.price is not None:  # the buyer's own price (what the service does not publish)
+            from ..services import SERVICES, pricing_module
+
+            if sel.ref.family in SERVICES:
+                opts.update(pricing_module(sel.ref.family).SERVICE_PRICING.provider_options(sel.price.given()))
         if sel.sandbox:
             if sandboxes is None:  # never let a sandboxed provider reach the live service
                 raise RunError(f"provider {sel.ref}: sandboxed, but the run has no sandbox pool")

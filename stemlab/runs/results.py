@@ -6,7 +6,15 @@ An output directory holds:
   target, metric): ``value`` with its ``aggregation`` and ``unit``;
 * ``frames.parquet`` — per-frame values of framewise metrics (museval);
 * ``jobs.parquet`` / ``jobs.csv`` — one row per job: status and reason,
-  latency phases (seconds), cost (USD, credits), device, RTF, peak RAM …;
+  time in two clocks that never share a column — ``<phase>_s`` *measured*
+  here (wall seconds; local providers, live services) and ``sim_<phase>_s``
+  *simulated* (a sandbox's virtual service seconds, ``clock == "simulated"``)
+  — money in USD (``cost_usd``: NaN with ``cost_note`` when the service
+  publishes no price and none was given; ``price_basis`` says where a known
+  one comes from) and in the service's own unit (``native_units`` +
+  ``native_unit``: seconds, credits, points, calls; compute seconds for local
+  providers), ``bound`` (``upper``/``lower`` for oracles and floors), the
+  ``stems`` the provider returns, device, RTF, peak RAM …;
 * ``museval/<provider>/<track>.json`` — museval's JSON schema, readable by
   sigsep tools;
 * ``run.json`` — versions, git commit, host, spec and its hash.
@@ -37,10 +45,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .spec import DatasetSel
 
-__all__ = ["PHASES", "Results", "load_results", "write_results"]
+__all__ = ["NATIVE_UNITS", "PHASES", "SIM_PHASES", "Results", "load_results", "money_columns", "write_results"]
 
-#: latency phases (seconds) with a ``<phase>_s`` column in ``jobs``
+#: latency phases (seconds) with a ``<phase>_s`` column in ``jobs`` (measured here)
 PHASES = ("upload", "queue", "processing", "download", "load", "separate", "scoring", "total", "wall")
+#: phases a sandbox reports in its virtual (simulated service) seconds: ``sim_<phase>_s`` columns
+SIM_PHASES = ("upload", "queue", "processing", "download", "total")
+#: what ``native_unit`` says for each ``credit_unit`` a provider records
+NATIVE_UNITS = {"seconds": "seconds", "mvsep_credits": "credits", "dango_points": "points", "calls": "calls"}
 
 
 @dataclass
@@ -163,9 +175,74 @@ def _job_row(j: Job, row: JobRow, payload: dict[str, Any] | None, base: dict[str
         "corrections": json.dumps(info.get("corrections") or (payload or {}).get("corrections") or {}, default=str),
         "output_sample_rate": info.get("output_sample_rate"),
     }
+    simulated = j.provider.kind == "remote" and bool(j.sel.sandbox)
+    jr["clock"] = "simulated" if simulated else "measured"
     for ph in PHASES:
         jr[f"{ph}_s"] = phases.get(ph)
+    for ph in SIM_PHASES:
+        jr[f"sim_{ph}_s"] = None
+    jr["sim_rtf"] = None
+    if simulated:  # the sandbox's virtual seconds go to their own columns; total_s is what was measured here
+        for ph in SIM_PHASES:
+            jr[f"sim_{ph}_s"] = phases.get(ph)
+            jr[f"{ph}_s"] = None
+        jr["total_s"] = phases.get("wall")
+        jr["sim_rtf"], jr["rtf"] = jr["rtf"], None
+    jr["bound"] = _bound(j)
+    jr["stems"] = _stems(j)
+    jr.update(money_columns(j.provider.family, j.provider.kind, dict(j.provider.options), row.state, row.credits,
+                            row.credit_unit, row.cost_usd, row.compute_seconds, j.track.seconds, row.remote_id))
     return jr
+
+
+def _bound(j: Job) -> str:
+    try:
+        return j.provider.bound_kind() or ""
+    except Exception:  # a third-party provider without the attribute
+        return ""
+
+
+def _stems(j: Job) -> str:
+    try:
+        return ",".join(j.provider.stems)
+    except Exception:  # stems known only once a custom model is loaded
+        return ""
+
+
+def money_columns(family: str, kind: str, options: dict[str, Any], state: str, credits: float | None,
+                  credit_unit: str | None, cost_usd: float | None, compute_seconds: float | None,
+                  audio_seconds: float | None, remote_id: str | None = None) -> dict[str, Any]:
+    """A job's money in USD and in the service's own unit:
+    ``cost_usd`` (NaN when the price is unknown), ``usd_per_unit`` (USD per
+    unit of the service's price table), ``price_basis``, ``cost_note`` (why
+    USD is unknown and how to set it), ``native_units``/``native_unit``.
+    Local providers: $0 (no service charge) and their compute seconds."""
+    import math
+
+    from ..services._pricing import price_of
+
+    if kind != "remote":
+        return {"cost_usd": 0.0, "usd_per_unit": 0.0, "price_basis": "local: no service charge (compute time only)",
+                "cost_note": "", "native_units": compute_seconds, "native_unit": "compute seconds"}
+    sp, quote = price_of(family, options)
+    unit = NATIVE_UNITS.get(credit_unit or "", credit_unit or (NATIVE_UNITS.get(sp.native_unit, "") if sp else ""))
+    out: dict[str, Any] = {"native_units": credits, "native_unit": unit,
+                           "usd_per_unit": quote.usd_per_unit if quote.usd_per_unit is not None else math.nan}
+    if sp is None:  # a third-party service: what its provider recorded
+        out.update(cost_usd=cost_usd if cost_usd is not None else math.nan, price_basis="recorded by the provider",
+                   cost_note="" if cost_usd is not None else "no cost recorded")
+        return out
+    if credits is None and cost_usd is None:
+        if remote_id:  # submitted, charge not recorded
+            out.update(cost_usd=math.nan, price_basis="", cost_note="charge not recorded (the job failed after its "
+                       "submit); check the service's account")
+        else:
+            out.update(cost_usd=0.0, native_units=0.0, price_basis=f"not submitted ({state})", cost_note="")
+        return out
+    override, pack = sp.override_of(options)
+    usd, basis, reason = sp.job_usd(credits, audio_seconds, override, pack=pack)
+    out.update(cost_usd=usd, price_basis=basis, cost_note=reason)
+    return out
 
 
 @dataclass
@@ -189,7 +266,8 @@ class _Tables:
         self.jobs.append(_job_row(j, row, payload, base))
         if not payload:
             return
-        self.scores.extend({**base, **r} for r in payload.get("rows", []))
+        notes = [str(n) for n in payload.get("notes") or []]
+        self.scores.extend({**base, **r, "nan_reason": _nan_reason(r, notes)} for r in payload.get("rows", []))
         self.frames.extend({**base, **r} for r in payload.get("frames", []))
         mj = payload.get("museval")
         if mj:
@@ -199,6 +277,19 @@ class _Tables:
 
     def count(self, status: str) -> int:
         return int(sum(r["status"] == status for r in self.jobs))
+
+
+def _nan_reason(row: dict[str, Any], notes: list[str]) -> str:
+    """Why a score is NaN (the scorer's notes about its target, else all of
+    them); '' for a finite value."""
+    import math
+
+    v = row.get("value")
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        return ""
+    t = str(row.get("target", ""))
+    mine = [n for n in notes if f"'{t}'" in n or f"{t!r}" in n]
+    return "; ".join(mine or notes) or "not defined for this input"
 
 
 def write_results(out: Path, jobs: Sequence[Job], *, ledger: Ledger, score_cache: ScoreCache, metrics_hash: str,

@@ -38,7 +38,10 @@ from .planning import Plan, Planner, Sandboxes
 from .results import Results, write_results
 from .spec import RunSpec, load_spec
 
-__all__ = ["Runner", "run", "score_stems"]
+__all__ = ["Runner", "run", "score_stems", "PROGRESS_EVERY"]
+
+#: seconds between progress log lines when stderr is not a terminal
+PROGRESS_EVERY = 15.0
 
 
 class Runner:
@@ -48,6 +51,9 @@ class Runner:
     ``retry_failed``: also retry failed jobs that may have been paid for;
     ``retry_in_doubt``: resubmit jobs left in doubt (a submit whose answer was
     lost, on a service with no job list to check) — after checking the account;
+    ``progress``: bars on stderr (default: when it is a terminal and not
+    ``quiet``); ``progress_every``: seconds between progress log lines when
+    there are no bars (default :data:`PROGRESS_EVERY`; none when ``quiet``);
     ``overwrite``: take over an output directory that holds another spec's
     results (they are removed; the stem cache and ledger are kept and reused);
     ``executor``: where local providers separate (default: the spec's —
@@ -66,6 +72,7 @@ class Runner:
         strict: bool = False,
         quiet: bool = False,
         progress: bool | None = None,
+        progress_every: float | None = None,
         executor: LocalExecutor | None = None,
         sandboxes: Sandboxes | None = None,
     ) -> None:
@@ -78,6 +85,8 @@ class Runner:
         self.strict = strict
         self.quiet = quiet
         self.progress = (not quiet and sys.stderr.isatty()) if progress is None else progress
+        #: off a terminal (CI, papermill, nohup): a progress line every so many seconds instead of bars
+        self.progress_every = None if quiet or self.progress else (progress_every or PROGRESS_EVERY)
         self.executor = executor
         self.sandboxes = sandboxes
         #: the ledger's id of the latest :meth:`run` ("" before)
@@ -134,7 +143,8 @@ class Runner:
         providers (and an executor of this run's own) are closed after."""
         budget = Budget(stores.ledger, self.spec.budget_usd, plan.budget_caps())
         executor, own_executor = self._local_executor(plan)
-        policy = Policy(force=self.force, retry_failed=self.retry_failed, progress=self.progress)
+        policy = Policy(force=self.force, retry_failed=self.retry_failed, progress=self.progress,
+                        progress_log=self.progress_every)
         try:
             asyncio.run(execute(self.spec, plan.jobs, stores=stores, budget=budget, executor=executor,
                                 scorer=score_stems, policy=policy))

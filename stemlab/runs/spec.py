@@ -406,6 +406,26 @@ class ProviderBudget(_Model):
     credits: NonNegNumber | None = None
 
 
+class ProviderPrice(_Model):
+    """Your money price for a remote service whose documents publish none
+    (MVSEP credits, Dango points, Suno calls) or another than the published one
+    (an AI Stem Splitter pack). ``usd_per_credit``: USD per unit the job rows
+    count (MVSEP credit, Dango point, Suno call, AI Stem Splitter credit =
+    1 s of input); the service's own key says the same in its words. ``source``:
+    where your price comes from (recorded with the job rows)."""
+
+    usd_per_credit: NonNegNumber | None = None
+    usd_per_point: NonNegNumber | None = None
+    usd_per_call: NonNegNumber | None = None
+    usd_per_minute: NonNegNumber | None = None
+    pack: Text | None = None
+    source: Text | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The keys written (values not None)."""
+        return {k: getattr(self, k) for k in type(self).model_fields if getattr(self, k) is not None}
+
+
 class Concurrency(_Model):
     """Jobs running at once, per kind of provider."""
 
@@ -658,7 +678,7 @@ class DatasetSel(_Model):
 # ------------------------------------------------------------------ providers
 
 #: run-level keys of a provider entry (the rest makes its ProviderRef)
-_RUN_KEYS = ("sandbox", "max_concurrency", "rate_limit", "budget", "label", "timeout")
+_RUN_KEYS = ("sandbox", "max_concurrency", "rate_limit", "budget", "label", "timeout", "price")
 _REF_KEYS = ("provider", "family", "variant", "params", "options")
 _PLACEHOLDER = ProviderRef("?", None, {})
 
@@ -693,6 +713,7 @@ class ProviderSel(_Model):
     rate_limit: PosNumber | None = None
     budget: ProviderBudget | None = None
     timeout: PosNumber | None = None
+    price: ProviderPrice | None = None
 
     _none_ok: ClassVar[bool] = False
     _input_keys: ClassVar[tuple[str, ...]] = _REF_KEYS
@@ -725,6 +746,8 @@ class ProviderSel(_Model):
         return data
 
     def _after(self, items: list[tuple[Loc, str]], given: Any) -> None:
+        if self.price is not None and self.ref is not _PLACEHOLDER:
+            items.extend((("price", *loc), msg) for loc, msg in _price_problems(self.ref, self.price))
         # the entry as written, without run-level keys (the output directory's owner hash)
         self._given = given if isinstance(given, str) else {k: v for k, v in dict(given).items() if k not in _RUN_KEYS}
 
@@ -744,6 +767,28 @@ class ProviderSel(_Model):
     @property
     def budget_credits(self) -> float | None:
         return self.budget.credits if self.budget is not None else None
+
+
+def _price_problems(ref: ProviderRef, price: ProviderPrice) -> list[tuple[Loc, str]]:
+    """What in ``price`` does not apply to ``ref``'s service."""
+    if ref.kind != "remote":
+        return [((), "a price applies to remote services only (local providers cost compute time)")]
+    from ..services import SERVICES, pricing_module
+
+    if ref.family not in SERVICES:
+        return []
+    sp = pricing_module(ref.family).SERVICE_PRICING
+    ok = {"usd_per_credit", "source", sp.price_key} | ({"pack"} if sp.packs else set())
+    out: list[tuple[Loc, str]] = []
+    for k in price.given():
+        if k not in ok:
+            out.append(((k,), f"not a price of {ref.family} (it counts {sp.unit}); valid: {sorted(ok)}"))
+    if "pack" in price.given() and sp.packs and price.pack not in [p.name for p in sp.packs]:
+        out.append((("pack",), f"unknown pack {price.pack!r}; valid: {[p.name for p in sp.packs]}"))
+    both = [k for k in ("usd_per_credit", sp.price_key) if k in price.given()]
+    if len(set(both)) == 2:
+        out.append(((sp.price_key,), f"give either usd_per_credit or {sp.price_key}, not both"))
+    return out
 
 
 # ------------------------------------------------------------------ run spec

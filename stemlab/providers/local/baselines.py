@@ -123,6 +123,7 @@ class BaselineProvider(VariantParams, Provider):
     variants = ("mixture", "silence", "hpss", "centre")
     default_variant = "mixture"
     deterministic = True
+    bound_variants = {"mixture": "lower", "silence": "lower"}  # floors; hpss and centre are usable baselines
     params_schema = (
         Param("targets", str, "", "comma-separated stems of a floor; '' = the track's references "
               "(else the MUSDB targets)", unit="stem names"),

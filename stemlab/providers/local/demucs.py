@@ -577,7 +577,8 @@ class DemucsProvider(Provider):
             return Status(False, p.problem)
         local = next((q for q in plans if q.where != "hf-cache"), p)
         want = ", ".join(local.expected[s] for s in local.missing or local.signatures)
-        return Status(False, f"weights missing: {want} (in {local.root})")
+        return Status(False, f"weights missing: {want} (in {local.root})",
+                      help=_missing_message(self.id, str(self.variant), plans, self._repo_dir() is not None))
 
     def estimate_cost(self, track: Track | float) -> Cost:
         """Compute-seconds: the measured real-time factor of this instance

@@ -240,6 +240,7 @@ class OracleProvider(VariantParams, Provider):
     default_variant = "irm"
     needs_references = True
     deterministic = True
+    bound = "upper"  # needs the ground-truth stems: a bound, never an option to buy
     params_schema = (
         Param("alpha", float, None, "mask exponent; default irm 2, ibm 1", unit="exponent", min=0.1, max=8.0,
               nullable=True),

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from ...errors import ConfigError
-from .._pricing import Pack, ServicePricing
+from .._pricing import Pack, Plan, ServicePricing
 
 __all__ = ["PricingTable", "PRICING", "credits_for", "SERVICE_PRICING"]
 
@@ -39,7 +39,7 @@ class PricingTable:
 
 
 PRICING = PricingTable(
-    as_of="2026-11-22",
+    as_of="2026-12-06",
     source="AI Stem Splitter developer docs (seeds 000/001, undated) and SDK aistemsplitter 0.1.1 (2026-05)",
     packs=(Pack("50 min", 6.99, 50.0), Pack("150 min", 15.00, 150.0), Pack("500 min", 39.99, 500.0)),
     free_minutes=10.0,
@@ -60,4 +60,10 @@ SERVICE_PRICING = ServicePricing(
     free_units=PRICING.free_minutes, packs=PRICING.packs,
     notes="Minute packs never expire; first 10 minutes free; API credits are seconds of input.",
     units_per_song=_minutes_per_song,
+    plans=(Plan("free minutes", "free tier", 0.0, PRICING.free_minutes, "first 10 minutes, no card needed; once"),
+           *(Plan(f"{p.name} pack", "prepaid pack", p.price_usd, p.minutes, "never expires") for p in PRICING.packs)),
+    billing="prepaid minute packs that never expire (per minute of input audio); no subscription, no auto-renewal",
+    native_unit="seconds", native_per_unit=60.0,
+    price_key="usd_per_minute",
+    notebook_parameter="usd_per_aistemsplitter_minute",
 )
