@@ -29,6 +29,9 @@ from ..errors import InputError
 __all__ = [
     "MIN_PAIRS_TEST",
     "MIN_SAMPLES_CI",
+    "WILCOXON_ARE",
+    "power_summary",
+    "tracks_needed",
     "bootstrap_ci",
     "paired_bootstrap_ci",
     "wilcoxon",
@@ -245,3 +248,58 @@ def compare(
             verdict = f"no significant difference (Holm p={p_h:.3g})"
         out.append(Comparison(metric=metric, target=target, p_holm=p_h, verdict=verdict, aggregation=row_agg, **e))
     return out
+
+
+#: asymptotic relative efficiency of the Wilcoxon signed-rank test against the paired t-test (normal data)
+WILCOXON_ARE = 3.0 / math.pi
+
+
+def tracks_needed(dz: float, *, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Tracks a two-sided paired test needs to detect a standardized mean
+    difference ``dz`` (Cohen's d_z = mean(d)/sd(d)) at ``alpha`` with
+    ``power``: the normal approximation ``((z₁₋α/₂ + z_power)/d_z)²``,
+    divided by the Wilcoxon test's efficiency (3/π), and never fewer than
+    :data:`MIN_PAIRS_TEST`."""
+    from scipy.stats import norm
+
+    if not (math.isfinite(dz) and dz != 0):
+        raise InputError(f"tracks_needed: d_z must be finite and non-zero, got {dz}", field="dz")
+    n = ((norm.ppf(1 - alpha / 2) + norm.ppf(power)) / abs(dz)) ** 2 / WILCOXON_ARE
+    return max(MIN_PAIRS_TEST, int(math.ceil(n)))
+
+
+def power_summary(scores, metric: str, target: str, providers: Sequence[str] | None = None, *,
+                  alpha: float = 0.05, power: float = 0.8, frames: str | None = None) -> dict[str, Any]:
+    """Whether paired tests can run on ``target`` and, if not, how many
+    tracks they would need: ``n`` (tracks every pair shares, at most),
+    ``testable`` (n ≥ :data:`MIN_PAIRS_TEST`), ``pairs`` (provider pairs with
+    ≥ 2 shared tracks and a non-zero spread), ``median_dz`` (median |d_z|
+    over them — the observed spread of per-track differences) and
+    ``n_needed`` (:func:`tracks_needed` at that d_z; None without pairs),
+    and the hardest pair to tell apart: ``closest`` (its two providers),
+    ``closest_dz``, ``closest_n_needed``."""
+    from ..metrics.aggregate import track_values
+
+    df = scores[(scores["metric"] == metric) & (scores["target"] == target)]
+    per = track_values(df, metric, frames=frames, by=("provider", "target"))
+    keys = [c for c in ("dataset", "track") if c in per.columns]
+    wide = per.pivot(index=keys, columns="provider", values="value")
+    names = [p for p in (providers if providers is not None else wide.columns) if p in wide.columns]
+    dzs: list[tuple[float, str, str]] = []
+    n_max = 0
+    for a, b in itertools.combinations(names, 2):
+        d = (wide[a] - wide[b]).to_numpy(dtype=float)
+        d = d[np.isfinite(d)]
+        n_max = max(n_max, int(d.size))
+        if d.size >= 2:
+            sd = float(np.std(d, ddof=1))
+            if sd > 0 and float(np.mean(d)) != 0:
+                dzs.append((abs(float(np.mean(d)) / sd), str(a), str(b)))
+    med = float(np.median([x for x, _, _ in dzs])) if dzs else float("nan")
+    close = min(dzs) if dzs else None
+    return {"target": target, "n": n_max, "testable": n_max >= MIN_PAIRS_TEST, "pairs": len(dzs),
+            "median_dz": med, "n_needed": tracks_needed(med, alpha=alpha, power=power) if dzs else None,
+            "closest": (close[1], close[2]) if close else None,
+            "closest_dz": close[0] if close else float("nan"),
+            "closest_n_needed": tracks_needed(close[0], alpha=alpha, power=power) if close else None,
+            "alpha": alpha, "power": power}

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register_cli", "DEMO_SPEC"]
+__all__ = ["register_cli", "DEMO_SPEC", "demo_providers", "demo_selection"]
 
 #: The main job of the README: the demo set through every local provider that
 #: needs no download and every remote service against its sandbox.
@@ -23,14 +23,19 @@ DEMO_SPEC: dict[str, Any] = {
 }
 
 
-def demo_providers() -> list[Any]:
-    """Every registered provider that can run here without weights or keys
-    (oracles, baselines, ready demucs models) plus every remote service in
-    sandbox mode. Built-in families only: a provider registered at run time
-    or by another package may need weights, keys or a service of its own."""
+def demo_selection() -> tuple[list[Any], list[dict[str, str]]]:
+    """(providers, skipped) of the main job: every built-in provider that can
+    run here without weights or keys (oracles, baselines, ready demucs
+    models) plus every remote service in sandbox mode; ``skipped``: the
+    local providers left out, each with ``id``, ``reason`` (one line) and
+    ``help`` (the provider's whole message: e.g. where demucs looked for
+    its weights and how to fetch them). Built-in families only: a provider
+    registered at run time or by another package may need weights, keys or
+    a service of its own."""
     from ..providers import BUILTIN, get_class
 
     out: list[Any] = []
+    skipped: list[dict[str, str]] = []
     for fam in sorted(BUILTIN):
         cls = get_class(fam)
         if cls.kind == "remote":
@@ -38,9 +43,33 @@ def demo_providers() -> list[Any]:
             continue
         for v in cls.variants or (None,):
             prov = cls(v)
-            if prov.status().ready and getattr(cls, "in_demo", True):
+            if not getattr(cls, "in_demo", True):
+                skipped.append({"id": prov.id, "reason": "not part of the demo (in_demo = False)", "help": ""})
+                continue
+            st = prov.status()
+            if st.ready:
                 out.append(prov.id)
-    return out
+            else:
+                skipped.append({"id": prov.id, "reason": st.detail, "help": st.help})
+    return out, skipped
+
+
+def demo_providers() -> list[Any]:
+    """The providers of :func:`demo_selection` (what the main job runs)."""
+    return demo_selection()[0]
+
+
+def _print_skipped(skipped: list[dict[str, str]]) -> None:
+    """What ``--demo`` left out and why, on stderr."""
+    if not skipped:
+        return
+    print(f"--demo: {len(skipped)} local provider(s) cannot run here and are skipped:", file=sys.stderr)
+    for r in skipped:
+        print(f"  {r['id']}: {r['reason']}", file=sys.stderr)
+    first = next((r for r in skipped if r["help"]), None)
+    if first is not None:
+        print("How to make them run (the same steps for each; `stemlab providers info ID` prints its own):\n  "
+              + first["help"].replace("\n", "\n  "), file=sys.stderr)
 
 
 def _spec_from_args(args: argparse.Namespace) -> Any:
@@ -66,9 +95,12 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         return load_spec(args.spec, **overrides)
     if args.demo or (not args.dataset and not args.provider):
         raw = dict(DEMO_SPEC)
-        raw["providers"] = demo_providers()
         if args.provider:
             raw["providers"] = list(args.provider)
+        else:
+            raw["providers"], skipped = demo_selection()
+            if not args.quiet:
+                _print_skipped(skipped)
         if args.dataset:
             raw["datasets"] = [_dataset_arg(d, args) for d in args.dataset]
         return load_spec(raw, **overrides)
@@ -92,12 +124,36 @@ def _dataset_arg(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return d
 
 
-def _print_plan(rows: list[dict[str, Any]]) -> None:
+def _print_plan(res: Any) -> None:
     from ..cli import print_table
 
-    print_table([(r["provider"], r["jobs"], r["cached"], r["audio_min"], r["usd"], f"{r['credits']} {r['credit_unit']}".strip(),
-                  r["compute_s"]) for r in rows],
-                ("provider", "jobs to run", "cached", "audio min", "est. USD", "est. credits", "est. compute s"))
+    rows, meta = res.plan, res.meta
+    unpriced = set(meta.get("unpriced") or [])
+
+    def usd(r: dict[str, Any]) -> str:
+        if r["provider"] in unpriced:
+            return "unknown"
+        return f"{r['usd']}" + (" + unknown" if r["provider"] == "TOTAL" and unpriced else "")
+
+    print_table([(r["provider"], r["jobs"], r["cached"], r["audio_min"], usd(r),
+                  f"{r['credits']} {r['credit_unit']}".strip(), r["compute_s"], r.get("refused", 0)) for r in rows],
+                ("provider", "jobs to run", "cached", "audio min", "est. USD", "est. credits", "est. compute s",
+                 "would be refused"))
+    cap = meta.get("budget_usd")
+    refused = meta.get("refused") or []
+    total = next((r for r in rows if r["provider"] == "TOTAL"), None)
+    if cap is not None and total is not None:
+        print(f"\nbudget: ${cap:.4f}; estimated ${total['usd']:.4f}"
+              + (" (+ jobs of unknown USD price)" if unpriced else "")
+              + (f" — {len(refused)} job(s) would be refused:" if refused else " — within the budget"))
+    elif refused:
+        print(f"\n{len(refused)} job(s) would be refused by per-provider budgets:")
+    for r in refused:
+        print(f"  {r['provider']} on {r['track']}: {r['reason']}")
+    if unpriced:
+        print("\nUSD price unknown (counted against credit caps only, not the USD budget): " + ", ".join(sorted(unpriced))
+              + ". Set providers[i].price (e.g. price: {usd_per_credit: 0.01}) or providers[i].budget.credits.")
+    print("\ndry run: nothing was written (no output folder, ledger or owner file).")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -106,19 +162,20 @@ def _run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     runner = Runner(spec, force=args.force or (), retry_failed=args.retry_failed,
                     retry_in_doubt=args.retry_in_doubt, strict=args.strict,
-                    quiet=args.quiet, overwrite=args.overwrite)
+                    quiet=args.quiet, overwrite=args.overwrite, progress_every=args.progress_every)
     if args.dry_run:
         res = runner.run(dry_run=True)
         print(f"dry run: {spec.name} → {runner.output}")
-        _print_plan(res.plan)
-        return 0
+        _print_plan(res)
+        return 1 if args.strict and res.meta.get("refused") else 0
     res = runner.run()
     if not args.quiet:
         _summary(res)
-    if args.report:
+    if args.report is not None:
         from ..reports import build_report
+        from ..reports.html import default_output
 
-        path = build_report(res.path, Path(args.report))
+        path = build_report(res.path, Path(args.report) if args.report else default_output(res.run_id))
         if not args.quiet:
             print(f"report: {path}")
     if args.strict and res.failed:
@@ -126,17 +183,44 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(res: Any) -> None:
-    from ..cli import print_table
+def _med(g: Any, col: str) -> float:
+    return float(g[col].astype(float).median()) if col in g and g[col].notna().any() else float("nan")
 
-    jobs = res.jobs
+
+def _summary(res: Any) -> None:
+    """Per provider: jobs done/failed, USD ('unknown' when the service's
+    price is), the service's own units, the median *measured* seconds per
+    job and — apart, labelled — the median *simulated* seconds of a sandbox;
+    failures; the primary metric's leaderboard (aggregation named)."""
+    from ..cli import print_table
+    from ..reports.tables import jobs_view
+
+    jobs = jobs_view(res.jobs)
     print(f"results: {res.path}  (run {res.run_id})")
     if len(jobs):
         rows = []
+        unknown: dict[str, str] = {}
         for prov, g in jobs.groupby("provider", sort=False):
-            rows.append((prov, int((g.status == "done").sum()), int((g.status != "done").sum()),
-                         f"{g.cost_usd.fillna(0).sum():.4f}", f"{g.total_s.fillna(0).median():.2f}"))
-        print_table(rows, ("provider", "done", "failed", "USD", "median job s"))
+            usd_v = g["cost_usd"].astype(float)
+            if usd_v.isna().any():
+                usd = "unknown"
+                unknown[str(prov)] = next((n for n in g["cost_note"] if n), "price unknown")
+            else:
+                usd = f"{usd_v.sum():.4f}"
+            units = g["native_units"].astype(float)
+            unit = next((u for u in g["native_unit"] if u), "")
+            native = f"{units.fillna(0).sum():.3g} {unit}".strip() if unit else ""
+            meas = _med(g[g["clock"] == "measured"], "total_s")
+            sim = _med(g[g["clock"] == "simulated"], "sim_total_s")
+            rows.append((prov, int((g.status == "done").sum()), int((g.status != "done").sum()), usd, native,
+                         "" if math.isnan(meas) else f"{meas:.2f}", "" if math.isnan(sim) else f"{sim:.2f}"))
+        print_table(rows, ("provider", "done", "failed", "USD", "native units", "measured s (median)",
+                           "SIMULATED s (median)"))
+        if (jobs["clock"] == "simulated").any():
+            print("SIMULATED s: a sandbox's virtual service seconds on a scaled clock — an emulation, not a "
+                  "measurement of the service (its measured wall time is in jobs.parquet total_s).")
+        for prov, note in unknown.items():
+            print(f"USD unknown for {prov}: {note}")
         bad = jobs[jobs.status != "done"]
         if len(bad):
             print(f"\nfailed jobs{' (first 20)' if len(bad) > 20 else ''}:")
@@ -158,8 +242,11 @@ def _summary(res: Any) -> None:
         print(f"\n{metric} — aggregation {label}: {describe(label)}"
               f" ({n.min() if n.min() == n.max() else f'{n.min()}-{n.max()}'} track(s) per cell"
               + (f", {nan} NaN track value(s) skipped" if nan else "") + "):")
-        print_table([(prov, *("NaN" if math.isnan(v) else f"{v:.2f}" for v in row))
+        have = set(zip(lb["provider"].astype(str), lb["target"].astype(str)))
+        print_table([(prov, *(("NaN" if (str(prov), str(t)) in have else "-") if math.isnan(v) else f"{v:.2f}"
+                              for t, v in zip(wide.columns, row)))
                      for prov, row in zip(wide.index, wide.to_numpy(dtype=float))], ("", *map(str, wide.columns)))
+        print("(- : the provider does not deliver that target; NaN: the metric is undefined for its output)")
 
 
 def _results_show(args: argparse.Namespace) -> int:
@@ -187,7 +274,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", help="comma-separated metric names")
     p.add_argument("-o", "--output", help="results directory (default from spec: stemlab-results)")
     p.add_argument("--budget", type=float, help="hard cap in USD over all paid jobs")
-    p.add_argument("--dry-run", action="store_true", help="print planned jobs and cost estimates, then exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print planned jobs, cost estimates and the jobs the budget would refuse; writes nothing")
     p.add_argument("--resume", action="store_true", help="(default behaviour) continue where the ledger stopped")
     p.add_argument("--force", action="append", help="recompute this provider (label or family; repeatable)")
     p.add_argument("--retry-failed", action="store_true", help="also retry failed jobs that may have been paid for")
@@ -199,7 +287,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live", action="store_true", help="send remote providers to the real services (default: sandbox)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any job failed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary (papermill/CI)")
-    p.add_argument("--report", help="also write the HTML report to this path")
+    p.add_argument("--report", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the HTML report (+ PATH's .md and .leaderboard.csv sidecars); without PATH: "
+                        "reports/<run-id>/report.html")
+    p.add_argument("--progress-every", type=float, metavar="SECONDS",
+                   help="off a terminal: seconds between progress log lines (default 15)")
     p.add_argument("--executor", choices=("local", "ray"), help="run local providers in threads (default) or Ray actors")
     p.add_argument("--address", help="Ray cluster to join with --executor ray (auto, ray://host:10001 …)")
     p.set_defaults(func=_run)

@@ -33,7 +33,7 @@ from .execution import Policy, Stores, execute
 from .executors import LocalExecutor, ThreadExecutor, make_executor
 from .kinds import kind_of
 from .ledger import Ledger
-from .output import claim_output, output_lock, run_meta
+from .output import OWNER_FILE, claim_output, output_lock, run_meta
 from .planning import Plan, Planner, Sandboxes
 from .results import Results, write_results
 from .spec import RunSpec, load_spec
@@ -93,13 +93,49 @@ class Runner:
         self.run_id = ""
 
     def run(self, dry_run: bool = False) -> Results:
-        """Plan, execute (unless ``dry_run``) and write results."""
+        """Plan, execute (unless ``dry_run``) and write results. A dry run
+        writes nothing (see :meth:`dry_run`)."""
+        if dry_run:
+            return self.dry_run()
         with output_lock(self.output):
             claim_output(self.output, self.spec, overwrite=self.overwrite, write=not dry_run)
             ledger = Ledger(self.output / "ledger.sqlite")
             try:
                 with self._sandbox_pool() as sandboxes:
                     return self._run_locked(ledger, sandboxes, dry_run)
+            finally:
+                ledger.close()
+
+    def dry_run(self) -> Results:
+        """Plan without running or writing anything: no output directory,
+        lock, owner file or ledger is created (an existing ledger is read
+        from a private copy, so cached jobs show as cached). The budget is
+        applied as the run would: each paid job's estimate is reserved in
+        plan order against ``budget.usd`` (minus what the ledger already
+        charged) and the per-provider caps; the jobs that would be refused
+        are in ``meta["refused"]`` and the plan rows' ``refused`` counts.
+        Jobs whose USD price is unknown count only against credit caps
+        (``meta["unpriced"]`` names their providers)."""
+        import tempfile
+
+        if (self.output / OWNER_FILE).is_file():
+            claim_output(self.output, self.spec, overwrite=self.overwrite, write=False)
+        with tempfile.TemporaryDirectory(prefix="stemlab-dry-run-") as tmp:
+            ledger = _ledger_copy(self.output / "ledger.sqlite", Path(tmp) / "ledger.sqlite")
+            try:
+                with self._sandbox_pool() as sandboxes:
+                    meta = run_meta(self.spec)
+                    meta["run_id"] = self.run_id = "dry-run"
+                    plan = Planner(self.spec, ledger, force=self.force, sandboxes=sandboxes,
+                                   retry_in_doubt=self.retry_in_doubt).plan()
+                    rows = plan.rows
+                    refused, unpriced = _simulate_budget(self.spec, plan, ledger, self.force)
+                    for r in rows:
+                        r["refused"] = sum(1 for x in refused if x["provider"] == r["provider"]) \
+                            if r["provider"] != "TOTAL" else len(refused)
+                    meta.update(dry_run=True, refused=refused, unpriced=unpriced,
+                                budget_usd=self.spec.budget_usd)
+                    return Results.planned(self.output, self.run_id, meta, rows)
             finally:
                 ledger.close()
 
@@ -167,6 +203,52 @@ class Runner:
         if any(kind_of(j.provider).uses_executor for j in plan.jobs):
             return make_executor(self.spec.executor, self.spec.executor_options), True
         return ThreadExecutor(), False
+
+
+def _ledger_copy(src: Path, dst: Path) -> Ledger:
+    """A private ledger for a dry run: a copy of ``src`` (read through
+    SQLite's backup API, read-only) when it exists, else empty."""
+    if src.is_file():
+        import sqlite3
+
+        a = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+        b = sqlite3.connect(str(dst))
+        try:
+            a.backup(b)
+        finally:
+            b.close()
+            a.close()
+    return Ledger(dst)
+
+
+def _simulate_budget(spec: RunSpec, plan: Plan, ledger: Ledger,
+                     force: frozenset[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The jobs a run would refuse for the budget: paid jobs that would be
+    submitted, reserved in plan order as the run reserves them."""
+    from ..errors import BudgetExceeded
+    from ..services._pricing import price_of
+
+    budget = Budget(ledger, spec.budget_usd, plan.budget_caps())
+    refused: list[dict[str, Any]] = []
+    unpriced: list[str] = []
+    seen: set[str] = set()
+    for j in plan.jobs:
+        if j.key in seen or j.error is not None or kind_of(j.provider).name != "remote":
+            continue
+        seen.add(j.key)
+        row = ledger.get(j.key)
+        if row is not None and not j.forced_by(force) and (row.remote_id or row.state == "done"):
+            continue  # cached, or submitted before: polled, never paid again
+        if price_of(j.provider.family, dict(j.provider.options))[1].usd_per_unit is None \
+                and j.estimate.credits > 0 and j.label not in unpriced:
+            unpriced.append(j.label)
+        try:
+            budget.reserve(j.key, j.label, j.estimate)
+        except BudgetExceeded as e:
+            refused.append({"provider": j.label, "track": j.track.name, "est_usd": j.estimate.usd,
+                            "est_credits": j.estimate.credits, "credit_unit": j.estimate.credit_unit,
+                            "reason": str(e)})
+    return refused, unpriced
 
 
 def score_stems(stems: Stems | SourceStems, track: Track, spec: RunSpec, kind: str) -> dict[str, Any]:
