@@ -110,10 +110,13 @@ def test_table_off_a_terminal_is_plain_one_row_per_line(monkeypatch, capsys) -> 
     out = capsys.readouterr().out
     assert "\x1b" not in out and not any("\u2500" <= ch <= "\u259f" for ch in out)  # no escapes, no box drawing
     lines = out.splitlines()
-    assert len(lines) == 3 and lines[0].split() == ["provider", "kind", "stems", "cost", "status"]
+    assert lines[3] == "" and len(lines) == 5  # the table, a blank line, the one-line footer
+    assert re.split(r"\s{2,}", lines[0]) == ["provider", "kind", "stems", "cost", "runs live", "runs here"]
     assert lines[1].startswith("fam:variant ") and lines[1].endswith(_fake_catalog()[0]["status"])
     assert lines[2].split() == ["oracle:irm", "local", "vocals", "ready"]
-    assert lines[1].index("unavailable") == lines[2].index("ready") == lines[0].index("status")
+    assert lines[1].index("unavailable") == lines[2].index("ready") == lines[0].index("runs here")
+    assert lines[4] == "2 provider(s): 1 local (0 ready here), 1 remote (every one runs here against its sandbox; " \
+                       "0 live: API key set)."
 
 
 def test_print_table_aligns_numbers_and_flattens_newlines(capsys) -> None:
@@ -142,7 +145,12 @@ def test_run_summary_lists_failures_whole(capsys) -> None:
     ])
     _summary(types.SimpleNamespace(path="out", run_id="r1", jobs=jobs, scores=pd.DataFrame()))
     out = capsys.readouterr().out
-    assert "provider           done  failed     USD  median job s\nmvsep:bs_roformer     1       1  0.0100          1.50\n" in out
+    lines = out.splitlines()
+    assert re.split(r"\s{2,}", lines[1]) == ["provider", "done", "failed", "USD", "native units", "measured s (median)",
+                                             "SIMULATED s (median)"]
+    # the median of the measured seconds of the jobs that have them (the failed job has none: not a 0)
+    assert lines[2].split() == ["mvsep:bs_roformer", "1", "1", "0.0100", "3.00"]
+    assert lines[2].index("3.00") + 4 == lines[1].index("measured s (median)") + len("measured s (median)")
     fail = next(ln for ln in out.splitlines() if ln.startswith("mvsep:bs_roformer  demo-02-ballad"))
     assert fail.endswith(f"failed  ProviderUnavailable: {err}")
 
@@ -153,7 +161,10 @@ def test_dry_run_plan_is_a_table(tmp_path: Path, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     head = next(i for i, ln in enumerate(lines) if ln.startswith("provider "))
     assert re.split(r"\s{2,}", lines[head])[:2] == ["provider", "jobs to run"]
-    assert [ln.split()[:2] for ln in lines[head + 1:]] == [["oracle:irm", "1"], ["baseline:mixture", "1"], ["TOTAL", "2"]]
+    end = lines.index("", head)
+    assert [ln.split()[:2] for ln in lines[head + 1:end]] == [["oracle:irm", "1"], ["baseline:mixture", "1"], ["TOTAL", "2"]]
+    assert lines[-1] == "dry run: nothing was written (no output folder, ledger or owner file)."
+    assert not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------- broken sub-commands

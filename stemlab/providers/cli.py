@@ -89,6 +89,20 @@ def catalog() -> list[dict[str, Any]]:
     return rows
 
 
+def _say(text: str) -> None:
+    """A note under a table: wrapped to the terminal's width on a terminal,
+    one line per paragraph off one."""
+    import shutil
+    import sys
+    import textwrap
+
+    out = sys.stdout
+    if getattr(out, "isatty", lambda: False)():
+        width = shutil.get_terminal_size((100, 24)).columns
+        text = "\n".join(textwrap.fill(p, width) if p else "" for p in text.split("\n"))
+    print(text, file=out)
+
+
 def _list(args: argparse.Namespace) -> int:
     rows = catalog()
     if args.kind:
@@ -115,9 +129,9 @@ def _list(args: argparse.Namespace) -> int:
         parts.append(f"{len(local)} local ({sum(1 for r in local if r.get('ready'))} ready here)")
     if remote:
         parts.append(f"{len(remote)} remote (every one runs here against its sandbox; {n_live} live: API key set)")
-    print(f"\n{len(rows)} provider(s): " + ", ".join(parts) + "." if rows else "no provider matches the filters")
+    _say(f"\n{len(rows)} provider(s): " + ", ".join(parts) + "." if rows else "no provider matches the filters")
     if any(r.get("help") for r in rows):
-        print("Not ready here: `stemlab providers info ID` prints where it looked and how to fix it.")
+        _say("Not ready here: `stemlab providers info ID` prints where it looked and how to fix it.")
     return 0
 
 

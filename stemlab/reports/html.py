@@ -288,7 +288,7 @@ def _leaderboard_section(scores: pd.DataFrame, metric: str, lb: pd.DataFrame, bo
                                  "nothing scores"]))
             sep_done = True
         g = lb[lb["provider"].astype(str) == p].set_index("target")
-        cells: list[Any] = [Cell(_provider_label(p, bounds), None, "text")]
+        cells: list[Any] = [Cell(_provider_label(p, bounds), None, "text", {"data-provider": p})]
         for t in targets:
             if t in g.index:
                 r = g.loc[t]
@@ -316,7 +316,7 @@ def _overall_section(scores: pd.DataFrame, metric: str, jobs: pd.DataFrame, boun
     u = unit_of(metric)
     parts = []
     for name, g in ov.groupby("set", sort=False):
-        rows = [[Cell(_provider_label(str(r.provider), bounds), None, "text"), float(r.value)] for r in g.itertuples()]
+        rows = [[Cell(_provider_label(str(r.provider), bounds), None, "text", {"data-provider": str(r.provider)}), float(r.value)] for r in g.itertuples()]
         parts.append(f"<h3>{_E(name)}: {_E(str(g['targets'].iloc[0]))}</h3>"
                      f"<p class='muted small'>{_E(str(g['aggregation'].iloc[0]))} — only providers that deliver "
                      f"all {len(str(g['targets'].iloc[0]).split(','))} targets.</p>"
@@ -330,9 +330,10 @@ def _power_sentence(ps: dict[str, Any]) -> str:
     head = (f"No paired tests on <b>{_E(t)}</b>: {n} track(s) per pair, and the Wilcoxon signed-rank test needs at "
             f"least {stats.MIN_PAIRS_TEST} (with n ≤ 5 no two-sided p can reach 0.05).")
     if not ps["pairs"]:
-        return head + " There is not enough spread between providers to estimate how many tracks a test would need."
+        return head + (" No pair of providers has per-track differences with a spread to estimate from (finite on "
+                       "≥ 2 tracks, non-zero): no power estimate.")
     a, b = ps["closest"]
-    return (head + f" From the observed spread of per-track differences ({ps['pairs']} pair(s) of options), "
+    return (head + f" From the observed spread of per-track differences ({ps['pairs']} pair(s) of providers), "
             f"the median pair (|d<sub>z</sub>| = {ps['median_dz']:.2f}) would need "
             f"<b>{ps['n_needed']} tracks</b> for {ps['power']:.0%} power at α = {ps['alpha']:g}, and the closest pair "
             f"({_E(a)} vs {_E(b)}, |d<sub>z</sub>| = {ps['closest_dz']:.2f}) <b>{ps['closest_n_needed']} tracks</b> "
@@ -340,10 +341,12 @@ def _power_sentence(ps: dict[str, Any]) -> str:
 
 
 def _pairs_html(scores: pd.DataFrame, metric: str, target: str, options: list[str]) -> str:
-    provs = [p for p in options if p in set(scores[(scores["metric"] == metric) & (scores["target"] == target)]
-                                           ["provider"])]
+    have = list(dict.fromkeys(scores[(scores["metric"] == metric) & (scores["target"] == target)]["provider"]))
+    provs = [p for p in options if p in have]
+    if len(provs) < 2:  # bounds only (e.g. a study of oracles): compare what there is
+        provs = have
     if len(provs) < 2:
-        return "<p class='muted'>Fewer than two options deliver this target: nothing to compare.</p>"
+        return "<p class='muted'>Fewer than two providers deliver this target: nothing to compare.</p>"
     ps = stats.power_summary(scores, metric, target, provs)
     if not ps["testable"]:
         return f"<p id='power-{_slug(target)}'>{_power_sentence(ps)}</p>"
@@ -378,7 +381,7 @@ def _target_panel(scores: pd.DataFrame, target: str, metrics: list[str], primary
         if p in bounds and not sep:
             rows.append(("sep", ["bounds — not options"]))
             sep = True
-        cells: list[Any] = [Cell(_provider_label(p, bounds), None, "text")]
+        cells: list[Any] = [Cell(_provider_label(p, bounds), None, "text", {"data-provider": p})]
         for m in ms:
             g = lbs[m][lbs[m]["provider"].astype(str) == p]
             if g.empty:
@@ -400,24 +403,6 @@ def _target_panel(scores: pd.DataFrame, target: str, metrics: list[str], primary
     return "".join(parts)
 
 
-def _recommend(points: pd.DataFrame, metric: str, volume: Volume) -> dict[str, Any]:
-    """The best buyable option on this target within the budget, among those
-    with a known price; the options left out and why."""
-    hib = higher_is_better(metric)
-    opts = points[(points["bound"].fillna("") == "") & points["quality"].notna()]
-    known = opts[opts["usd_per_month"].notna()]
-    unknown = opts[opts["usd_per_month"].isna()]
-    within = known if volume.budget_usd_month is None else known[known["usd_per_month"] <= volume.budget_usd_month + 1e-9]
-    over = known.drop(within.index)
-    pick = None
-    if len(within):
-        within = within.assign(_q=within["quality"] * (1 if hib else -1))
-        pick = within.sort_values(["_q", "usd_per_month"], ascending=[False, True], kind="stable").iloc[0]
-    better_unknown = unknown if pick is None else unknown[
-        (unknown["quality"] > pick["quality"]) if hib else (unknown["quality"] < pick["quality"])]
-    return {"pick": pick, "unknown": unknown, "better_unknown": better_unknown, "over": over, "known": known}
-
-
 def _secs(v: float) -> str:
     return f"{v:,.0f} s" if v >= 100 else f"{v:.3g} s"
 
@@ -436,7 +421,7 @@ def _buyer_card(points_by_target: dict[str, pd.DataFrame], metric: str, volume: 
     rows = []
     recs = []
     for t, pts in points_by_target.items():
-        rec = _recommend(pts, metric, volume)
+        rec = tables.recommend(pts, metric, volume)
         p = rec["pick"]
         if p is None:
             rows.append([Cell(_E(t), None, "text"), Cell("<span class='muted'>no buyable option with a known price"
@@ -460,7 +445,7 @@ def _buyer_card(points_by_target: dict[str, pd.DataFrame], metric: str, volume: 
     pts = points_by_target.get(buyer_target)
     head = ""
     if pts is not None:
-        rec = _recommend(pts, metric, volume)
+        rec = tables.recommend(pts, metric, volume)
         p = rec["pick"]
         if p is not None:
             head = (f"<p class='reco' id='recommendation'>For <b>{_E(buyer_target)}</b>: use "
@@ -505,7 +490,7 @@ def _procurement_table(points: pd.DataFrame, volume: Volume) -> str:
                else Cell("<span class='badge unknown'>price unknown</span>", None, "text"))
         per = (Cell(f"${r.usd_per_audio_min:.4f}", float(r.usd_per_audio_min)) if math.isfinite(r.usd_per_audio_min)
                else Cell("–"))
-        rows.append([Cell(_provider_label(str(r.provider), {}), None, "text"), per, usd,
+        rows.append([Cell(_provider_label(str(r.provider), {}), None, "text", {"data-provider": str(r.provider)}), per, usd,
                      Cell(_E(str(r.plan)) if r.plan else "–", None, "text"),
                      Cell(_E(str(r.price_note)) if r.price_note else "", None, "text")])
     return (f"<p class='small'>At {_E(volume.describe())}: the cheapest plan of each service's dated price table "
@@ -565,7 +550,7 @@ def _cost_section(jobs: pd.DataFrame) -> str:
                else Cell("<span class='badge unknown'>price unknown</span>", None, "text"))
         per = Cell(f"${r.usd_per_audio_min:.4f}", float(r.usd_per_audio_min)) if math.isfinite(r.usd_per_audio_min) \
             else Cell("–")
-        rows.append([Cell(_E(str(r.provider)), None, "text"), r.kind, r.jobs, Cell(f"{r.audio_min:.2f}", r.audio_min),
+        rows.append([Cell(_E(str(r.provider)), None, "text", {"data-provider": str(r.provider)}), r.kind, r.jobs, Cell(f"{r.audio_min:.2f}", r.audio_min),
                      usd, Cell(f"{r.units:.4g} {_E(str(r.unit))}", float(r.units)), per,
                      Cell(_E(str(r.note)), None, "text small")])
     return ("<p class='small'>What this run charged, per provider: USD (NaN → <b>price unknown</b>, with how to set "

@@ -40,6 +40,7 @@ __all__ = [
     "cost_table",
     "failures_table",
     "pareto_frontier",
+    "recommend",
     "quality_vs_cost",
     "to_markdown",
 ]
@@ -69,7 +70,8 @@ def jobs_view(jobs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame() if jobs is None else jobs
     j = jobs.copy()
     if "clock" not in j:
-        sim = j["provider"].astype(str).str.contains(r"\[sandbox\]", regex=True) & (j.get("kind") == "remote")
+        kind = j["kind"] if "kind" in j else pd.Series([""] * len(j), index=j.index)
+        sim = j["provider"].astype(str).str.contains(r"\[sandbox\]", regex=True) & (kind == "remote")
         j["clock"] = np.where(sim, "simulated", "measured")
         for ph in _SIM:
             j[f"sim_{ph}_s"] = np.where(sim, j.get(f"{ph}_s", np.nan), np.nan)
@@ -81,7 +83,9 @@ def jobs_view(jobs: pd.DataFrame) -> pd.DataFrame:
             j["sim_rtf"] = np.where(sim, j["rtf"], np.nan)
             j.loc[sim, "rtf"] = np.nan
     if "bound" not in j:
-        j["bound"] = [_registry_bound(str(f), v) for f, v in zip(j.get("family", j["provider"]), j.get("variant", ""))]
+        fam = j["family"] if "family" in j else j["provider"].astype(str).str.split(":").str[0]
+        var = j["variant"] if "variant" in j else pd.Series([""] * len(j), index=j.index)
+        j["bound"] = [_registry_bound(str(f), v) for f, v in zip(fam, var)]
     j["bound"] = j["bound"].fillna("").astype(str)
     if "stems" not in j:
         j["stems"] = ""
@@ -430,6 +434,29 @@ def pareto_frontier(points: pd.DataFrame, quality: str = "quality", cost: str = 
             keep.append(idx)
             best = sign * r[quality]
     return pts.loc[keep]
+
+
+def recommend(points: pd.DataFrame, metric: str, volume: Any) -> dict[str, Any]:
+    """The recommendation for one target's :func:`quality_vs_cost` points at
+    ``volume`` (:class:`stemlab.reports.pricing.Volume`): ``pick`` — the
+    option (never a bound) with the best quality among those with a known
+    price within the monthly budget (ties: the cheaper), or None; and the
+    options left out: ``unknown`` (price unknown), ``better_unknown`` (of
+    those, the ones scoring better than the pick), ``over`` (over the
+    budget), ``known`` (every option with a known price)."""
+    hib = higher_is_better(metric)
+    opts = points[(points["bound"].fillna("") == "") & points["quality"].notna()]
+    known = opts[opts["usd_per_month"].notna()]
+    unknown = opts[opts["usd_per_month"].isna()]
+    within = known if volume.budget_usd_month is None else known[known["usd_per_month"] <= volume.budget_usd_month + 1e-9]
+    over = known.drop(within.index)
+    pick = None
+    if len(within):
+        within = within.assign(_q=within["quality"] * (1 if hib else -1))
+        pick = within.sort_values(["_q", "usd_per_month"], ascending=[False, True], kind="stable").iloc[0]
+    better_unknown = unknown if pick is None else unknown[
+        (unknown["quality"] > pick["quality"]) if hib else (unknown["quality"] < pick["quality"])]
+    return {"pick": pick, "unknown": unknown, "better_unknown": better_unknown, "over": over, "known": known}
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:

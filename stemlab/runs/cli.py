@@ -202,11 +202,12 @@ def _summary(res: Any) -> None:
         unknown: dict[str, str] = {}
         for prov, g in jobs.groupby("provider", sort=False):
             usd_v = g["cost_usd"].astype(float)
-            if usd_v.isna().any():
+            notes = [n for n in g["cost_note"] if n]
+            if notes:  # a price unknown (or a charge not recorded): never summed as $0
                 usd = "unknown"
-                unknown[str(prov)] = next((n for n in g["cost_note"] if n), "price unknown")
+                unknown[str(prov)] = notes[0]
             else:
-                usd = f"{usd_v.sum():.4f}"
+                usd = f"{usd_v.fillna(0).sum():.4f}"
             units = g["native_units"].astype(float)
             unit = next((u for u in g["native_unit"] if u), "")
             native = f"{units.fillna(0).sum():.3g} {unit}".strip() if unit else ""
@@ -246,7 +247,8 @@ def _summary(res: Any) -> None:
         print_table([(prov, *(("NaN" if (str(prov), str(t)) in have else "-") if math.isnan(v) else f"{v:.2f}"
                               for t, v in zip(wide.columns, row)))
                      for prov, row in zip(wide.index, wide.to_numpy(dtype=float))], ("", *map(str, wide.columns)))
-        print("(- : the provider does not deliver that target; NaN: the metric is undefined for its output)")
+        if any((str(p), str(t)) not in have for p in wide.index for t in wide.columns):
+            print("(- : the provider does not deliver that target; NaN: the metric is undefined for its output)")
 
 
 def _results_show(args: argparse.Namespace) -> int:
