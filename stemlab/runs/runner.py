@@ -206,18 +206,15 @@ class Runner:
 
 
 def _ledger_copy(src: Path, dst: Path) -> Ledger:
-    """A private ledger for a dry run: a copy of ``src`` (read through
-    SQLite's backup API, read-only) when it exists, else empty."""
-    if src.is_file():
-        import sqlite3
+    """A private ledger for a dry run: a copy of ``src`` and its WAL (plain
+    file copies: opening the original, even read-only, may create SQLite's
+    shared-memory file beside it) when it exists, else empty."""
+    import shutil
 
-        a = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
-        b = sqlite3.connect(str(dst))
-        try:
-            a.backup(b)
-        finally:
-            b.close()
-            a.close()
+    for suffix in ("", "-wal"):
+        f = Path(f"{src}{suffix}")
+        if f.is_file():
+            shutil.copyfile(f, Path(f"{dst}{suffix}"))
     return Ledger(dst)
 
 
