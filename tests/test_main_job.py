@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stemlab.runs import load_results, run
@@ -58,9 +59,23 @@ def test_every_provider_runs_and_scores(demo_results: Path) -> None:
     doc = json.loads(js[0].read_text())
     assert {"name", "frames"} <= set(doc["targets"][0])
     assert set(doc["targets"][0]["frames"][0]["metrics"]) == {"SDR", "SIR", "ISR", "SAR"}
-    # latency and cost recorded
+    # latency and cost recorded: measured seconds for every job, simulated ones apart for the sandboxes
     assert (jobs.total_s > 0).all()
     assert (rj.cost_usd.fillna(0) + rj.credits.fillna(0) > 0).any()
+    assert set(rj.clock) == {"simulated"} and (rj.sim_total_s > 0).all() and rj.processing_s.isna().all()
+    assert set(jobs[~jobs.provider.isin(remote)].clock) == {"measured"}
+    # money: USD where a price is published, never $0 for an unknown one, always the service's own units
+    fam = rj.provider.str.split(":| ", regex=True).str[0]
+    for f in ("mvsep", "suno"):
+        g = rj[fam == f]
+        assert g.cost_usd.isna().all() and g.cost_note.str.startswith("price unknown").all(), f
+    ais = rj[fam == "aistemsplitter"]
+    assert np.allclose(ais.cost_usd, ais.credits / 60 * 6.99 / 50)
+    assert (rj.native_units > 0).all() and set(rj.native_unit) <= {"seconds", "credits", "points", "calls"}
+    assert dict(jobs.drop_duplicates("provider").set_index("provider").bound.loc[
+        ["oracle:irm", "oracle:mwf", "baseline:mixture", "baseline:silence", "baseline:hpss"]]) == {
+        "oracle:irm": "upper", "oracle:mwf": "upper", "baseline:mixture": "lower", "baseline:silence": "lower",
+        "baseline:hpss": ""}
 
 
 def test_report_and_notebooks_on_demo_results(demo_results: Path, tmp_path: Path) -> None:
@@ -69,7 +84,10 @@ def test_report_and_notebooks_on_demo_results(demo_results: Path, tmp_path: Path
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     doc = html.read_text()
-    assert "Leaderboard — sdr_bsseval_v4" in doc and "oracle:irm" in doc and "mvsep" in doc
+    assert "For researchers: per-target leaderboard" in doc and "<b>sdr_bsseval_v4 [dB]</b>" in doc
+    assert "For buyers: what to use at your volume" in doc and "id='recommendation'" in doc
+    assert "oracle:irm" in doc and "mvsep" in doc and "price unknown" in doc and "simulated" in doc
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "report.leaderboard.csv").is_file()
     from stemlab.reports.notebooks import NOTEBOOKS, run_notebook
 
     for name in NOTEBOOKS:

@@ -316,7 +316,9 @@ def _overall_section(scores: pd.DataFrame, metric: str, jobs: pd.DataFrame, boun
     u = unit_of(metric)
     parts = []
     for name, g in ov.groupby("set", sort=False):
-        rows = [[Cell(_provider_label(str(r.provider), bounds), None, "text", {"data-provider": str(r.provider)}), float(r.value)] for r in g.itertuples()]
+        rows = [[Cell(_provider_label(str(r.provider), bounds), None, "text", {"data-provider": str(r.provider)}),
+                 float(r.value) if math.isfinite(float(r.value)) else Cell("n/a (a target is NaN)")]
+                for r in g.itertuples()]
         parts.append(f"<h3>{_E(name)}: {_E(str(g['targets'].iloc[0]))}</h3>"
                      f"<p class='muted small'>{_E(str(g['aggregation'].iloc[0]))} — only providers that deliver "
                      f"all {len(str(g['targets'].iloc[0]).split(','))} targets.</p>"

@@ -7,7 +7,7 @@
   museval JSON files the run wrote,
 
 and compared with the run summary (``stemlab run`` / ``stemlab results
-show``), ``leaderboard.csv``, ``report.md``, the tables and figures of
+show``), ``report.leaderboard.csv``, ``report.md``, the tables and figures of
 ``report.html``, ``Results.leaderboard``, the compare and track_inspector
 notebooks, the paired tests, and ``stemlab score`` on the same estimates.
 
@@ -194,7 +194,7 @@ def test_run_and_results_show_summaries(run_dir, scores) -> None:
 
 
 def test_leaderboard_csv(run_dir, scores) -> None:
-    lb = pd.read_csv(run_dir[0] / "leaderboard.csv")
+    lb = pd.read_csv(run_dir[0] / "report.leaderboard.csv")  # named after report.html
     assert list(lb.columns[:6]) == ["provider", "target", "value", "ci_low", "ci_high", "n_tracks"]
     exp = expected(scores, METRIC, "median_frames", "median")
     ref = museval_scores(run_dir[0], "median", "median", PROVIDERS)
@@ -226,13 +226,16 @@ def test_report_md(run_dir, scores) -> None:
 
 
 class _Tables(HTMLParser):
-    """{table id: [[(text, data-value or None), …] per row]}."""
+    """{table id: [[(text, attributes) per cell] per row]} (a ``<br>`` or
+    ``<wbr>`` inside a cell adds nothing)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.tables: dict[str, list[list[tuple[str, float | None]]]] = {}
+        self.tables: dict[str, list[list[tuple[str, dict]]]] = {}
+        self.ids: dict[str, str] = {}
         self._cur: list | None = None
         self._cell: list | None = None
+        self._id: list | None = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -241,29 +244,31 @@ class _Tables(HTMLParser):
         elif tag == "tr" and self._cur is not None:
             self._cur.append([])
         elif tag in ("td", "th") and self._cur is not None:
-            self._cell = ["", float(a["data-value"]) if "data-value" in a else None]
+            self._cell = ["", a]
+        elif tag == "p" and a.get("id"):
+            self._id = [a["id"], ""]
 
     def handle_data(self, data):
         if self._cell is not None:
             self._cell[0] += data
+        if self._id is not None:
+            self._id[1] += data
 
     def handle_endtag(self, tag):
         if tag in ("td", "th") and self._cell is not None and self._cur is not None:
-            self._cur[-1].append(tuple(self._cell))
+            self._cur[-1].append((self._cell[0].strip(), self._cell[1]))
             self._cell = None
         elif tag == "table":
             self._cur = None
+        elif tag == "p" and self._id is not None:
+            self.ids[self._id[0]] = self._id[1]
+            self._id = None
 
 
-def _html_tables(doc: str) -> dict[str, pd.DataFrame]:
+def _html_tables(doc: str) -> _Tables:
     p = _Tables()
     p.feed(doc)
-    out = {}
-    for tid, rows in p.tables.items():
-        head = [t for t, _ in rows[0]]
-        body = [[v if v is not None else t for t, v in r] for r in rows[1:]]
-        out[tid] = pd.DataFrame(body, columns=head)
-    return out
+    return p
 
 
 def _decode(x):
@@ -283,56 +288,91 @@ def _html_figures(doc: str) -> list[tuple[str, list[dict]]]:
     return figs
 
 
+def _cells(rows: list[list[tuple[str, dict]]]) -> tuple[list[str], dict[str, list[tuple[str, dict]]]]:
+    """(header texts, provider → its cells) of a report table (the line between options and bounds skipped)."""
+    head = [t for t, _ in rows[0]]
+    body = {r[0][1]["data-provider"]: r[1:] for r in rows[1:] if len(r) > 1}
+    return head, body
+
+
+def _check_cell(cell: tuple[str, dict], want: float, lo: float, hi: float, where) -> None:
+    text, a = cell
+    if math.isnan(want):
+        assert text.startswith("n/a") and "data-value" not in a, where
+        return
+    assert abs(float(a["data-value"]) - want) <= TOL, where
+    assert text.startswith(fmt2(want)), where
+    if not math.isnan(lo):
+        assert abs(float(a["data-ci-low"]) - lo) <= TOL and abs(float(a["data-ci-high"]) - hi) <= TOL, where
+        assert f"[{lo:.2f}, {hi:.2f}]" in text, where
+
+
 def test_report_html_tables_and_figures(run_dir, scores) -> None:
     doc = (run_dir[0] / "report.html").read_text()
     assert "<code class='aggregation'>median_frames/median_tracks</code>" in doc
-    tabs = _html_tables(doc)
-    # leaderboards: the primary metric and every other one, exact values and their 2-decimal text
-    for metric in list(MUSEVAL.values()) + ["usdr", "si_sdr"]:
-        tid = "leaderboard" if metric == METRIC else f"leaderboard-{metric}"
-        rows = "track" if metric in ("usdr", "si_sdr") else "median_frames"
-        exp = expected(scores, metric, rows, "median")
-        t = tabs[tid]
-        assert len(t) == 3, tid
-        for _, r in t.iterrows():
-            for tgt in ("vocals", "drums", "bass", "other", "accompaniment"):
-                v = r[tgt]
-                want = exp.loc[(r["provider"], tgt)].value
-                if math.isnan(want):
-                    assert v == "–", (tid, r["provider"], tgt)
-                else:
-                    assert abs(v - want) <= TOL, (tid, r["provider"], tgt, v, want)
-        if metric != METRIC:
-            assert f"{metric} <span class='muted'>(<code class='aggregation'>{rows}/median_tracks</code>" in doc
-    # paired tests: per-track median_frames differences, 4 pairs (not 8)
-    pairs = tabs["pairs"]
-    a = track_series(scores, "baseline:mixture", "accompaniment")
-    b = track_series(scores, "oracle:irm", "accompaniment")
-    r = pairs[(pairs.target == "accompaniment") & (pairs.A == "baseline:mixture") & (pairs.B == "oracle:irm")].iloc[0]
-    assert int(r["n"]) == 4 and abs(r["mean A−B [dB]"] - float(np.mean(a - b))) <= TOL
-    lo, hi = bootstrap(a - b, stat="mean", n_boot=2000)
-    assert abs(r["CI low"] - lo) <= TOL and abs(r["CI high"] - hi) <= TOL
-    # quality vs cost: mean over targets of the per-target median of median_frames
-    q = tabs["quality-vs-cost"].set_index("provider")
-    med = expected(scores, METRIC, "median_frames", "median").value.groupby(level=0).mean()
-    for prov in ("oracle:irm", "baseline:mixture"):
-        assert abs(q.loc[prov, "quality"] - med[prov]) <= TOL
-    assert q.loc["baseline:silence", "quality"] == "–"
-    assert set(q["aggregation"]) == {"mean over targets of median_frames/median_tracks"}
+    parsed = _html_tables(doc)
+    tabs = parsed.tables
+    targets = ("vocals", "drums", "bass", "other", "accompaniment")
+    # the first screen's leaderboard: every (provider, target) of the primary metric, its value and its CI
+    head, body = _cells(tabs["leaderboard"])
+    assert head == ["provider", *targets] and set(body) == set(PROVIDERS)
+    exp = expected(scores, METRIC, "median_frames", "median")
+    for prov, cells in body.items():
+        for tgt, cell in zip(targets, cells):
+            lo, hi = bootstrap(track_series(scores, prov, tgt))
+            _check_cell(cell, exp.loc[(prov, tgt)].value, lo, hi, ("leaderboard", prov, tgt))
+    # all three are bounds (oracle upper, the floors below it), listed below the line, never as options
+    assert tabs["leaderboard"][1][0][0].startswith("bounds — not options")
+    assert [r[0][1]["data-provider"] for r in tabs["leaderboard"][2:]] == PROVIDERS
+    # per target: every metric with its aggregation in the header, value and CI in each cell
+    for tgt in targets:
+        head, body = _cells(tabs[f"target-{tgt}"])
+        assert set(body) == set(PROVIDERS)
+        for j, h in enumerate(head[1:]):
+            metric = h.split(" [")[0]
+            rows = "track" if metric in ("usdr", "si_sdr") else "median_frames"
+            assert h.endswith(f"{rows}/median_tracks"), h
+            e = expected(scores, metric, rows, "median")
+            for prov, cells in body.items():
+                lo, hi = bootstrap(track_series(scores, prov, tgt, metric=metric, rows=rows))
+                _check_cell(cells[j], e.loc[(prov, tgt)].value, lo, hi, (tgt, metric, prov))
+        assert {h.split(" [")[0] for h in head[1:]} == set(MUSEVAL.values()) | {"usdr", "si_sdr"}
+    # paired tests: 4 tracks are too few — one sentence per target with the tracks a test would need
+    from scipy.stats import norm
+
+    for tgt in targets:
+        assert f"pairs-{tgt}" not in tabs
+        text = parsed.ids[f"power-{tgt}"]
+        assert text.startswith(f"No paired tests on {tgt}: 4 track(s) per pair, and the Wilcoxon signed-rank test "
+                               "needs at least 6"), text
+        a = track_series(scores, "oracle:irm", tgt)
+        b = track_series(scores, "baseline:mixture", tgt)
+        d = a - b  # the only pair with finite differences (silence is NaN throughout)
+        dz = abs(d.mean() / np.std(d, ddof=1))
+        need = max(6, math.ceil(((norm.ppf(0.975) + norm.ppf(0.8)) / dz) ** 2 / (3 / math.pi)))
+        assert f"(1 pair(s) of providers), the median pair (|dz| = {dz:.2f}) would need {need} tracks" in text, text
+    # like for like: the 4-stem and 2-stem overall numbers, each a mean over its own targets only
+    for tid, tset in (("overall-4-stems", targets[:4]), ("overall-2-stems", ("vocals", "accompaniment"))):
+        head, body = _cells(tabs[tid])
+        assert set(body) == set(PROVIDERS)
+        for prov, (cell,) in body.items():
+            want = float(np.mean([exp.loc[(prov, t)].value for t in tset]))
+            _check_cell(cell, want, math.nan, math.nan, (tid, prov))
 
     figs = _html_figures(doc)
     titles = [t for t, _ in figs]
-    # the bar chart: values and CI whiskers
-    bar = next(d for t, d in figs if t.startswith(f"{METRIC} — median_frames/median_tracks"))
-    exp = expected(scores, METRIC, "median_frames", "median")
-    for tr in bar:
-        for prov, y, up, down in zip(tr["x"], _decode(tr["y"]), _decode(tr["error_y"]["array"]),
-                                     _decode(tr["error_y"]["arrayminus"])):
-            e = exp.loc[(prov, tr["name"])].value
-            assert close(float(y), e), (prov, tr["name"])
-            lo, hi = bootstrap(track_series(scores, prov, tr["name"]))
-            if not math.isnan(lo):
-                assert abs(up - (hi - e)) <= TOL and abs(down - (e - lo)) <= TOL
+    # one bar chart per target: each provider's value and CI whiskers
+    for tgt in targets:
+        (bar,) = [d for t, d in figs if t.startswith(f"{tgt}: {METRIC} — median_frames/median_tracks")]
+        (tr,) = bar
+        for label, x, up, down in zip(tr["y"], _decode(tr["x"]), _decode(tr["error_x"]["array"]),
+                                      _decode(tr["error_x"]["arrayminus"])):
+            prov = label.split(" (")[0]
+            e = exp.loc[(prov, tgt)].value
+            assert close(float(x), e), (prov, tgt)
+            lo, hi = bootstrap(track_series(scores, prov, tgt))
+            assert abs(up - (hi - e)) <= TOL and abs(down - (e - lo)) <= TOL
+        assert {lab.split(" (")[0] for lab in tr["y"]} == {"oracle:irm", "baseline:mixture"}  # silence: no bar, NaN
     # the heatmaps: each track's median_frames value, one cell per (provider, track)
     heat = [(t, d) for t, d in figs if t.startswith(f"{METRIC} per track (median_frames) — ")]
     assert len(heat) == 5, titles
@@ -345,19 +385,26 @@ def test_report_html_tables_and_figures(run_dir, scores) -> None:
                 sel = scores[(scores.provider == prov) & (scores.target == tgt) & (scores.metric == METRIC)
                              & (scores.aggregation == "median_frames") & (scores.track == track)]
                 assert len(sel) == 1 and close(float(z[i, j]), float(sel.value.iloc[0])), (prov, tgt, track)
-    # the distribution: 4 points per (provider, target), the median_frames values
-    (dist,) = [d for t, d in figs if t.startswith(f"{METRIC} (median_frames) distribution")]
+    # the distribution (compare notebook's figure): 4 points per (provider, target), the median_frames values
+    from stemlab.reports import figures
+
+    dist = figures.distribution(scores, METRIC).to_plotly_json()["data"]
     for tr in dist:
         y = _decode(tr["y"])
         for prov in PROVIDERS:
             got = np.sort(np.asarray([v for p, v in zip(tr["x"], y) if p == prov], dtype=float))
             want = np.sort(track_series(scores, prov, tr["name"]))
             assert got.shape == (4,) and np.allclose(got, want, atol=TOL, rtol=0, equal_nan=True), (prov, tr["name"])
-    # the Pareto plot
-    (par,) = [d for t, d in figs if t.startswith("Quality vs cost")]
-    pts = par[0]
-    for prov, y in zip(pts["text"], _decode(pts["y"])):
-        assert close(float(y), float(med[prov])), prov
+    # quality vs cost per target: bounds only here, drawn as reference lines at their value on that target
+    for tgt in targets:
+        pars = [d for t, d in figs if t == f"{tgt}: quality vs cost"]
+        assert len(pars) == (2 if tgt == "vocals" else 1)  # vocals: also on the first screen, for the buyer
+        for par in pars:
+            assert all(tr["mode"] == "lines" for tr in par)  # no option: no point, no frontier
+            lines = {tr["name"]: _decode(tr["y"]) for tr in par}
+            assert set(lines) == {"oracle:irm (upper bound)", "baseline:mixture (floor)"}
+            for name, y in lines.items():
+                assert np.allclose(y.astype(float), exp.loc[(name.split(" (")[0], tgt)].value, atol=TOL, rtol=0)
 
 
 def test_results_leaderboard(run_dir, scores) -> None:

@@ -52,14 +52,8 @@ def _cli(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    base = tmp_path_factory.mktemp("money")
-    out = base / "run"
-    spec = base / "spec.json"
-    spec.write_text(json.dumps({"name": "money and time", "datasets": [DATASET], "providers": PROVIDERS,
-                                "metrics": ["bsseval_v4", "usdr"], "output": str(out)}))
-    p = _cli("run", str(spec), "--progress-every", "2")
-    return out, p
+def run(money_run) -> tuple[Path, subprocess.CompletedProcess]:
+    return money_run
 
 
 @pytest.fixture(scope="module")
