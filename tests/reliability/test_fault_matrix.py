@@ -108,6 +108,13 @@ CASES = [
     Case("wrong channels (mono)", "wrong_channels", "output", "", "degraded", r"mono stems for a stereo input"),
     Case("wrong length (half)", "wrong_length", "output", "(factor=0.5)", "failed",
          r"truncated or wrong-length output"),
+    # hostile answers (tests/reliability/test_hostile.py runs each on every role through the harness)
+    Case("gzip bomb (200 MB) as status", "gzip_bomb", "status", "(mb=200)"),
+    Case("300-MB status answer", "huge", "status", "(mb=300)"),
+    Case("status answer dripped", "drip", "status", "(seconds=0.5)", options={"request_timeout": 1.0}),
+    Case("status redirected to another origin", "redirect", "status", "(to=http://127.0.0.1:9/elsewhere,status=307)"),
+    Case("stem served as an HTML page", "non_audio", "output", "", "failed",
+         r"stem '\w+' \(html, \d+ bytes\) does not decode"),
     Case("duplicate webhook", "webhook_duplicate", "webhook"),
     Case("bad webhook signature", "webhook_bad_signature", "webhook"),
     Case("missing webhook", "webhook_missing", "webhook"),
