@@ -609,15 +609,25 @@ class RemoteProvider(Provider):
                 fetched_again.add(stem)
                 log.warning("%s; downloading stem %r again", e.message, stem)
                 job.note("redownloads", len(fetched_again))
-                assert job.remote_id is not None
-                urls = await self.resolve_outputs(job, await self.fetch_state(job, job.remote_id))
-                if stem not in urls:
-                    raise
                 with job.timed("download"):
-                    blobs[stem] = job.keep(await job.client.download(
-                        urls[stem], max_bytes=self.max_download_bytes,
-                        what=f"{self.id}: download of stem {stem!r} of job {job.remote_id}",
-                    ))
+                    again = await self.download_again(job, stem)
+                if again is None:
+                    raise
+                blobs[stem] = again
+
+    async def download_again(self, job: JobContext, stem: str) -> Any:
+        """A fresh download of one stem whose file did not decode (garbled
+        in transit, a page served in its place): the path of the new file, or
+        None when there is no fresh URL to try. Services that keep downloads
+        elsewhere (a cache) override it."""
+        assert job.remote_id is not None
+        urls = await self.resolve_outputs(job, await self.fetch_state(job, job.remote_id))
+        if stem not in urls:
+            return None
+        return job.keep(await job.client.download(
+            urls[stem], max_bytes=self.max_download_bytes,
+            what=f"{self.id}: download of stem {stem!r} of job {job.remote_id}",
+        ))
 
     # ----------------------------------------------------------- lifecycle
     #: looks at the job list after an ambiguous submit: (tries, service seconds between them) — a job
