@@ -284,7 +284,12 @@ class RemoteProvider(Provider):
         raw_key = self.options.pop("api_key", None)
         if raw_key is not None and not isinstance(raw_key, (str, Secret)):
             raise ConfigError(f"provider {self.family}: option api_key expects a string", field=f"{self.family}.options.api_key")
-        self._key: Secret | None = get_secret(self.service_name, raw_key or None)
+        try:
+            self._key: Secret | None = get_secret(self.service_name, raw_key or None)
+        except ConfigError as e:
+            # the refusal names the variable or option ("$MVSEP_API_KEY: the key contains …"); as a
+            # field that name is no spec path, and the spec layer would strip it from the message
+            raise ConfigError(e.message, **({"field": f"{self.family}.options.api_key"} if raw_key else {})) from None
         if raw_key:
             self.options["api_key"] = self._key  # shown as Secret(<redacted …>) anywhere
         fam = self.family
