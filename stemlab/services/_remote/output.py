@@ -48,7 +48,7 @@ def sniff_format(data: bytes) -> str:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
         return "html"
-    if text.startswith(b"<?xml") or text.startswith(b"<error"):
+    if text.startswith((b"<?xml", b"<error")):
         return "xml"
     if text[:1] in (b"{", b"["):
         return "json"

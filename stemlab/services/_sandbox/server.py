@@ -332,10 +332,10 @@ class FaultyEndpoint:
             await resp(scope, receive, send)
         elif fault.kind == "gzip_bomb":
             body = gzip_bomb(float(fault.args.get("mb", 200)))
-            headers = _headers_without(resp.raw_headers, b"content-length", b"content-encoding")
-            headers += [(b"content-encoding", b"gzip"), (b"content-length", str(len(body)).encode())]
+            raw = _headers_without(resp.raw_headers, b"content-length", b"content-encoding")
+            raw += [(b"content-encoding", b"gzip"), (b"content-length", str(len(body)).encode())]
             record.status = 200
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.start", "status": 200, "headers": raw})
             await send({"type": "http.response.body", "body": body})
         elif fault.kind == "huge":
             record.status = 200

@@ -60,7 +60,14 @@ from ...audio import decode_bytes
 from ...errors import InputError
 from .._sandbox.faults import OUTPUT_KINDS
 from .._sandbox.separators import derive_stems
-from .._sandbox.server import Handler, Sandbox, SandboxJob, _HTTPError, iso, non_audio_page
+from .._sandbox.server import (
+    Handler,
+    Sandbox,
+    SandboxJob,
+    _HTTPError,
+    iso,
+    non_audio_page,
+)
 
 __all__ = ["DangoSandbox", "parse_multipart"]
 
