@@ -456,13 +456,11 @@ def test_a_key_with_a_stray_character_is_a_named_config_error(family, label, tai
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="open, runner-side (stemlab/runs): an InDoubt job is stored as a plain "
-                   "'failed' row without a remote id, which the next run retries — a blind resubmit")
 def test_in_doubt_job_is_not_resubmitted_by_a_plain_rerun(tmp_path, keys_env):
     """A service that ignores Idempotency-Key and has no job list; the
     create's answer is cut: the job is left in doubt (1 job charged). A plain
-    rerun of the same spec must not submit it again (only an explicit
-    retry-in-doubt may) — today it does, and the service charges twice."""
+    rerun of the same spec must not submit it again (it stays 'submitting',
+    in doubt); only an explicit retry-in-doubt does."""
     fam = "aistemsplitter"
     pool = EnvKeyPool(scale=SCALE, faults={fam: "create:drop"},
                       options={fam: {"api_keys": [KEYS["AISTEMSPLITTER_API_KEY"]], "honor_idempotency": False,
@@ -472,7 +470,12 @@ def test_in_doubt_job_is_not_resubmitted_by_a_plain_rerun(tmp_path, keys_env):
             "metrics": ["usdr"], "output": str(tmp_path / "out")}
     with pool:
         first = run(spec, quiet=True, sandboxes=pool)
-        assert first.jobs.error_kind.tolist() == ["InDoubt"]
-        run(spec, quiet=True, sandboxes=pool)  # the same spec again, no retry flag
+        assert first.jobs.error_kind.tolist() == ["InDoubt"] and first.jobs.status.tolist() == ["submitting"]
+        again = run(spec, quiet=True, sandboxes=pool)  # the same spec again, no retry flag
         charged = {c.job_id for c in pool.running[fam].ledger.charges}
-    assert len(charged) == 1, f"the rerun resubmitted the job in doubt: {len(charged)} jobs charged"
+        assert len(charged) == 1, f"the rerun resubmitted the job in doubt: {len(charged)} jobs charged"
+        assert again.jobs.status.tolist() == ["submitting"] and "--retry-in-doubt" in again.jobs.error.iloc[0]
+        # the user checked the account and asks explicitly: submitted again (this service charges again)
+        third = run(spec, quiet=True, sandboxes=pool, retry_in_doubt=True)
+        charged = {c.job_id for c in pool.running[fam].ledger.charges}
+    assert third.jobs.status.tolist() == ["done"] and len(charged) == 2
