@@ -236,10 +236,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except StemlabError as e:
         print(f"stemlab: error: {e}", file=sys.stderr)
+        if args.verbose:
+            _print_chain(e)
         return 2
     except KeyboardInterrupt:
         print("stemlab: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one redacted line, the traceback only with -v
+        from ._secrets import redact
+
+        print(f"stemlab: internal error: {redact(f'{type(e).__name__}: {e}')} — this is a bug in stemlab; "
+              "rerun with -v for the traceback and report it", file=sys.stderr)
+        if args.verbose:
+            _print_chain(e)
+        return 1
+
+
+def _print_chain(e: BaseException) -> None:
+    """The exception's traceback and causes, redacted (``-v``)."""
+    import traceback
+
+    from ._secrets import redact
+
+    print(redact("".join(traceback.format_exception(e))), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ planning it afresh — never pay twice holds while either survives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from ..errors import RunError
 from ..types import Cost
@@ -143,8 +144,11 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            check = self._db.execute("PRAGMA quick_check").fetchone()
         except sqlite3.DatabaseError as e:
-            raise RunError(f"{self.path}: cannot open the ledger ({e})", file=str(self.path)) from None
+            raise self._damaged(e) from None
+        if not check or check[0] != "ok":
+            raise self._damaged(check[0] if check else "no answer to an integrity check")
         self._lock = threading.RLock()
         self.paid_dir = self.path.parent / "cache" / "paid"
 
@@ -153,17 +157,36 @@ class Ledger:
             self._db.close()
 
     # --------------------------------------------------------------- helpers
+    def _damaged(self, why: object) -> RunError:
+        return RunError(
+            f"{self.path}: the ledger is damaged ({why}); move it aside (e.g. to ledger.sqlite.bad) and rerun — "
+            "stemlab rebuilds every paid job from cache/paid and the stem cache, so nothing is paid again",
+            file=str(self.path))
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The lock, with SQLite's errors as :class:`RunError`."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.OperationalError as e:
+                raise RunError(f"ledger read failed ({e})", file=str(self.path)) from None
+            except sqlite3.DatabaseError as e:
+                raise self._damaged(e) from None
+
     def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(sql, tuple(args))
                 self._db.execute("COMMIT")
-            except sqlite3.OperationalError as e:
+            except sqlite3.DatabaseError as e:
                 try:
                     self._db.execute("ROLLBACK")
-                except sqlite3.OperationalError:
+                except sqlite3.DatabaseError:
                     pass
+                if not isinstance(e, sqlite3.OperationalError):
+                    raise self._damaged(e) from None
                 raise RunError(f"ledger write failed ({e}); is the disk full?", file=str(self.path)) from None
 
     def event(self, job_key: str, state: str, detail: str = "") -> None:
@@ -183,13 +206,13 @@ class Ledger:
 
     # ------------------------------------------------------------------ jobs
     def get(self, job_key: str) -> JobRow | None:
-        with self._lock:
+        with self._reading():
             cur = self._db.execute(f"SELECT {', '.join(_COLS)} FROM jobs WHERE job_key=?", (job_key,))
             row = cur.fetchone()
         return JobRow(*row) if row else None
 
     def jobs(self) -> list[JobRow]:
-        with self._lock:
+        with self._reading():
             cur = self._db.execute(f"SELECT {', '.join(_COLS)} FROM jobs ORDER BY created_at, job_key")
             return [JobRow(*r) for r in cur.fetchall()]
 
@@ -314,8 +337,8 @@ class Ledger:
             q += " WHERE provider=?"
             args = (provider,)
         usd = credits = 0.0
-        with self._lock:
-            for state, c_usd, c_cr, e_usd, e_cr, info in self._db.execute(q, args):
+        with self._reading():
+            for state, c_usd, c_cr, e_usd, e_cr, info in self._db.execute(q, args).fetchall():
                 if state not in PAID_STATES:
                     continue
                 if c_usd is not None or c_cr is not None:
@@ -335,7 +358,7 @@ class Ledger:
         mtime): planning a big dataset decodes each track once, ever."""
         st = path.stat()
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns, extra)
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT hash FROM hashes WHERE path=? AND size=? AND mtime_ns=? AND extra=?", key
             ).fetchone()

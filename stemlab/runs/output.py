@@ -21,7 +21,8 @@ from .. import __version__
 from ..errors import RunError
 from .spec import RunSpec
 
-__all__ = ["OWNER_FILE", "RESULT_FILES", "claim_output", "output_lock", "package_versions", "run_meta"]
+__all__ = ["OWNER_FILE", "RESULT_FILES", "check_output_dir", "claim_output", "output_lock", "package_versions",
+           "run_meta"]
 
 log = logging.getLogger("stemlab.runs")
 
@@ -32,10 +33,16 @@ RESULT_FILES = ("scores.parquet", "scores.csv", "jobs.parquet", "jobs.csv", "fra
 
 @contextlib.contextmanager
 def output_lock(out: Path) -> Iterator[None]:
-    """Exclusive lock on the output directory: a second runner refuses."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Exclusive lock on the output directory: a second runner refuses. An
+    output that cannot be a directory (a file, a path under a file, a
+    read-only place) is a :class:`RunError` naming it."""
+    out = check_output_dir(out)
     path = out / ".lock"
-    fh = open(path, "a+")
+    try:
+        fh = open(path, "a+")
+    except OSError as e:
+        raise RunError(f"output directory {out}: cannot write in it ({e.strerror or e}); choose another -o",
+                       file=str(out)) from None
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -52,6 +59,26 @@ def output_lock(out: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         fh.close()
+
+
+def check_output_dir(out: Path) -> Path:
+    """``out`` as a writable directory (created when missing), or a
+    :class:`RunError` saying what is in the way."""
+    out = Path(out).expanduser()
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            what = "is a file" if parent == out else f"is under {parent}, which is a file"
+            raise RunError(f"output directory {out} {what}; choose another -o", file=str(out))
+        if parent.exists():
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"output directory {out}: cannot create it ({e.strerror or e}); choose another -o",
+                       file=str(out)) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunError(f"output directory {out} is not writable; choose another -o", file=str(out))
+    return out
 
 
 def _read_owner(f: Path) -> dict[str, Any] | None:

@@ -355,12 +355,21 @@ def load_results(path: str | Path) -> Results:
         raise RunError(f"{p}: not a stemlab results directory (no run.json)", file=str(p))
 
     def _read(name: str) -> pd.DataFrame:
-        f = p / f"{name}.parquet"
-        if f.is_file():
-            return pd.read_parquet(f)
-        c = p / f"{name}.csv"
-        return pd.read_csv(c) if c.is_file() else pd.DataFrame()
+        for f, reader in ((p / f"{name}.parquet", pd.read_parquet), (p / f"{name}.csv", pd.read_csv)):
+            if f.is_file():
+                try:
+                    return reader(f)
+                except Exception as e:  # noqa: BLE001 - pyarrow/pandas raise many types for a damaged file
+                    raise RunError(f"{f}: unreadable ({type(e).__name__}: {e}); rerun 'stemlab run' on the same "
+                                   "spec to rewrite it from the caches", file=str(f)) from None
+        return pd.DataFrame()
 
-    meta = json.loads((p / "run.json").read_text())
+    try:
+        meta = json.loads((p / "run.json").read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+    except (OSError, ValueError) as e:
+        raise RunError(f"{p / 'run.json'}: unreadable ({e}); rerun 'stemlab run' on the same spec to rewrite it",
+                       file=str(p / "run.json")) from None
     return Results(p, meta.get("run_id", ""), scores=_read("scores"), frames=_read("frames"), jobs=_read("jobs"),
                    meta=meta, plan=list(meta.get("plan") or []))

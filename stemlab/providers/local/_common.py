@@ -34,10 +34,14 @@ __all__ = [
 _VOCALS = "vocals"
 
 
-def check_mixture(track: Track, provider: str) -> np.ndarray:
+def check_mixture(track: Track, provider: str, min_samples: int = 1) -> np.ndarray:
     """The track's mixture as float32 ``(channels, samples)``; raises
-    :class:`InputError` for NaN/Inf, 0 samples or a wrong shape."""
+    :class:`InputError` for NaN/Inf, 0 samples, a wrong shape, or fewer than
+    ``min_samples`` samples (a model's analysis frame)."""
     mix = check_audio(track.mixture, f"track {track.name!r} mixture")
+    if mix.shape[1] < min_samples:
+        raise InputError(f"{provider}: track {track.name!r} has {mix.shape[1]} sample(s); it needs at least "
+                         f"{min_samples} (its analysis frame's overlap)", field="mixture", track=track.name)
     return np.asarray(mix, dtype=np.float32)
 
 

@@ -281,7 +281,8 @@ class OracleProvider(VariantParams, Provider):
     def separate(self, track: Track | np.ndarray, sample_rate: int | None = None) -> Separation:
         t0 = time.perf_counter()
         t = as_track(track, sample_rate)
-        mix = check_mixture(t, self.id)
+        # scipy shortens the window of a shorter input, down to its overlap (nfft/2)
+        mix = check_mixture(t, self.id, min_samples=int(self.used_params()["nfft"]) // 2 + 1)
         refs = check_references(t, self.id, mix.shape[1])
         if refs.num_channels != mix.shape[0]:
             from ...errors import InputError
