@@ -202,6 +202,7 @@ LOCAL_CASES: dict[str, list[tuple[str, Callable[[Path, Any], Made]]]] = {
     ],
     "oracle": [(f"oracle:{v}", _local(f"oracle:{v}")) for v in ("irm", "ibm", "mwf")],
     "baseline": [(f"baseline:{v}", _local(f"baseline:{v}")) for v in ("mixture", "silence", "hpss", "centre")],
+    "spleeter": [("spleeter:2stems", _local("spleeter:2stems?segment=1.5"))],
 }
 
 
