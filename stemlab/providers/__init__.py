@@ -39,6 +39,8 @@ BUILTIN: dict[str, str] = {
     "oracle": "stemlab.providers.local.oracle:OracleProvider",
     "baseline": "stemlab.providers.local.baselines:BaselineProvider",
     "spleeter": "stemlab.providers.local.spleeter:SpleeterProvider",
+    "msst": "stemlab.providers.local.msst:MsstProvider",
+    "uvr": "stemlab.providers.local.uvr:UvrProvider",
     **{name: s.provider for name, s in SERVICES.items()},
 }
 

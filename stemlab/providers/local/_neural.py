@@ -70,10 +70,10 @@ def complement_name(names: list[str]) -> list[str]:
 
 class NeuralProvider(Provider):
     """A model run by :class:`~stemlab.providers.local.engine.Engine` at a
-    fixed sample rate on stereo input. Subclasses implement
+    fixed sample rate and channel count (:attr:`model_rate`, :attr:`model_channels`). Subclasses implement
     :meth:`_load` (build the model, set ``self._stems``) and
-    :meth:`_separate_model_rate` (``(2, n)`` float32 at
-    :attr:`model_rate` → stem name → ``(2, n)``)."""
+    :meth:`_separate_model_rate` (``(channels, n)`` float32 at
+    :attr:`model_rate` → stem name → ``(channels, n)``)."""
 
     kind = "local"
     option_names = ("device", "threads", "batch_size", "progress", "offline")
@@ -94,6 +94,7 @@ class NeuralProvider(Provider):
 
     # -- configuration -----------------------------------------------------------
     model_rate: int = 44100
+    model_channels: int = 2
 
     def validate(self) -> None:
         from .demucs import _DEVICES
@@ -224,8 +225,9 @@ class NeuralProvider(Provider):
         if sr != self.model_rate:
             x = resample(x, sr, self.model_rate)
             warnings.append(f"resampled {sr} Hz → {self.model_rate} Hz for the model and back")
-        if ch != 2:
-            x = to_channels(x, 2, name=f"track {t.name!r}")
+        mch = int(self.model_channels)
+        if ch != mch:
+            x = to_channels(x, mch, name=f"track {t.name!r}")
         engine = Engine(self.engine_config(segment_samples=self.segment_samples(), device=device))
         progress = bool(self.options.get("progress", False))
         t2 = time.perf_counter()
@@ -246,7 +248,7 @@ class NeuralProvider(Provider):
         t3 = time.perf_counter()
         stems: dict[str, np.ndarray] = {}
         for name, s in est.items():
-            if ch != 2:
+            if ch != mch:
                 s = to_channels(s, ch)
             if sr != self.model_rate:
                 s = resample(s, self.model_rate, sr)
