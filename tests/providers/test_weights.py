@@ -147,3 +147,23 @@ def test_offline_message_names_files_places_and_commands(server, caches, monkeyp
     assert W.ensure(f, progress=False)[0].is_file()
     W.set_offline(True)
     assert W.ensure(f)[0].is_file()  # present files need no network
+
+
+def test_github_release_digest(server, caches, monkeypatch) -> None:
+    """A release asset is checked against the sha256 GitHub publishes for it."""
+    import json
+
+    monkeypatch.setenv(W.GITHUB_API_ENV, server.url + "/api")
+    url = server.add("/o/r/releases/download/v1.0/rel.ckpt", body=BODY)
+    server.add("/api/repos/o/r/releases/tags/v1.0", body=json.dumps({"assets": [
+        {"name": "rel.ckpt", "digest": f"sha256:{SHA}"}, {"name": "bad.ckpt", "digest": "sha256:" + "1" * 64},
+        {"name": "old.ckpt", "digest": None}]}).encode(), headers={"Content-Type": "application/json"})
+    [p] = W.ensure(W.WeightFile("rel.ckpt", (url,), cache="torch-hub"), progress=False)
+    assert p.read_bytes() == BODY and W.download_log()[-1]["checked_against"] == "GitHub release asset digest"
+    bad = server.add("/o/r/releases/download/v1.0/bad.ckpt", body=BODY)
+    with pytest.raises(W.DownloadError, match="GitHub release asset digest"):
+        W.ensure(W.WeightFile("bad.ckpt", (bad,), cache="torch-hub"), progress=False)
+    old = server.add("/o/r/releases/download/v1.0/old.ckpt", body=BODY)  # no digest recorded: unverified, kept
+    W.ensure(W.WeightFile("old.ckpt", (old,), cache="torch-hub"), progress=False)
+    assert W.download_log()[-1]["verified"] is False
+    assert W.github_release_digest("https://example.org/x.ckpt") is None

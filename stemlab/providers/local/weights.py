@@ -26,8 +26,9 @@ A download streams into ``<name>.part`` next to its destination with a tqdm
 progress bar, is checked — size against ``Content-Length`` (a truncated
 transfer is refused), then sha256 against the catalog's pinned digest, else
 the digest in the file name (torch hub's ``name-<sha256 prefix>.ext``
-convention), else the Hugging Face ``X-Linked-Etag`` header of an LFS file —
-and only then renamed into place. A file whose sha256 nobody publishes is
+convention), else the Hugging Face ``X-Linked-Etag`` header of an LFS file,
+else the ``digest`` GitHub publishes for a release asset (REST API; most UVR
+and MSST files are GitHub release assets) — and only then renamed into place. A file whose sha256 nobody publishes is
 kept with its digest recorded (``stemlab models list`` shows it) and marked
 ``unverified``. A 404 (or any HTTP error) moves on to the next URL; when all
 fail, the error lists each URL and its answer. Nothing partial is ever left
@@ -71,6 +72,10 @@ __all__ = [
 ]
 
 OFFLINE_ENV = "STEMLAB_OFFLINE"
+#: GitHub REST API base (tests point it at a loopback server)
+GITHUB_API_ENV = "STEMLAB_GITHUB_API"
+_GH_RELEASE = re.compile(r"^https?://(?P<host>[^/]+)/(?P<owner>[^/]+)/(?P<repo>[^/]+)/releases/download/"
+                         r"(?P<tag>[^/]+)/(?P<name>[^/?#]+)$")
 CACHES = ("torch-hub", "hf", "audio-separator", "stemlab")
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")  # torch.hub.HASH_REGEX, at least 8 hex digits
 _SHA256 = re.compile(r"^[a-f0-9]{8,64}$")
@@ -400,6 +405,10 @@ def _download_one(f: WeightFile, url: str, *, progress: bool, timeout: float,
             etag = headers.get("x-linked-etag", "").strip('"').lower()
             if re.fullmatch(r"[a-f0-9]{64}", etag):
                 expected, source = etag, "server LFS etag"
+        if expected is None:
+            gh = github_release_digest(url, timeout=timeout)
+            if gh is not None:
+                expected, source = gh, "GitHub release asset digest"
         if expected is not None and not digest.startswith(expected):
             raise DownloadError(f"download of {f.name} from {url}: checksum mismatch — sha256 {digest}, expected "
                                 f"{expected}{'…' if len(expected) < 64 else ''} ({source}); the file was deleted",
@@ -410,6 +419,34 @@ def _download_one(f: WeightFile, url: str, *, progress: bool, timeout: float,
     finally:
         if part.exists():
             part.unlink()
+
+
+def github_release_digest(url: str, *, timeout: float = 30.0) -> str | None:
+    """The sha256 GitHub publishes for a release asset (``digest`` of the
+    asset in ``GET /repos/{owner}/{repo}/releases/tags/{tag}``), or None when
+    the URL is not a release download, the API does not answer or the asset
+    has no digest (assets uploaded before GitHub started recording them)."""
+    m = _GH_RELEASE.match(url)
+    if m is None:
+        return None
+    api = os.environ.get(GITHUB_API_ENV, "").rstrip("/")
+    if not api:
+        if m["host"] != "github.com":
+            return None
+        api = "https://api.github.com"
+    try:
+        with _client(timeout) as client:
+            r = client.get(f"{api}/repos/{m['owner']}/{m['repo']}/releases/tags/{m['tag']}",
+                           headers={"Accept": "application/vnd.github+json"})
+            if r.status_code != 200:
+                return None
+            for a in r.json().get("assets", []):
+                d = str(a.get("digest") or "")
+                if a.get("name") == m["name"] and d.startswith("sha256:") and re.fullmatch(r"[a-f0-9]{64}", d[7:]):
+                    return d[7:]
+    except Exception:  # the API is a bonus: no answer means "unverified", not a failed download
+        return None
+    return None
 
 
 def _place(f: WeightFile, part: Path, digest: str, headers: Mapping[str, str]) -> Path:

@@ -281,7 +281,7 @@ def _uvr_entries() -> list[ModelEntry]:
 
 def _spleeter_entry() -> ModelEntry:
     pub = PublishedScore("vocals", 6.86, _MUSEVAL[0], "median over 1-s frames per track, then median over tracks",
-                         "MUSDB18 test (50 tracks)", "Hennequin et al., 'Spleeter', JOSS 5(50) 2154, 2020, Table 1",
+                         "MUSDB18 test", "Hennequin et al., 'Spleeter', JOSS 5(50) 2154, 2020, Table 1",
                          n_tracks=50, note="Spleeter 4-stem model (spleeter:4stems), not the 2-stem model run here")
     return ModelEntry(name="spleeter-2stems", family="spleeter", arch="unet", title="Spleeter 2-stem (Deezer)",
                       files=(), stems=("vocals", "accompaniment"), spec="spleeter:2stems",
