@@ -228,7 +228,7 @@ def test_new_declarations_are_picked_up_everywhere(song, added) -> None:
     as_higher = [{**r, "metric": "usdr"} for r in rows]  # the same values as a higher-is-better metric
     assert list(tables.leaderboard(pd.DataFrame(as_higher), "usdr", ci=None)["provider"].cat.categories) == [
         "bad", "good"]
-    pts = pd.DataFrame({"provider": ["a", "b", "c"], "quality": [1.0, 2.0, 0.5], "usd_per_min": [0.1, 0.2, 0.3]})
+    pts = pd.DataFrame({"provider": ["a", "b", "c"], "quality": [1.0, 2.0, 0.5], "usd_per_audio_min": [0.1, 0.2, 0.3]})
     assert list(tables.pareto_frontier(pts, higher_is_better=False)["provider"]) == ["a", "c"]
     assert list(tables.pareto_frontier(pts)["provider"]) == ["a", "b"]
     assert figures._axis("mse_db") == "mse_db [dB]"
