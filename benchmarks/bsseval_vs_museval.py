@@ -165,7 +165,6 @@ def main(argv=None) -> int:
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f} numpy={np.__version__}")
     if not args.skip_sample:
         import stemlab.datasets as D
-
         from stemlab.metrics.evaluation import quantize
 
         track = D.load("musdb18", shared_sample())[0]

@@ -30,9 +30,10 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence, Union
+from typing import BinaryIO
 
 import numpy as np
 
@@ -59,8 +60,8 @@ __all__ = [
     "decoder_versions",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
-Source = Union[PathLike, bytes, BinaryIO]
+PathLike = str | os.PathLike[str]
+Source = PathLike | bytes | BinaryIO
 
 DECODABLE_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".mp3", ".m4a", ".aac", ".mp4", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".webm", ".mka"}

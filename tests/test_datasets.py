@@ -12,7 +12,7 @@ import pytest
 import stemlab.datasets as D
 from stemlab import audio
 from stemlab.datasets.demo import DemoDataset
-from stemlab.errors import DatasetError, InputError
+from stemlab.errors import DatasetError
 
 SR = 44100
 
@@ -199,7 +199,7 @@ def test_demo_is_byte_identical_across_generations(tmp_path: Path) -> None:
     ha, hb = _tree_hashes(tmp_path / "a"), _tree_hashes(tmp_path / "b")
     assert len(ha) == 10 and ha == hb
     assert a.manifest == b.manifest
-    c = DemoDataset(root=tmp_path / "c", tracks=2, seconds=3.0, seed=1)
+    DemoDataset(root=tmp_path / "c", tracks=2, seconds=3.0, seed=1)
     assert _tree_hashes(tmp_path / "c") != ha
 
 

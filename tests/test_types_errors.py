@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stemlab import Cost, Stems, Track
-from stemlab._secrets import Secret, get_secret, install_log_filter, redact, register_secret
+from stemlab._secrets import get_secret, install_log_filter, redact, register_secret
 from stemlab.errors import (
     BudgetExceeded,
     ConfigError,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import abc
 import fnmatch
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import DatasetError
 from ..types import Track
@@ -113,7 +114,7 @@ class Dataset(abc.ABC):
         names: Sequence[str] | None = None,
         pattern: str | None = None,
         limit: int | None = None,
-    ) -> "Dataset":
+    ) -> Dataset:
         """A view restricted to ``names`` and/or a glob ``pattern``, at most ``limit`` tracks."""
         import copy
 

@@ -24,9 +24,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -173,7 +173,7 @@ def _other(spec: SongSpec, n: int, rng: np.random.RandomState) -> np.ndarray:
         minor = spec.progression[b % len(spec.progression)] in (9, 2, 4)
         triad = (0, 3 if minor else 4, 7)
         length = int(bar * SR)
-        for j, iv in enumerate(triad):
+        for iv in triad:
             f = float(_midi_hz(root + iv))
             for ch, cents in ((0, -4.0), (1, 4.0)):
                 f0 = np.full(length, f * 2 ** (cents / 1200.0))

@@ -16,9 +16,9 @@ MUSDB sample counts (stempeg#2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Sequence
 
 import numpy as np
 

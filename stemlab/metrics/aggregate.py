@@ -23,7 +23,8 @@ them and labels the result, e.g. ``median_frames/median_tracks``
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence, cast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 

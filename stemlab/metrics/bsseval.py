@@ -57,10 +57,11 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -780,7 +781,7 @@ def bss_eval_v4_groups(
         del corr
         lap("filters")
     else:
-        for st, inf in zip(states, info):
+        for _st, inf in zip(states, info):
             inf["silent_sources"] = []
     _frames_pass(base, uni, states, starts, stops, N, full, frame_chunk)
     lap("frames")

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +180,7 @@ def _checked_source(v: Any, fld: str) -> Any:
     numeric, non-empty and finite (checked block by block); not copied."""
     a = v if (S.is_source(v) and not isinstance(v, np.ndarray)) else np.asarray(v)
     dt = np.dtype(getattr(a, "dtype", np.float64))
-    if dt == object or not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
+    if dt == np.dtype(object) or not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
         raise InputError(f"{fld}: expected numeric samples, got dtype {dt}", field=fld)
     if isinstance(a, np.ndarray) and a.ndim == 1:
         a = a[None, :]

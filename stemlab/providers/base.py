@@ -17,8 +17,9 @@ import asyncio
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
@@ -421,7 +422,7 @@ class Provider(abc.ABC):
         self.validate()
 
     # identity -----------------------------------------------------------------
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027  (optional hook: a no-op unless overridden)
         """Cross-parameter checks; raise :class:`ConfigError`. Override."""
 
     @property
@@ -502,7 +503,7 @@ class Provider(abc.ABC):
             raise NotImplementedError(f"{type(self).__name__} ({self.family}): implement separate() or aseparate()")
         return await asyncio.to_thread(type(self).separate, self, t)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: a no-op unless overridden)
         """Release models / clients."""
 
     async def aclose(self) -> None:

@@ -8,7 +8,7 @@ reference lines, never points on a frontier; measured and simulated
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -27,15 +27,16 @@ import html
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..metrics.aggregate import aggregate, describe
+from ..metrics.aggregate import describe
 from ..metrics.registry import higher_is_better, unit_of
 from ..runs.results import Results, load_results
 from . import figures, stats, tables
@@ -628,7 +629,7 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
            f"<p class='muted'>run {_E(str(meta.get('run_id', '')))} · {_E(str(meta.get('finished_at', '')))}"
            f" · {n_tracks} track(s) × {n_prov} provider(s) · {js.get('done', 0)} done, {js.get('failed', 0)} failed,"
            f" {js.get('budget', 0)} over budget"
-           + (f" · <span class='badge sim'>sandbox</span> remote services ran against stemlab's offline emulators: "
+           + (" · <span class='badge sim'>sandbox</span> remote services ran against stemlab's offline emulators: "
               "their seconds are <b>simulated</b>" if sandbox else "") + "</p>"]
     sec: list[str] = []
     lb_csv = pd.DataFrame()
@@ -662,7 +663,7 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
         for t in targets:
             pts = points[t]
             unknown = pts[(pts["bound"] == "") & pts["usd_per_audio_min"].isna()]
-            nq = (f"<p class='small'><span class='badge unknown'>price unknown</span> not drawn on the cost axis: "
+            nq = ("<p class='small'><span class='badge unknown'>price unknown</span> not drawn on the cost axis: "
                   + ", ".join(_E(str(p)) for p in unknown["provider"]) + ".</p>") if len(unknown) else ""
             opt = pts[pts["bound"] == ""]
             has_meas = opt["measured_s"].notna().any()

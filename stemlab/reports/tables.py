@@ -12,9 +12,9 @@ them out of every frontier, ranking of buyable options and recommendation."""
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -27,8 +27,9 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -164,7 +165,7 @@ class StemCache:
 
         return self._load(key, decoded, Stems)
 
-    def open(self, key: str) -> "SourceStems | None":
+    def open(self, key: str) -> SourceStems | None:
         """The cached stems as lazy sources (each FLAC decoded once into a raw
         temporary file — the metrics read it several times — the manifest's
         scale applied per block), or None if absent; validated as in

@@ -20,7 +20,8 @@ import itertools
 import logging
 import os
 import time
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from ..errors import ConfigError, ProviderError
 from ..providers.base import Provider

@@ -32,9 +32,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from ..errors import RunError
 from ..types import Cost
@@ -374,7 +375,7 @@ class Ledger:
 
         return self.cached_hash(path, "file-sha256", lambda: file_sha256(path))
 
-    def journal(self, job_key: str) -> "LedgerJournal":
+    def journal(self, job_key: str) -> LedgerJournal:
         return LedgerJournal(self, job_key)
 
 

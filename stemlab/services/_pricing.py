@@ -19,8 +19,9 @@ native units per table unit).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 __all__ = ["Pack", "Plan", "PriceQuote", "ServicePricing", "price_of", "pricing_of"]
 

@@ -9,8 +9,8 @@ the places where they *are* errors.)"""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -104,7 +104,7 @@ def case_192khz_stems_mismatch(tmp):
 def case_nan_samples(tmp):
     x = _sig()
     x[1, 100] = np.nan
-    Track.from_arrays("nan-track", x, SR).mixture
+    _ = Track.from_arrays("nan-track", x, SR).mixture
     audio.check_audio(x, "nan-track mixture")
 
 

@@ -21,7 +21,6 @@ raises the number of seeds (default 20) for the long proof.
 from __future__ import annotations
 
 import os
-import sys
 import signal
 import time
 import traceback

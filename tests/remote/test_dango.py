@@ -487,8 +487,7 @@ def test_missing_and_wrong_key(demo_track: Track, monkeypatch: pytest.MonkeyPatc
 
 def test_registered_in_sandbox_pool_and_cli() -> None:
     from stemlab.providers import families
-    from stemlab.sandbox import SANDBOXES, get_sandbox_class
-    from stemlab.sandbox import SandboxPool
+    from stemlab.sandbox import SANDBOXES, SandboxPool, get_sandbox_class
 
     assert "dango" in families() and "dango" in SANDBOXES
     assert get_sandbox_class("dango") is DangoSandbox

@@ -13,6 +13,7 @@ from stemlab.runs import load_results, load_spec, run
 from stemlab.runs import runner as runner_mod
 from tests.fakes import CALLS, fake_score, register_all
 
+
 @pytest.fixture(autouse=True)
 def _setup(monkeypatch):
     register_all()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -197,7 +198,7 @@ class StftGrid:
         z *= self.scale
         return z
 
-    def overlap_add(self, out: np.ndarray) -> "OverlapAdd":
+    def overlap_add(self, out: np.ndarray) -> OverlapAdd:
         return OverlapAdd(self, out)
 
 
@@ -283,7 +284,7 @@ class WholeSignal:
     def stft(self, x: np.ndarray, t0: int = 0, t1: int | None = None) -> np.ndarray:
         return np.swapaxes(self._stft(x), -1, -2)
 
-    def overlap_add(self, out: np.ndarray) -> "_WholeInverse":
+    def overlap_add(self, out: np.ndarray) -> _WholeInverse:
         return _WholeInverse(self, out)
 
 

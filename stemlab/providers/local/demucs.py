@@ -60,10 +60,11 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -763,7 +764,7 @@ def _model_segment(model: Any) -> float | None:
     return min(segs) if segs else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _demucs_version() -> str:
     try:
         from importlib.metadata import version

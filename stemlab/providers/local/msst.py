@@ -76,9 +76,10 @@ import re
 import sys
 import types
 import warnings
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -218,7 +219,9 @@ def import_audio_separator(sub: str) -> types.ModuleType:
     pkg = "audio_separator.separator"
     stub = None
     if pkg not in sys.modules:
-        import audio_separator  # a namespace package: no code runs
+        # imported for its side effect: the parent package is in sys.modules
+        # before the stand-in for its subpackage goes in
+        import audio_separator  # noqa: F401  (a namespace package: no code runs)
 
         stub = types.ModuleType(pkg)
         stub.__path__ = [str(Path(p) / "separator") for p in spec.submodule_search_locations]  # type: ignore[attr-defined]

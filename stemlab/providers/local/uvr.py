@@ -56,10 +56,10 @@ import hashlib
 import importlib.util
 import json
 import math
-import warnings
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

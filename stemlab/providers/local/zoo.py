@@ -48,9 +48,10 @@ import functools
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ...errors import ConfigError
 from .weights import WeightFile, file_digest

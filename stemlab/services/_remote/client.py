@@ -41,10 +41,11 @@ import random
 import tempfile
 import time
 import zlib
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Literal, Mapping
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt

@@ -50,12 +50,14 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from ..._crash import crashpoint
 from ..._secrets import ENV_VARS, Secret, get_secret, redact
 from ...errors import (
     ConfigError,
@@ -67,9 +69,8 @@ from ...errors import (
     ProviderUnavailable,
     StemlabError,
 )
-from ..._crash import crashpoint
-from ...types import Cost, Separation, Track
 from ...providers.base import JobJournal, NullJournal, Provider, Status, as_track
+from ...types import Cost, Separation, Track
 from .client import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Ambiguous,
@@ -174,7 +175,7 @@ class JobContext:
     """Per-job state handed to every hook: the HTTP client, the journal,
     the track, timings and notes."""
 
-    provider: "RemoteProvider"
+    provider: RemoteProvider
     client: HttpClient
     journal: JobJournal
     track: Track

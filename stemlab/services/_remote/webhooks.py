@@ -31,7 +31,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..._secrets import Secret, get_secret
 from ...errors import ConfigError, StemlabError
@@ -165,7 +166,7 @@ class WebhookReceiver:
         self._server: Any = None
 
     # ----------------------------------------------------------- lifecycle
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         if self._server is None:
             from starlette.applications import Starlette
             from starlette.routing import Route
@@ -182,7 +183,7 @@ class WebhookReceiver:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

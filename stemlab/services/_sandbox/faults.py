@@ -67,9 +67,10 @@ import json
 import random
 import re
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ...errors import ConfigError
 
@@ -178,7 +179,7 @@ class Fault:
                                   field="faults")
 
     @classmethod
-    def parse(cls, text: str) -> "Fault":
+    def parse(cls, text: str) -> Fault:
         m = _RE.match(text)
         if not m:
             raise ConfigError(
@@ -202,7 +203,7 @@ class Fault:
         )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Fault":
+    def from_dict(cls, d: Mapping[str, Any]) -> Fault:
         unknown = sorted(set(d) - {"endpoint", "kind", "count", "probability", "after", "args"})
         if unknown or "endpoint" not in d or "kind" not in d:
             raise ConfigError(f"sandbox fault {dict(d)!r}: expected keys endpoint, kind "
@@ -230,7 +231,7 @@ class FaultPlan:
             self.add(f)
 
     @classmethod
-    def parse(cls, spec: "FaultPlan | str | Sequence[Any] | Mapping[str, Any] | None", seed: int = 0) -> "FaultPlan":
+    def parse(cls, spec: FaultPlan | str | Sequence[Any] | Mapping[str, Any] | None, seed: int = 0) -> FaultPlan:
         if isinstance(spec, FaultPlan):
             return spec
         if spec is None:

@@ -39,9 +39,10 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from starlette.applications import Starlette
@@ -268,7 +269,7 @@ def _headers_without(raw: list[tuple[bytes, bytes]], *names: bytes) -> list[tupl
 class FaultyEndpoint:
     """An ASGI endpoint that applies response-level faults around a handler."""
 
-    def __init__(self, sandbox: "Sandbox", name: str, handler: Handler) -> None:
+    def __init__(self, sandbox: Sandbox, name: str, handler: Handler) -> None:
         self.sandbox = sandbox
         self.name = name
         self.handler = handler
@@ -463,7 +464,7 @@ class Sandbox:
         self._tasks: set[asyncio.Future[Any]] = set()
 
     # ----------------------------------------------------------- lifecycle
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         if self._server is None:
             app = Starlette(routes=[
                 Route(path, FaultyEndpoint(self, name, handler), methods=[method])
@@ -479,7 +480,7 @@ class Sandbox:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -8,13 +8,14 @@ they disagree and what stemlab does about it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from ...audio import encode_bytes
 from ...errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
-from ...types import Cost
 from ...providers.base import Param
+from ...types import Cost
 from .. import SERVICES
 from .._remote.http import (
     COMMON_OPTIONS,

@@ -43,7 +43,8 @@ import math
 import secrets
 import time
 import uuid
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np

@@ -17,8 +17,9 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from ..._paths import cache_dir
@@ -30,8 +31,8 @@ from ...errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from ...types import Cost
 from ...providers.base import Param
+from ...types import Cost
 from .. import SERVICES
 from .._remote.client import DownloadRefused
 from .._remote.http import (
@@ -68,7 +69,7 @@ class _StatusBatcher:
     a song is first asked only when its own job first polls (after the
     initial 40–60 s)."""
 
-    def __init__(self, provider: "Dango", max_age: float) -> None:
+    def __init__(self, provider: Dango, max_age: float) -> None:
         self.provider = provider
         self.max_age = max_age
         self.active: dict[str, float] = {}  # musicId → when its job last polled

@@ -49,8 +49,9 @@ import time
 import uuid
 import zipfile
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from starlette.requests import Request

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from ...audio import encode_bytes
 from ...errors import (
@@ -26,8 +27,8 @@ from ...errors import (
     ProviderUnavailable,
     StemlabError,
 )
-from ...types import Cost, Separation, Track
 from ...providers.base import JobJournal, Param
+from ...types import Cost, Separation, Track
 from .. import SERVICES
 from .._remote.http import (
     COMMON_OPTIONS,
@@ -42,8 +43,8 @@ from .._remote.http import (
     RemoteProvider,
     Response,
     Submission,
-    sequence_of,
     log,
+    sequence_of,
 )
 from . import pricing
 from .api import MIRRORS, OUTPUT_FORMATS, STATUS_MAP, stem_in_name

@@ -61,10 +61,11 @@ import re
 import time
 import uuid
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import httpx

@@ -14,7 +14,8 @@ option ``clip_ids`` (a mapping track name → clip id, or a callable
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, ClassVar, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from ...audio import check_audio
