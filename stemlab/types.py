@@ -212,7 +212,7 @@ def _pcm_hash(audio: np.ndarray, sample_rate: int) -> str:
     h = hashlib.sha256()
     a = np.ascontiguousarray(audio, dtype=np.float32)
     h.update(f"{a.shape}|{sample_rate}|".encode())
-    h.update(memoryview(a).cast("B"))  # no copy of the samples
+    h.update(a.data.cast("B"))  # no copy of the samples (ndarray.data is its memoryview)
     return h.hexdigest()
 
 

@@ -482,7 +482,7 @@ def block_levinson(gamma: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     batch = rhs.shape[:-3]
     L, R, E = rhs.shape[-3:]
     gamma = gamma.reshape((-1,) + gamma.shape[-3:])
-    rhs = rhs.reshape((-1, L, R, E))
+    rhs = rhs.reshape(-1, L, R, E)
     nb = rhs.shape[0]
     off = L - 1
     pos = gamma[:, off:]  # Γ(m), m = 0 … L−1

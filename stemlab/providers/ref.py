@@ -42,7 +42,7 @@ class _FrozenDict(dict):
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("ProviderRef params/options are read-only; use ProviderRef.parse or .replace")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
 
     def __reduce__(self) -> Any:
         return (type(self), (dict(self),))

@@ -165,6 +165,12 @@ def _tabs(group: str, panels: list[tuple[str, str, str]]) -> str:
     return f"<div class='tabs' data-group='{_E(group)}'>{bar}</div>{body}"
 
 
+def _rows(df: pd.DataFrame) -> Iterable[Any]:
+    """``df.itertuples()``, its rows typed loosely (their fields are the
+    frame's columns, which the stubs cannot know)."""
+    return df.itertuples()
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-") or "x"
 
@@ -319,12 +325,12 @@ def _overall_section(scores: pd.DataFrame, metric: str, jobs: pd.DataFrame, boun
     for name, g in ov.groupby("set", sort=False):
         rows = [[Cell(_provider_label(str(r.provider), bounds), None, "text", {"data-provider": str(r.provider)}),
                  float(r.value) if math.isfinite(float(r.value)) else Cell("n/a (a target is NaN)")]
-                for r in g.itertuples()]
-        parts.append(f"<h3>{_E(name)}: {_E(str(g['targets'].iloc[0]))}</h3>"
+                for r in _rows(g)]
+        parts.append(f"<h3>{_E(str(name))}: {_E(str(g['targets'].iloc[0]))}</h3>"
                      f"<p class='muted small'>{_E(str(g['aggregation'].iloc[0]))} — only providers that deliver "
                      f"all {len(str(g['targets'].iloc[0]).split(','))} targets.</p>"
                      + _table(["provider", f"{_E(metric)} [{_E(u)}]" if u else _E(metric)], rows,
-                              table_id=f"overall-{_slug(name)}"))
+                              table_id=f"overall-{_slug(str(name))}"))
     return "".join(parts), ov
 
 
@@ -445,10 +451,10 @@ def _buyer_card(points_by_target: dict[str, pd.DataFrame], metric: str, volume: 
         recs.append({"target": t, "provider": p["provider"], "quality": p["quality"], "ci_low": p["ci_low"],
                      "ci_high": p["ci_high"], "usd_per_month": p["usd_per_month"],
                      "usd_per_audio_min": p["usd_per_audio_min"], "plan": p["plan"]})
-    pts = points_by_target.get(buyer_target)
+    buyer_pts = points_by_target.get(buyer_target)
     head = ""
-    if pts is not None:
-        rec = tables.recommend(pts, metric, volume)
+    if buyer_pts is not None:
+        rec = tables.recommend(buyer_pts, metric, volume)
         p = rec["pick"]
         if p is not None:
             head = (f"<p class='reco' id='recommendation'>For <b>{_E(buyer_target)}</b>: use "
@@ -548,7 +554,7 @@ def _cost_section(jobs: pd.DataFrame) -> str:
     if ct.empty:
         return "<p class='muted'>(no jobs)</p>"
     rows = []
-    for r in ct.itertuples():
+    for r in _rows(ct):
         usd = (Cell(f"${r.usd:.4f}", float(r.usd)) if math.isfinite(r.usd)
                else Cell("<span class='badge unknown'>price unknown</span>", None, "text"))
         per = Cell(f"${r.usd_per_audio_min:.4f}", float(r.usd_per_audio_min)) if math.isfinite(r.usd_per_audio_min) \

@@ -13,7 +13,7 @@ them out of every frontier, ranking of buyable options and recommendation."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,7 +146,7 @@ def buyable(jobs: pd.DataFrame) -> list[str]:
     return [p for p in dict.fromkeys(map(str, j["provider"])) if p not in b]
 
 
-def target_order(targets: Sequence[str]) -> list[str]:
+def target_order(targets: Iterable[Any]) -> list[str]:
     """The standard targets first (vocals, drums, bass, other,
     accompaniment), then the rest alphabetically."""
     have = list(dict.fromkeys(map(str, targets)))

@@ -57,6 +57,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, cast
@@ -1022,10 +1023,10 @@ def _read(source: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
         if p.suffix.lower() == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ModuleNotFoundError:  # pragma: no cover - python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
+            else:  # pragma: no cover - python 3.10
+                import tomli as tomllib
             raw = tomllib.loads(text)
         elif p.suffix.lower() == ".json":
             raw = json.loads(text)

@@ -141,7 +141,7 @@ class ServicePricing:
         """(USD per table unit, pack) a provider's options set, if any."""
         v = options.get(self.price_key)
         pack = options.get("pack")
-        return (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None,  # type: ignore[arg-type]
+        return (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None,
                 str(pack) if pack else None)
 
     def units_of_native(self, native: float) -> float:

@@ -95,7 +95,11 @@ class NeuralProvider(Provider):
 
     # -- configuration -----------------------------------------------------------
     model_rate: int = 44100
-    model_channels: int = 2
+
+    @property
+    def model_channels(self) -> int:
+        """Channels the network takes (a property: some families read it from their config)."""
+        return 2
 
     def validate(self) -> None:
         from .demucs import _DEVICES

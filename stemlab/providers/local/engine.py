@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -312,7 +312,7 @@ class Engine:
                 part = x[:, s:s + seg]
                 n = part.shape[1]
                 if n < seg:
-                    mode = "reflect" if (c.edge == "reflect" and n > seg // 2 and n > 1) else "constant"
+                    mode: Literal["reflect", "constant"] = "reflect" if (c.edge == "reflect" and n > seg // 2 and n > 1) else "constant"
                     if mode == "reflect" and seg - n >= n:
                         mode = "constant"  # numpy's reflect needs fewer pad samples than the segment has
                     part = np.pad(part, ((0, 0), (0, seg - n)), mode=mode)

@@ -224,7 +224,7 @@ def import_audio_separator(sub: str) -> types.ModuleType:
         import audio_separator  # noqa: F401  (a namespace package: no code runs)
 
         stub = types.ModuleType(pkg)
-        stub.__path__ = [str(Path(p) / "separator") for p in spec.submodule_search_locations]  # type: ignore[attr-defined]
+        stub.__path__ = [str(Path(p) / "separator") for p in spec.submodule_search_locations]
         stub.__package__ = pkg
         sys.modules[pkg] = stub
     try:
@@ -239,7 +239,7 @@ def import_audio_separator(sub: str) -> types.ModuleType:
                 delattr(parent, "separator")
 
 
-def _kwargs_for(cls: type, section: Mapping[str, Any], what: str, drop_false: tuple[str, ...] = ()) -> dict[str, Any]:
+def _kwargs_for(cls: type[Any], section: Mapping[str, Any], what: str, drop_false: tuple[str, ...] = ()) -> dict[str, Any]:
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     out: dict[str, Any] = {}
@@ -261,6 +261,7 @@ def build_model(model_type: str, cfg: MsstConfig) -> Any:
     """The untrained network for ``model_type`` built from ``cfg`` (eval mode)."""
     if model_type not in MODEL_TYPES:
         raise ConfigError(f"msst: unknown model type {model_type!r}; valid: {list(MODEL_TYPES)}", field="msst.variant")
+    model: Any
     if model_type in ("bs_roformer", "mel_band_roformer"):
         section = dict(cfg.get("model") or {})
         with warnings.catch_warnings():
@@ -269,7 +270,8 @@ def build_model(model_type: str, cfg: MsstConfig) -> Any:
         cls = msst_roformer.BSRoformer if model_type == "bs_roformer" else msst_roformer.MelBandRoformer
         kw = _kwargs_for(cls, section, f"msst:{model_type}")
         try:
-            model = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()})
+            args: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()}
+            model = cls(**args)
         except AssertionError as e:
             raise ConfigError(f"msst:{model_type}: the config does not describe a valid network: {e}",
                               field="config") from None

@@ -406,7 +406,7 @@ class HttpClient:
         return nxt
 
     async def _exchange(self, method: str, url: str, *, params: Mapping[str, Any], what: str,
-                        credentialed: bool, timeout: httpx.Timeout, sink: Callable[[bytes], None] | None = None,
+                        credentialed: bool, timeout: httpx.Timeout, sink: Callable[[bytes], object] | None = None,
                         cap: int, **body: Any) -> tuple[httpx.Response, bytes, int]:
         """One HTTP exchange, redirects followed by hand (same origin only
         when ``credentialed``). The final answer's body is decoded here a
@@ -577,7 +577,7 @@ class HttpClient:
             return resp
 
         try:
-            resp = await self._retrying(retry)(once)
+            resp: Response = await self._retrying(retry)(once)
         except _Transient as e:
             raise self._final(e, what, attempts, retry) from None
         resp.attempts = attempts

@@ -125,7 +125,7 @@ def assemble_stems(
         except InputError as e:
             raise ProviderOutputError(
                 f"{label}: stem {name!r} ({report.formats[name]}, {size} bytes) does not decode: "
-                f"{e.details.get('reason') or ''} {e}".replace("<bytes>: ", "").replace(f"{data}: ", ""),
+                f"{e.details.get('reason') or ''} {e}".replace("<bytes>: ", "").replace(f"{str(data)}: ", ""),
                 provider=label, stem=name,
             ) from None
         arrays[name], rates[name] = arr, sr

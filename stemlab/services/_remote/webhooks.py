@@ -207,7 +207,8 @@ class WebhookReceiver:
                 self.rejected.append(e.reason)
             log.warning("%s", e)
             raise
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        raw_data = event.get("data")
+        data = raw_data if isinstance(raw_data, dict) else {}
         rid = str(data.get("id") or event.get("splitId") or "")
         with self._lock:
             self.events.append(event)

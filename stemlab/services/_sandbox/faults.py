@@ -247,7 +247,7 @@ class FaultPlan:
                 return cls.parse(data, seed)
             items: list[str] = [s for s in re.split(r";|\n", text) if s.strip()]
         else:
-            items = list(spec)  # type: ignore[arg-type]
+            items = list(spec)
         plan = cls(seed=seed)
         for it in items:
             if isinstance(it, str) and it.strip().startswith("seed="):

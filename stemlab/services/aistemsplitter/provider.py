@@ -236,7 +236,8 @@ class AIStemSplitter(RemoteProvider):
         if isinstance(body, dict):
             if body.get("success") is False:
                 raise self.error_for(resp)
-            inner = body.get("data") if isinstance(body.get("data"), dict) else body
+            raw_inner = body.get("data")
+            inner = raw_inner if isinstance(raw_inner, dict) else body
             stored = inner
         file_url = stored.get("url") or res.get("fileUrl") or res.get("audio_url") or res.get("audioUrl")
         key = stored.get("key") or res.get("storageKey") or res.get("key")
@@ -334,7 +335,7 @@ class AIStemSplitter(RemoteProvider):
         elif isinstance(err, str) and err:
             msg = err
         model = data.get("stemModel")
-        info = {"stem_model": FROM_WIRE.get(str(model), str(model))} if model else {}
+        info: dict[str, Any] = {"stem_model": FROM_WIRE.get(str(model), str(model))} if model else {}
         if data.get("durationSeconds") is not None:
             info["duration_seconds"] = data.get("durationSeconds")
         return JobState(status=status, outputs=outputs, error_code=str(code) if code else None,

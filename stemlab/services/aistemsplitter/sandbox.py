@@ -378,7 +378,7 @@ class AIStemSplitterSandbox(Sandbox):
         if fault is not None and fault.kind == "webhook_missing":
             self.deliveries.append(("", "missing", -1))
             return
-        event = {"id": "evt_" + uuid.uuid4().hex[:20], "type": f"split.{st}", "createdAt": iso(),
+        event: dict[str, Any] = {"id": "evt_" + uuid.uuid4().hex[:20], "type": f"split.{st}", "createdAt": iso(),
                  "data": self._split(job)}
         body = json.dumps(event).encode()
         secret = self.webhook_secret

@@ -474,7 +474,7 @@ class Dango(RemoteProvider):
             return cached
         item = await self._status_item(job, remote_id)
         raw = item.get("status")
-        info = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
+        info: dict[str, Any] = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
         if "download" in item:
             job.notes["downloads_left"] = item["download"]
         if raw in (2, "2"):
@@ -514,7 +514,7 @@ class Dango(RemoteProvider):
         except (OSError, ValueError):
             return None
         job.note("status_from_download_cache", True)
-        info = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
+        info: dict[str, Any] = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
         return JobState(DONE, cost=self._cost_from(item), service_status="2 (stemlab download cache)", info=info)
 
     async def _download_url(self, job: JobContext, item: str) -> str:

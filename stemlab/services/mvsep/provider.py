@@ -424,7 +424,8 @@ class MVSep(RemoteProvider):
     def state_from(self, body: Mapping[str, Any]) -> JobState:
         """A ``/separation/get`` answer in stemlab's terms (every status)."""
         raw = str(body.get("status") or ("not_found" if body.get("success") is False else "")).lower()
-        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        raw_data = body.get("data")
+        data = raw_data if isinstance(raw_data, dict) else {}
         status = STATUS_MAP.get(raw, RUNNING)
         info: dict[str, Any] = {}
         for k in ("queue_count", "current_order", "finished_chunks", "all_chunks", "algorithm", "output_format"):

@@ -201,7 +201,8 @@ async def parse_form(request: Request) -> tuple[dict[str, str], dict[str, tuple[
             name = part.get_param("name", header="content-disposition")
             if not name:
                 continue
-            payload = part.get_payload(decode=True) or b""
+            raw = part.get_payload(decode=True)  # bytes (None for a nested multipart)
+            payload = raw if isinstance(raw, bytes) else b""
             filename = part.get_filename()
             if filename is not None:
                 files[str(name)] = (str(filename), payload)
