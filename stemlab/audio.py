@@ -64,7 +64,22 @@ PathLike = str | os.PathLike[str]
 Source = PathLike | bytes | BinaryIO
 
 DECODABLE_EXTENSIONS = frozenset(
-    {".wav", ".wave", ".flac", ".mp3", ".m4a", ".aac", ".mp4", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".webm", ".mka"}
+    {
+        ".wav",
+        ".wave",
+        ".flac",
+        ".mp3",
+        ".m4a",
+        ".aac",
+        ".mp4",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".aif",
+        ".aiff",
+        ".webm",
+        ".mka",
+    }
 )
 ENCODE_FORMATS = ("wav", "flac", "mp3", "m4a", "ogg")
 _SF_SUBTYPES = {"PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}

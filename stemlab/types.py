@@ -124,7 +124,9 @@ class Stems(_Picklable):
         if not self.audio:
             raise InputError("Stems: expected at least one stem, got none", field="stems")
         if int(self.sample_rate) <= 0:
-            raise InputError(f"Stems: sample_rate must be a positive int (Hz), got {self.sample_rate!r}", field="sample_rate")
+            raise InputError(
+                f"Stems: sample_rate must be a positive int (Hz), got {self.sample_rate!r}", field="sample_rate"
+            )
         arrays = {str(k): _as_audio(v, f"stem {k!r}") for k, v in self.audio.items()}
         shapes = {k: a.shape for k, a in arrays.items()}
         if len(set(shapes.values())) != 1:

@@ -91,7 +91,9 @@ class Dataset(abc.ABC):
         have = set(names)
         missing = [n for n in self._selected if n not in have]
         if missing:
-            raise DatasetError(f"{self.name}: no track(s) {missing}; available: {names[:10]}{' …' if len(names) > 10 else ''}")
+            raise DatasetError(
+                f"{self.name}: no track(s) {missing}; available: {names[:10]}{' …' if len(names) > 10 else ''}"
+            )
         return [n for n in names if n in set(self._selected)]
 
     def __iter__(self) -> Iterator[Track]:

@@ -358,7 +358,9 @@ class DemoDataset(Dataset):
         self.seed = int(seed)
         self.is_default = seconds is None and self.seed == 0
         key = hashlib.sha256(
-            json.dumps([DEMO_VERSION, self.seed, [s.__dict__ for s in DEFAULT_SONGS if seconds is None] or seconds]).encode()
+            json.dumps(
+                [DEMO_VERSION, self.seed, [s.__dict__ for s in DEFAULT_SONGS if seconds is None] or seconds]
+            ).encode()
         ).hexdigest()[:10]
         self.root = Path(root) if root is not None else cache_dir("datasets", f"demo-v{DEMO_VERSION}-{key}")
         self.manifest = generate(self.root, self.songs, self.seed)

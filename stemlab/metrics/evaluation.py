@@ -23,7 +23,8 @@ Inputs are read block by block and never copied whole (no float64 copies,
 no stacks): arrays, Stems or mappings of lazy sources
 (:mod:`stemlab.metrics.sources`, e.g. ``AudioFileSource`` to score files on
 disk in O(block) memory). museval's conventions are kept: estimates are
-zero-padded/truncated to the references' length (a ``PaddedSource``); targets are evaluated jointly, except that when both
+zero-padded/truncated to the references' length (a ``PaddedSource``);
+targets are evaluated jointly, except that when both
 ``vocals`` and ``accompaniment`` are scored, {vocals, accompaniment} is its
 own 2-source problem and vocals' score comes from it; frame values are
 stored rounded to 5 decimals with ±inf as NaN, and the frame aggregation
@@ -208,7 +209,9 @@ def _sources_rate(out: Mapping[str, Any], what: str) -> int | None:
     return rates.pop() if rates else None
 
 
-def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] | None) -> tuple[dict[str, Any], int | None]:
+def _as_named(
+    x: Any, what: str, sample_rate: int | None, names: Sequence[str] | None
+) -> tuple[dict[str, Any], int | None]:
     """Stems / mapping of arrays or sources / (n_src, C, T) array →
     ({name: (C, T) source}, rate in Hz). Nothing is copied: arrays stay as
     given (views), lazy sources stay lazy; every sample is checked finite,
@@ -373,7 +376,9 @@ def _layout(refs: Mapping[str, Any]) -> tuple[int, int]:
     """The references' one channel count and one length (samples)."""
     lens = {k: S.source_shape(a)[1] for k, a in refs.items()}
     if len(set(lens.values())) != 1:
-        raise InputError(f"references: stems differ in length {lens} (samples); expected one length", field="references")
+        raise InputError(
+            f"references: stems differ in length {lens} (samples); expected one length", field="references"
+        )
     chans = {k: S.source_shape(a)[0] for k, a in refs.items()}
     if len(set(chans.values())) != 1:
         raise InputError(f"references: stems differ in channel count {chans}", field="references")

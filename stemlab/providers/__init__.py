@@ -1,7 +1,8 @@
 """Provider registry.
 
 Built-ins are listed in :data:`BUILTIN` — one line per local provider plus
-the remote services of :data:`stemlab.services.SERVICES` — imported lazily. Third-party packages add providers through the ``stemlab.providers``
+the remote services of :data:`stemlab.services.SERVICES` — imported lazily.
+Third-party packages add providers through the ``stemlab.providers``
 entry-point group (``name = "pkg.module:ProviderClass"``).
 """
 

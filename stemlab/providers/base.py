@@ -480,7 +480,8 @@ class Provider(abc.ABC):
             )
         if self.max_duration is not None and track.seconds > self.max_duration:
             raise ProviderRejected(
-                f"{self.id}: track {track.name!r} is {track.seconds:.1f} s, above the limit of {self.max_duration:.0f} s",
+                f"{self.id}: track {track.name!r} is {track.seconds:.1f} s, "
+                f"above the limit of {self.max_duration:.0f} s",
                 provider=self.id,
                 track=track.name,
             )

@@ -13,7 +13,7 @@ them out of every frontier, ranking of buyable options and recommendation."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -448,7 +448,9 @@ def recommend(points: pd.DataFrame, metric: str, volume: Any) -> dict[str, Any]:
     opts = points[(points["bound"].fillna("") == "") & points["quality"].notna()]
     known = opts[opts["usd_per_month"].notna()]
     unknown = opts[opts["usd_per_month"].isna()]
-    within = known if volume.budget_usd_month is None else known[known["usd_per_month"] <= volume.budget_usd_month + 1e-9]
+    within = (
+        known if volume.budget_usd_month is None else known[known["usd_per_month"] <= volume.budget_usd_month + 1e-9]
+    )
     over = known.drop(within.index)
     pick = None
     if len(within):

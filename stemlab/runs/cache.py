@@ -107,7 +107,9 @@ def _check_scores(p: Any) -> None:
 
 def _disk_error(e: OSError, where: Path) -> RunError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return RunError(f"cache directory {where} is full ({e.strerror}); free space and rerun with --resume", file=str(where))
+        return RunError(
+            f"cache directory {where} is full ({e.strerror}); free space and rerun with --resume", file=str(where)
+        )
     return RunError(f"cannot write cache entry in {where} ({e.strerror or e})", file=str(where))
 
 

@@ -165,7 +165,9 @@ class RayExecutor:
             cause = e.as_instanceof_cause() if hasattr(e, "as_instanceof_cause") else e
             if isinstance(cause, ProviderError):
                 raise cause from None
-            raise ProviderError(f"{provider.id}: Ray task failed: {str(e).splitlines()[0]}", provider=provider.id) from None
+            raise ProviderError(
+                f"{provider.id}: Ray task failed: {str(e).splitlines()[0]}", provider=provider.id
+            ) from None
 
     def close(self) -> None:
         for actors in self._actors.values():

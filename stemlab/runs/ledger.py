@@ -191,7 +191,9 @@ class Ledger:
                 raise RunError(f"ledger write failed ({e}); is the disk full?", file=str(self.path)) from None
 
     def event(self, job_key: str, state: str, detail: str = "") -> None:
-        self._write("INSERT INTO events(job_key, ts, state, detail) VALUES (?,?,?,?)", (job_key, time.time(), state, detail))
+        self._write(
+            "INSERT INTO events(job_key, ts, state, detail) VALUES (?,?,?,?)", (job_key, time.time(), state, detail)
+        )
 
     # ------------------------------------------------------------------ runs
     def begin_run(self, spec_hash: str, meta: Mapping[str, Any]) -> str:

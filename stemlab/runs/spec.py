@@ -520,7 +520,9 @@ class MusdbOptions(_Section):
     """Loader options of ``musdb18`` / ``musdb18hq``."""
 
     subset: Annotated[Literal["train", "test"], BeforeValidator(_choice(("train", "test")))] | None = None
-    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = None
+    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = (
+        None
+    )
     names: TrackNames | None = None
 
     def _after(self, items: list[tuple[Loc, str]], given: Any) -> None:
@@ -606,7 +608,9 @@ class DatasetSel(_Model):
     name: Text
     root: Root | None = None
     subset: Text | None = None
-    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = None
+    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = (
+        None
+    )
     stems: StemNames | None = None
     mixture: Text | None = None
     options: _DatasetOptions | None = None
@@ -691,7 +695,11 @@ def _provider_schema(schema: dict[str, Any]) -> None:
     if not schema["required"]:
         schema.pop("required")
     ref_props = {
-        "provider": {"type": "string", "minLength": 1, "description": f"{SPEC_FORM}, e.g. 'demucs:htdemucs_ft?shifts=1'"},
+        "provider": {
+            "type": "string",
+            "minLength": 1,
+            "description": f"{SPEC_FORM}, e.g. 'demucs:htdemucs_ft?shifts=1'",
+        },
         "family": {"type": "string", "minLength": 1, "description": "provider family (instead of 'provider')"},
         "variant": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}]},
         "params": {"type": "object", "description": "parameters (see `stemlab providers info FAMILY`)"},

@@ -274,10 +274,18 @@ class NeuralProvider(Provider):
         return Separation(
             Stems(stems, sr),
             self.id,
-            params=dict(self.config) | {"segment_used": engine.config.segment and engine.config.segment / self.model_rate,
-                                        "overlap_used": engine.config.overlap},
-            timings={"load": t_load, "prepare": t2 - t1, "separate": t3 - t2, "post": t4 - t3,
-                     "total": time.perf_counter() - t0},
+            params=dict(self.config)
+            | {
+                "segment_used": engine.config.segment and engine.config.segment / self.model_rate,
+                "overlap_used": engine.config.overlap,
+            },
+            timings={
+                "load": t_load,
+                "prepare": t2 - t1,
+                "separate": t3 - t2,
+                "post": t4 - t3,
+                "total": time.perf_counter() - t0,
+            },
             device=device,
             warnings=tuple(warnings),
             cost=Cost(compute_seconds=t4 - t0, estimated=False),

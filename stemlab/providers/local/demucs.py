@@ -280,7 +280,9 @@ def _plan_hf(name: str) -> WeightsPlan:
         bag = pkg / f"{name}.yaml"
     sigs = tuple(_read_bag(bag)["models"]) if bag is not None else ()
     root = snapshot if snapshot is not None else repo_dir / "snapshots" / "<revision>"
-    files = {s: root / f"{s}.safetensors" for s in sigs if snapshot is not None and (root / f"{s}.safetensors").is_file()}
+    files = {
+        s: root / f"{s}.safetensors" for s in sigs if snapshot is not None and (root / f"{s}.safetensors").is_file()
+    }
     missing = tuple(dict.fromkeys(s for s in sigs if s not in files))
     expected = {s: f"{s}.safetensors" for s in sigs}
     return WeightsPlan(name, "hf-cache", root, sigs, files, missing, bag, expected)
@@ -458,7 +460,9 @@ class DemucsProvider(Provider):
 
     family = "demucs"
     kind = "local"
-    description = "Demucs v4/v3 pretrained models (htdemucs, htdemucs_ft, htdemucs_6s, hdemucs_mmi, mdx*) via apply_model"
+    description = (
+        "Demucs v4/v3 pretrained models (htdemucs, htdemucs_ft, htdemucs_6s, hdemucs_mmi, mdx*) via apply_model"
+    )
     variants = tuple(PRETRAINED)
     default_variant = "htdemucs"
     deterministic = True  # with a seed (default 0); seed=-1 with shifts ≥ 1 is not (set per instance)

@@ -312,7 +312,9 @@ class Engine:
                 part = x[:, s:s + seg]
                 n = part.shape[1]
                 if n < seg:
-                    mode: Literal["reflect", "constant"] = "reflect" if (c.edge == "reflect" and n > seg // 2 and n > 1) else "constant"
+                    mode: Literal["reflect", "constant"] = (
+                        "reflect" if (c.edge == "reflect" and n > seg // 2 and n > 1) else "constant"
+                    )
                     if mode == "reflect" and seg - n >= n:
                         mode = "constant"  # numpy's reflect needs fewer pad samples than the segment has
                     part = np.pad(part, ((0, 0), (0, seg - n)), mode=mode)

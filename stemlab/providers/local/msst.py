@@ -192,8 +192,10 @@ def detect_model_type(cfg: Mapping[str, Any]) -> str:
             return "scnet"
         if "num_scales" in m:
             return "mdx23c"
-    raise ConfigError(f"cannot tell the model type of this config (model keys: {sorted(m) if isinstance(m, Mapping) else m})",
-                      field="config")
+    raise ConfigError(
+        f"cannot tell the model type of this config (model keys: {sorted(m) if isinstance(m, Mapping) else m})",
+        field="config",
+    )
 
 
 def model_rate(model_type: str, cfg: Mapping[str, Any]) -> int:
@@ -239,7 +241,9 @@ def import_audio_separator(sub: str) -> types.ModuleType:
                 delattr(parent, "separator")
 
 
-def _kwargs_for(cls: type[Any], section: Mapping[str, Any], what: str, drop_false: tuple[str, ...] = ()) -> dict[str, Any]:
+def _kwargs_for(
+    cls: type[Any], section: Mapping[str, Any], what: str, drop_false: tuple[str, ...] = ()
+) -> dict[str, Any]:
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     out: dict[str, Any] = {}
@@ -369,18 +373,40 @@ class MsstProvider(NeuralProvider):
     variants = MODEL_TYPES
     default_variant = "bs_roformer"
     rtf_guess = 2.0
-    params_schema = tuple(p for p in engine_params("segment length (none = the config's chunk_size)")
-                          if p.name not in ("overlap", "fade")) + (
-        Param("num_overlap", int, None, "segments overlapping each sample (none = the config's inference.num_overlap)",
-              unit="count", min=1, max=64, nullable=True),
-        Param("fade", str, None, "cross-fade shape (none = MSST's: linear chunk/10, htdemucs equal weights)",
-              choices=("linear", "hann", "triangle", "constant"), nullable=True),
-        Param("normalize", bool, None, "normalise by the mono mix mean/std (none = the config's inference.normalize)",
-              nullable=True),
+    params_schema = tuple(
+        p for p in engine_params("segment length (none = the config's chunk_size)") if p.name not in ("overlap", "fade")
+    ) + (
+        Param(
+            "num_overlap",
+            int,
+            None,
+            "segments overlapping each sample (none = the config's inference.num_overlap)",
+            unit="count",
+            min=1,
+            max=64,
+            nullable=True,
+        ),
+        Param(
+            "fade",
+            str,
+            None,
+            "cross-fade shape (none = MSST's: linear chunk/10, htdemucs equal weights)",
+            choices=("linear", "hann", "triangle", "constant"),
+            nullable=True,
+        ),
+        Param(
+            "normalize",
+            bool,
+            None,
+            "normalise by the mono mix mean/std (none = the config's inference.normalize)",
+            nullable=True,
+        ),
         Param("residual", bool, True, "with a target_instrument, also return mixture − target"),
         Param("config", str, "", "MSST YAML config", unit="path"),
         Param("ckpt", str, "", "checkpoint (.ckpt/.th/.pth state dict)", unit="path"),
-        Param("model", str, "", "a catalog model instead of config/ckpt (stemlab models list; downloaded on first use)"),
+        Param(
+            "model", str, "", "a catalog model instead of config/ckpt (stemlab models list; downloaded on first use)"
+        ),
     )
 
     def __init__(self, variant: str | None = None, params: Mapping[str, Any] | None = None, **options: Any) -> None:

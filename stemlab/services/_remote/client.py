@@ -83,7 +83,9 @@ _INFLATE_STEP = 1 << 20
 
 #: statuses after which the request certainly did not change server state
 _SAFE_STATUSES = frozenset({429, 503})
-_SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "x-upload-token", "proxy-authorization"})
+_SENSITIVE_HEADERS = frozenset(
+    {"authorization", "x-api-key", "api-key", "cookie", "x-upload-token", "proxy-authorization"}
+)
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,9 @@ class WebhookVerifier:
         t, sigs = parse_signature(value)
         now = self._now()
         if abs(now - t) > self.tolerance:
-            raise InvalidWebhook("stale", f"timestamp {t} is {now - t:+.0f} s from now (tolerance {self.tolerance:g} s)")
+            raise InvalidWebhook(
+                "stale", f"timestamp {t} is {now - t:+.0f} s from now (tolerance {self.tolerance:g} s)"
+            )
         expected = hmac.new(self._secret.get().encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
         if not any(hmac.compare_digest(expected.encode(), s.encode()) for s in sigs):
             raise InvalidWebhook("mismatch", "signature does not match the body")
@@ -137,7 +139,9 @@ class WebhookVerifier:
         key = str(event.get("id") or sigs[0])
         with self._lock:
             # forget entries older than the tolerance window: a replay of them is stale anyway
-            while self._seen and (len(self._seen) > self._max or next(iter(self._seen.values())) < now - 2 * self.tolerance):
+            while self._seen and (
+                len(self._seen) > self._max or next(iter(self._seen.values())) < now - 2 * self.tolerance
+            ):
                 self._seen.popitem(last=False)
             if key in self._seen:
                 raise InvalidWebhook("replay", f"event {key} was already received")

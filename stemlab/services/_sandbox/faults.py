@@ -74,8 +74,17 @@ from typing import Any
 
 from ...errors import ConfigError
 
-__all__ = ["Fault", "FaultPlan", "RESPONSE_KINDS", "JOB_KINDS", "OUTPUT_KINDS", "WEBHOOK_KINDS", "HOSTILE_KINDS", "KINDS",
-           "KIND_ARGS"]
+__all__ = [
+    "Fault",
+    "FaultPlan",
+    "RESPONSE_KINDS",
+    "JOB_KINDS",
+    "OUTPUT_KINDS",
+    "WEBHOOK_KINDS",
+    "HOSTILE_KINDS",
+    "KINDS",
+    "KIND_ARGS",
+]
 
 #: act on one HTTP answer
 RESPONSE_KINDS = frozenset({"http_429", "http_500", "http_502", "http_503", "http_504", "drop", "delay",

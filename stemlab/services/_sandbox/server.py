@@ -114,7 +114,9 @@ class SandboxJob:
         t = now - self.created_at
         if t < self.queue_seconds:
             return "queued"
-        if self.error is not None or (self.fail is not None and t >= self.queue_seconds + min(1.0, self.processing_seconds)):
+        if self.error is not None or (
+            self.fail is not None and t >= self.queue_seconds + min(1.0, self.processing_seconds)
+        ):
             return "failed"
         if self.stuck or t < self.queue_seconds + self.processing_seconds or self.outputs is None:
             return "processing"
@@ -705,7 +707,9 @@ class Sandbox:
             files[name] = self.store(data, ctype, f"{name}.{ext}")
         return files
 
-    def _apply_output_fault(self, fault: Fault, stems: dict[str, np.ndarray], sr: int) -> tuple[dict[str, np.ndarray], int]:
+    def _apply_output_fault(
+        self, fault: Fault, stems: dict[str, np.ndarray], sr: int
+    ) -> tuple[dict[str, np.ndarray], int]:
         if fault.kind == "non_audio":  # the audio is fine; the files served are not (see _separate_files)
             return stems, sr
         if fault.kind == "wrong_rate":

@@ -142,8 +142,11 @@ class AIStemSplitter(RemoteProvider):
                               field="aistemsplitter.options.usd_per_minute")
         pack = self.options.get("pack")
         if pack is not None and pack not in [p[0] for p in self.pricing.packs]:
-            raise ConfigError(f"provider aistemsplitter: option pack expects one of "
-                              f"{[p[0] for p in self.pricing.packs]}, got {pack!r}", field="aistemsplitter.options.pack")
+            raise ConfigError(
+                f"provider aistemsplitter: option pack expects one of "
+                f"{[p[0] for p in self.pricing.packs]}, got {pack!r}",
+                field="aistemsplitter.options.pack",
+            )
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -327,7 +330,9 @@ class AIStemSplitter(RemoteProvider):
         raw = str(data.get("status") or "").lower()
         status = _STATUS.get(raw, RUNNING)
         stems = data.get("stems") or {}
-        outputs = {str(k): str(v) for k, v in stems.items() if isinstance(v, str) and v} if isinstance(stems, dict) else {}
+        outputs = (
+            {str(k): str(v) for k, v in stems.items() if isinstance(v, str) and v} if isinstance(stems, dict) else {}
+        )
         err = data.get("error")
         code = msg = None
         if isinstance(err, dict):
@@ -361,8 +366,13 @@ class AIStemSplitter(RemoteProvider):
 
     # ---------------------------------------------------------- reconcile
     async def list_recent(self, job: JobContext) -> list[RemoteJobInfo] | None:
-        resp = await job.client.request("GET", "/audio/splits", params={"limit": 50}, accept_status=frozenset({404, 405}),
-                                        what=f"{self.id}: list recent splits")
+        resp = await job.client.request(
+            "GET",
+            "/audio/splits",
+            params={"limit": 50},
+            accept_status=frozenset({404, 405}),
+            what=f"{self.id}: list recent splits",
+        )
         if resp.status in (404, 405):
             return None
         return self._infos(self._data(resp))

@@ -297,7 +297,9 @@ class AIStemSplitterSandbox(Sandbox):
         # whole seconds, rounded up; seed 000 sells them as minute packs
         credits = float(math.ceil(duration)) if failure is None else 0.0
         if credits > self.balance(acct):
-            raise self.fail(402, "INSUFFICIENT_CREDITS", f"Needs {credits:.0f} credits, balance {self.balance(acct):.0f}")
+            raise self.fail(
+                402, "INSUFFICIENT_CREDITS", f"Needs {credits:.0f} credits, balance {self.balance(acct):.0f}"
+            )
         canon = _MODELS[str(model)]
         stems = _FOUR + (("guitar", "piano") if canon == "htdemucs_6s" else ())
         job = self.new_job(account=acct, duration=duration, stems=stems, output_format=str(fmt), filename=filename,

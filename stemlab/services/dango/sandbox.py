@@ -320,7 +320,9 @@ class DangoSandbox(Sandbox):
         if files[0][0] != len(parts) - 1:
             return err(400, "InvalidArgument", "The form field 'file' must be the last field"), key
         if fields["OSSAccessKeyId"].decode() != self.oss_access_key_id:
-            return err(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records."), key
+            return err(
+                403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records."
+            ), key
         policy = fields["policy"].decode()
         if not hmac.compare_digest(fields["Signature"].decode(), self._sign(policy)):
             return err(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "

@@ -172,8 +172,10 @@ class MVSep(RemoteProvider):
         fam = self.family
         o = self.options
         if o.get("mirror", "main") not in MIRRORS:
-            raise ConfigError(f"provider mvsep: option mirror expects one of {sorted(MIRRORS)}, got {o.get('mirror')!r}",
-                              field="mvsep.options.mirror")
+            raise ConfigError(
+                f"provider mvsep: option mirror expects one of {sorted(MIRRORS)}, got {o.get('mirror')!r}",
+                field="mvsep.options.mirror",
+            )
         if o.get("plan", "auto") not in ("auto", "free", "premium"):
             raise ConfigError(f"provider mvsep: option plan expects 'auto', 'free' or 'premium', got {o.get('plan')!r}",
                               field="mvsep.options.plan")

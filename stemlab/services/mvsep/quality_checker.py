@@ -103,7 +103,9 @@ class QualityChecker:
             q["sort"] = sort
         body = await self._get("leaderboard", q, "leaderboard")
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise ProviderOutputError(f"{self._label}: leaderboard answer lacks a 'data' list", provider=self.provider.id)
+            raise ProviderOutputError(
+                f"{self._label}: leaderboard answer lacks a 'data' list", provider=self.provider.id
+            )
         return body
 
     async def aqueue(self, *, start: int = 0, limit: int = 10) -> list[dict[str, Any]]:

@@ -367,7 +367,9 @@ class MVSepSandbox(Sandbox):
         if status in ("distributing", "merging"):
             all_chunks = int(job.extra["all_chunks"])
             frac = (self.clock.now() - job.created_at - job.queue_seconds) / max(job.processing_seconds, 1e-9)
-            data["finished_chunks"] = all_chunks if status == "merging" else min(all_chunks - 1, int(frac / 0.8 * all_chunks))
+            data["finished_chunks"] = (
+                all_chunks if status == "merging" else min(all_chunks - 1, int(frac / 0.8 * all_chunks))
+            )
             data["all_chunks"] = all_chunks
         if status == "failed":
             if job.extra.get("cancelled"):
@@ -558,7 +560,9 @@ class MVSepSandbox(Sandbox):
         plan = {"plan": "unregistered", "queue": 0}
         if token:
             acct = self.token_account(token, status=400)
-            plan = {"plan": "premium", "queue": prem} if self._is_premium(acct) else {"plan": "registered", "queue": reg}
+            plan = (
+                {"plan": "premium", "queue": prem} if self._is_premium(acct) else {"plan": "registered", "queue": reg}
+            )
         return JSONResponse({"queue": {"in_process": sum(1 for _, s in st if s in ("processing", "distributing",
                                                                                    "merging")),
                                        "premium": prem, "registered": reg, "unregistered": 0}, "plan": plan})
