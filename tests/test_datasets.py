@@ -179,9 +179,15 @@ def test_folder_root_errors(tmp_path: Path) -> None:
         D.load("folder", root=f)
     with pytest.raises(DatasetError, match="pass root="):
         D.load("musdb18")
-    with pytest.raises(DatasetError, match=r"unknown dataset 'musdb19'; known: \['demo', 'folder', 'musdb18', 'musdb18hq'\]"):
+    with pytest.raises(
+        DatasetError, match=r"unknown dataset 'musdb19'; known: \['demo', 'folder', 'musdb18', 'musdb18hq'\]"
+    ):
         D.load("musdb19")
-    assert D.load("musdb-hq", root=tmp_path, subset=None).name == "musdb18hq" if (tmp_path / "train").mkdir() is None else True
+    assert (
+        D.load("musdb-hq", root=tmp_path, subset=None).name == "musdb18hq"
+        if (tmp_path / "train").mkdir() is None
+        else True
+    )
 
 
 # ------------------------------------------------------------------- demo

@@ -95,6 +95,8 @@ def test_track_is_lazy_and_hash_is_content_based() -> None:
 
 
 def test_cost_addition() -> None:
-    c = Cost(usd=0.5, credits=30, credit_unit="seconds") + Cost(usd=0.25, credits=10, credit_unit="seconds", estimated=False)
+    c = Cost(usd=0.5, credits=30, credit_unit="seconds") + Cost(
+        usd=0.25, credits=10, credit_unit="seconds", estimated=False
+    )
     assert c.usd == 0.75 and c.credits == 40 and c.credit_unit == "seconds" and c.estimated
     assert (Cost(credits=1, credit_unit="a") + Cost(credits=1, credit_unit="b")).credit_unit == "mixed"

@@ -47,7 +47,9 @@ def sdr(ref: np.ndarray, est: np.ndarray) -> float:
 
 
 def make(spec: str, sb: MVSepSandbox, **kw):
-    return P.create(spec, **{**sb.provider_options(), "poll_interval": 10.0, "poll_initial": 5.0, "max_wait": 36000.0, **kw})
+    return P.create(
+        spec, **{**sb.provider_options(), "poll_interval": 10.0, "poll_initial": 5.0, "max_wait": 36000.0, **kw}
+    )
 
 
 # ---------------------------------------------------------------- end to end
