@@ -402,10 +402,8 @@ class MVSepSandbox(Sandbox):
         return data
 
     # ------------------------------------------------------------ handlers
-    async def _create(self, request: Request) -> Response:
-        form, files = await parse_form(request)
-        acct = self.token_account(form.get("api_token"), status=401)
-        premium = self._is_premium(acct)
+    def _create_options(self, form: Mapping[str, str]) -> tuple[int, int, _Algorithm, dict[str, str]]:
+        """``(sep_type, output_format, algorithm, add_opt*)`` of a create form, checked."""
         try:
             sep_type = int(form.get("sep_type") or 11)
             fmt_no = int(form.get("output_format") or 0)
@@ -425,12 +423,12 @@ class MVSepSandbox(Sandbox):
             if f is None or (f[1] and v not in f[1]):
                 raise self.fail(400, "INVALID", f"Invalid value {v!r} for {n} of separation type {sep_type}")
             opts[n] = v
-        if algo.orientation == 2 and not premium:
-            raise self.fail(400, "PREMIUM", f"Separation type {sep_type} is available for premium users only")
-        if len(self._active(acct)) >= self.limit_for(acct):
-            raise self.fail(400, "PARALLEL", f"You can have at most {self.limit_for(acct)} separation(s) "
-                            "in progress; wait for one to finish")
-        # input
+        return sep_type, fmt_no, algo, opts
+
+    async def _create_input(self, form: Mapping[str, str], files: Mapping[str, tuple[str, bytes]],
+                            ) -> tuple[str, bytes | None, tuple[str, str] | None]:
+        """``(file name, audio bytes or None, failure or None)`` of a create
+        form: the upload, or the URL the sandbox can fetch."""
         failure: tuple[str, str] | None = None
         data: bytes | None = None
         if "audiofile" in files:
@@ -457,6 +455,19 @@ class MVSepSandbox(Sandbox):
                     failure = ("failed", "The sandbox downloads local URLs only")
         else:
             raise self.fail(400, "INVALID", "audiofile or url is required")
+        return filename, data, failure
+
+    async def _create(self, request: Request) -> Response:
+        form, files = await parse_form(request)
+        acct = self.token_account(form.get("api_token"), status=401)
+        premium = self._is_premium(acct)
+        sep_type, fmt_no, algo, opts = self._create_options(form)
+        if algo.orientation == 2 and not premium:
+            raise self.fail(400, "PREMIUM", f"Separation type {sep_type} is available for premium users only")
+        if len(self._active(acct)) >= self.limit_for(acct):
+            raise self.fail(400, "PARALLEL", f"You can have at most {self.limit_for(acct)} separation(s) "
+                            "in progress; wait for one to finish")
+        filename, data, failure = await self._create_input(form, files)
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", filename)[:120] or "audio"
         audio: np.ndarray | None = None
         sr = 0
