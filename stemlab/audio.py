@@ -546,7 +546,7 @@ def decode_streams(
     return _decode_av(src, checked, name, streams, max_seconds, check_truncation)
 
 
-def _decode_av(
+def _decode_av(  # noqa: C901  (ratchet: to split)
     src: Source, checked, name: str, streams: Sequence[int] | None, max_seconds: float | None,
     check_truncation: bool,
 ) -> tuple[list[np.ndarray], int]:

@@ -91,7 +91,7 @@ MSG_NO_DOWNLOADS = "已经超过最大下载次数"
 MSG_NO_4STEMS = "当前模型没有4音轨模式"
 
 
-def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]]:
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]]:  # noqa: C901  (ratchet: to split)
     """``[(field name, filename or None, bytes)]`` of a multipart/form-data
     body, in order. Raises ValueError when it is not one."""
     ctype, _, rest = content_type.partition(";")
@@ -303,7 +303,7 @@ class DangoSandbox(Sandbox):
         self.upload_log.append((key, len(body), resp.status_code))
         return resp
 
-    def _oss_check(self, content_type: str, body: bytes) -> tuple[Response, str]:
+    def _oss_check(self, content_type: str, body: bytes) -> tuple[Response, str]:  # noqa: C901  (ratchet: to split)
         err = self._oss_error
         try:
             parts = parse_multipart(content_type, body)
