@@ -68,7 +68,9 @@ def synthetic(seconds: float, seed: int = 1) -> np.ndarray:
     drums = lfilter([1.0], [1.0, -0.97], beat * rng.randn(T)) * 0.3
     f_bass = 55 * 2 ** (np.floor(t / 2) % 4 / 12)
     bass = 0.5 * np.sin(2 * np.pi * np.cumsum(f_bass) / SR)
-    other = sum(0.15 * np.sin(2 * np.pi * f * t) for f in (220, 277.2, 329.6)) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * t))
+    other = sum(0.15 * np.sin(2 * np.pi * f * t) for f in (220, 277.2, 329.6)) * (
+        0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * t)
+    )
     f_voc = 440 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t)) * 2 ** (np.floor(t) % 5 / 12)
     vocals = 0.3 * np.sin(2 * np.pi * np.cumsum(f_voc) / SR) * (np.sin(2 * np.pi * 0.5 * t) > -0.3)
     out = np.empty((4, 2, T))
@@ -165,7 +167,6 @@ def main(argv=None) -> int:
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f} numpy={np.__version__}")
     if not args.skip_sample:
         import stemlab.datasets as D
-
         from stemlab.metrics.evaluation import quantize
 
         track = D.load("musdb18", shared_sample())[0]

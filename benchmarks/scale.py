@@ -24,7 +24,6 @@ and torch included (both in GiB). Then the projected wall time of the MUSDB18 te
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from .services import env_vars
 

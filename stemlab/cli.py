@@ -30,7 +30,8 @@ import json
 import logging
 import re
 import sys
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO
 
 from ._version import __version__
 from .errors import StemlabError

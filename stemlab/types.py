@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,9 @@ class Stems(_Picklable):
         if not self.audio:
             raise InputError("Stems: expected at least one stem, got none", field="stems")
         if int(self.sample_rate) <= 0:
-            raise InputError(f"Stems: sample_rate must be a positive int (Hz), got {self.sample_rate!r}", field="sample_rate")
+            raise InputError(
+                f"Stems: sample_rate must be a positive int (Hz), got {self.sample_rate!r}", field="sample_rate"
+            )
         arrays = {str(k): _as_audio(v, f"stem {k!r}") for k, v in self.audio.items()}
         shapes = {k: a.shape for k, a in arrays.items()}
         if len(set(shapes.values())) != 1:
@@ -175,7 +178,7 @@ class Stems(_Picklable):
         return np.stack([self[n] for n in names])
 
     @classmethod
-    def from_array(cls, array: np.ndarray, names: Sequence[str], sample_rate: int) -> "Stems":
+    def from_array(cls, array: np.ndarray, names: Sequence[str], sample_rate: int) -> Stems:
         arr = np.asarray(array)
         if arr.ndim != 3 or arr.shape[0] != len(names):
             raise InputError(
@@ -184,7 +187,7 @@ class Stems(_Picklable):
             )
         return cls({n: arr[i] for i, n in enumerate(names)}, sample_rate)
 
-    def subset(self, names: Sequence[str]) -> "Stems":
+    def subset(self, names: Sequence[str]) -> Stems:
         return Stems({n: self[n] for n in names}, self.sample_rate)
 
     def sum(self, names: Sequence[str] | None = None, block: int = 1 << 16) -> np.ndarray:
@@ -195,7 +198,7 @@ class Stems(_Picklable):
             return np.zeros((self.num_channels, self.num_samples), dtype=np.float32)
         return sum_stems([self[n] for n in names], block)
 
-    def with_accompaniment(self, vocals: str = "vocals") -> "Stems":
+    def with_accompaniment(self, vocals: str = "vocals") -> Stems:
         """A copy with ``accompaniment`` (:func:`accompaniment`: musdb's sum of
         the non-vocal stems, float32); itself when none is derived."""
         acc = accompaniment(self.audio, vocals)
@@ -203,7 +206,7 @@ class Stems(_Picklable):
             return self
         return Stems({**self.audio, ACCOMPANIMENT: acc}, self.sample_rate)
 
-    def map(self, fn: Callable[[np.ndarray], np.ndarray], sample_rate: int | None = None) -> "Stems":
+    def map(self, fn: Callable[[np.ndarray], np.ndarray], sample_rate: int | None = None) -> Stems:
         return Stems({k: fn(v) for k, v in self.audio.items()}, sample_rate or self.sample_rate)
 
 
@@ -211,7 +214,7 @@ def _pcm_hash(audio: np.ndarray, sample_rate: int) -> str:
     h = hashlib.sha256()
     a = np.ascontiguousarray(audio, dtype=np.float32)
     h.update(f"{a.shape}|{sample_rate}|".encode())
-    h.update(memoryview(a).cast("B"))  # no copy of the samples
+    h.update(a.data.cast("B"))  # no copy of the samples (ndarray.data is its memoryview)
     return h.hexdigest()
 
 
@@ -251,7 +254,7 @@ class Track:
         sample_rate: int,
         references: Mapping[str, np.ndarray] | None = None,
         **kwargs: Any,
-    ) -> "Track":
+    ) -> Track:
         """A track held in memory. ``mixture=None`` uses the sum of references."""
         refs = Stems(references, sample_rate) if references else None
         if mixture is None:
@@ -328,7 +331,7 @@ class Track:
         for key in ("mixture", "references"):
             self.__dict__.pop(key, None)
 
-    def replace(self, **changes: Any) -> "Track":
+    def replace(self, **changes: Any) -> Track:
         return replace(self, **changes)
 
 
@@ -344,7 +347,7 @@ class Cost:
     compute_seconds: float = 0.0
     estimated: bool = True
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: Cost) -> Cost:
         unit = self.credit_unit or other.credit_unit
         if self.credit_unit and other.credit_unit and self.credit_unit != other.credit_unit:
             unit = "mixed"
@@ -400,7 +403,7 @@ class Separation(_Picklable):
             return None
         return float(t) / self.stems.duration
 
-    def replace(self, **changes: Any) -> "Separation":
+    def replace(self, **changes: Any) -> Separation:
         return replace(self, **changes)
 
 

@@ -13,7 +13,7 @@ and the oracle/baseline providers were made to hold one copy of each signal
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

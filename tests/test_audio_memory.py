@@ -263,7 +263,9 @@ def test_encode_holds_no_copy(tmp_path: Path) -> None:
     """Traced peak of writing a 30-s FLAC/WAV: blocks only, not the file."""
     x = _signal(30.0, seed=4)
     for fmt, subtype in (("flac", "PCM_24"), ("wav", "PCM_16"), ("wav", "FLOAT")):
-        _, peak = _traced_peak(lambda: audio.encode(tmp_path / f"x.{fmt}", x, SR, subtype=subtype, scale=1.5))
+        _, peak = _traced_peak(
+            lambda fmt=fmt, subtype=subtype: audio.encode(tmp_path / f"x.{fmt}", x, SR, subtype=subtype, scale=1.5)
+        )
         assert peak <= (3 << 20), (fmt, subtype, peak / 2**20)  # the signal is 10 MiB
 
 

@@ -156,13 +156,34 @@ def test_run_summary_lists_failures_whole(capsys) -> None:
 
 
 def test_dry_run_plan_is_a_table(tmp_path: Path, capsys) -> None:
-    assert main(["run", "--dataset", "demo", "--limit", "1", "--provider", "oracle:irm", "--provider", "baseline:mixture",
-                 "--dry-run", "-o", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--dataset",
+                "demo",
+                "--limit",
+                "1",
+                "--provider",
+                "oracle:irm",
+                "--provider",
+                "baseline:mixture",
+                "--dry-run",
+                "-o",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     head = next(i for i, ln in enumerate(lines) if ln.startswith("provider "))
     assert re.split(r"\s{2,}", lines[head])[:2] == ["provider", "jobs to run"]
     end = lines.index("", head)
-    assert [ln.split()[:2] for ln in lines[head + 1:end]] == [["oracle:irm", "1"], ["baseline:mixture", "1"], ["TOTAL", "2"]]
+    assert [ln.split()[:2] for ln in lines[head + 1 : end]] == [
+        ["oracle:irm", "1"],
+        ["baseline:mixture", "1"],
+        ["TOTAL", "2"],
+    ]
     assert lines[-1] == "dry run: nothing was written (no output folder, ledger or owner file)."
     assert not (tmp_path / "o").exists()
 

@@ -12,7 +12,7 @@ import pytest
 import stemlab.datasets as D
 from stemlab import audio
 from stemlab.datasets.demo import DemoDataset
-from stemlab.errors import DatasetError, InputError
+from stemlab.errors import DatasetError
 
 SR = 44100
 
@@ -179,9 +179,15 @@ def test_folder_root_errors(tmp_path: Path) -> None:
         D.load("folder", root=f)
     with pytest.raises(DatasetError, match="pass root="):
         D.load("musdb18")
-    with pytest.raises(DatasetError, match=r"unknown dataset 'musdb19'; known: \['demo', 'folder', 'musdb18', 'musdb18hq'\]"):
+    with pytest.raises(
+        DatasetError, match=r"unknown dataset 'musdb19'; known: \['demo', 'folder', 'musdb18', 'musdb18hq'\]"
+    ):
         D.load("musdb19")
-    assert D.load("musdb-hq", root=tmp_path, subset=None).name == "musdb18hq" if (tmp_path / "train").mkdir() is None else True
+    assert (
+        D.load("musdb-hq", root=tmp_path, subset=None).name == "musdb18hq"
+        if (tmp_path / "train").mkdir() is None
+        else True
+    )
 
 
 # ------------------------------------------------------------------- demo
@@ -199,7 +205,7 @@ def test_demo_is_byte_identical_across_generations(tmp_path: Path) -> None:
     ha, hb = _tree_hashes(tmp_path / "a"), _tree_hashes(tmp_path / "b")
     assert len(ha) == 10 and ha == hb
     assert a.manifest == b.manifest
-    c = DemoDataset(root=tmp_path / "c", tracks=2, seconds=3.0, seed=1)
+    DemoDataset(root=tmp_path / "c", tracks=2, seconds=3.0, seed=1)
     assert _tree_hashes(tmp_path / "c") != ha
 
 

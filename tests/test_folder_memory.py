@@ -102,7 +102,9 @@ def test_errors_unchanged(tmp_path: Path) -> None:
     stems = _stems(0.5)
     stems["drums"] = stems["drums"][:, :-10]
     t = D.load("folder", root=_folder(tmp_path / "a", stems), stems=list(STEMS))["song"]
-    with pytest.raises(DatasetError, match=r"stems have different lengths \(samples\) \{'vocals': 22050, 'drums': 22040"):
+    with pytest.raises(
+        DatasetError, match=r"stems have different lengths \(samples\) \{'vocals': 22050, 'drums': 22040"
+    ):
         _ = t.mixture
     with pytest.raises(DatasetError, match="different lengths"):
         _ = t.references

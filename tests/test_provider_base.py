@@ -86,4 +86,10 @@ def test_families_include_registered() -> None:
     assert "testgain" in P.families()
     assert P.get_class("TESTGAIN") is Gain
     info = Gain.describe()
-    assert info["params"][0] == {"name": "gain_db", "type": "float in [-60, 12]", "default": 0.0, "unit": "dB", "help": ""}
+    assert info["params"][0] == {
+        "name": "gain_db",
+        "type": "float in [-60, 12]",
+        "default": 0.0,
+        "unit": "dB",
+        "help": "",
+    }

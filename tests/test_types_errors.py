@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stemlab import Cost, Stems, Track
-from stemlab._secrets import Secret, get_secret, install_log_filter, redact, register_secret
+from stemlab._secrets import get_secret, install_log_filter, redact, register_secret
 from stemlab.errors import (
     BudgetExceeded,
     ConfigError,
@@ -95,6 +95,8 @@ def test_track_is_lazy_and_hash_is_content_based() -> None:
 
 
 def test_cost_addition() -> None:
-    c = Cost(usd=0.5, credits=30, credit_unit="seconds") + Cost(usd=0.25, credits=10, credit_unit="seconds", estimated=False)
+    c = Cost(usd=0.5, credits=30, credit_unit="seconds") + Cost(
+        usd=0.25, credits=10, credit_unit="seconds", estimated=False
+    )
     assert c.usd == 0.75 and c.credits == 40 and c.credit_unit == "seconds" and c.estimated
     assert (Cost(credits=1, credit_unit="a") + Cost(credits=1, credit_unit="b")).credit_unit == "mixed"

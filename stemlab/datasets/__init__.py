@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import DatasetError
 from .base import Dataset, Problem, ValidationReport
@@ -23,6 +24,7 @@ __all__ = [
     "load",
     "names",
     "card",
+    "list_cards",
     "validate",
 ]
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import abc
 import fnmatch
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import DatasetError
 from ..types import Track
@@ -90,7 +91,9 @@ class Dataset(abc.ABC):
         have = set(names)
         missing = [n for n in self._selected if n not in have]
         if missing:
-            raise DatasetError(f"{self.name}: no track(s) {missing}; available: {names[:10]}{' …' if len(names) > 10 else ''}")
+            raise DatasetError(
+                f"{self.name}: no track(s) {missing}; available: {names[:10]}{' …' if len(names) > 10 else ''}"
+            )
         return [n for n in names if n in set(self._selected)]
 
     def __iter__(self) -> Iterator[Track]:
@@ -113,7 +116,7 @@ class Dataset(abc.ABC):
         names: Sequence[str] | None = None,
         pattern: str | None = None,
         limit: int | None = None,
-    ) -> "Dataset":
+    ) -> Dataset:
         """A view restricted to ``names`` and/or a glob ``pattern``, at most ``limit`` tracks."""
         import copy
 

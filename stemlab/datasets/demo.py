@@ -24,9 +24,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -173,7 +173,7 @@ def _other(spec: SongSpec, n: int, rng: np.random.RandomState) -> np.ndarray:
         minor = spec.progression[b % len(spec.progression)] in (9, 2, 4)
         triad = (0, 3 if minor else 4, 7)
         length = int(bar * SR)
-        for j, iv in enumerate(triad):
+        for iv in triad:
             f = float(_midi_hz(root + iv))
             for ch, cents in ((0, -4.0), (1, 4.0)):
                 f0 = np.full(length, f * 2 ** (cents / 1200.0))
@@ -358,7 +358,9 @@ class DemoDataset(Dataset):
         self.seed = int(seed)
         self.is_default = seconds is None and self.seed == 0
         key = hashlib.sha256(
-            json.dumps([DEMO_VERSION, self.seed, [s.__dict__ for s in DEFAULT_SONGS if seconds is None] or seconds]).encode()
+            json.dumps(
+                [DEMO_VERSION, self.seed, [s.__dict__ for s in DEFAULT_SONGS if seconds is None] or seconds]
+            ).encode()
         ).hexdigest()[:10]
         self.root = Path(root) if root is not None else cache_dir("datasets", f"demo-v{DEMO_VERSION}-{key}")
         self.manifest = generate(self.root, self.songs, self.seed)

@@ -14,8 +14,9 @@ Any decodable extension works (see :data:`stemlab.audio.DECODABLE_EXTENSIONS`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -16,9 +16,9 @@ MUSDB sample counts (stempeg#2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Sequence
 
 import numpy as np
 
@@ -76,7 +76,8 @@ class _MusdbBase(Dataset):
             missing = []
         if missing:
             raise DatasetError(
-                f"{self.name}: {self.root} has no {missing} directory; expected {self.card.layout.splitlines()[0] if self.card and self.card.layout else 'train/ and test/'}",
+                f"{self.name}: {self.root} has no {missing} directory; expected "
+                f"{self.card.layout.splitlines()[0] if self.card and self.card.layout else 'train/ and test/'}",
                 field="root",
             )
         self.validation_tracks = frozenset(card.validation_tracks)
@@ -122,7 +123,12 @@ class _MusdbBase(Dataset):
         if self.split == "valid" or self.split is None and "train" in self.subsets:
             missing_valid = sorted(self.validation_tracks - set(index))
             if missing_valid and self.split in (None, "valid"):
-                report.add(None, "train", f"{len(missing_valid)} validation track(s) missing, e.g. {missing_valid[:3]}", "warning")
+                report.add(
+                    None,
+                    "train",
+                    f"{len(missing_valid)} validation track(s) missing, e.g. {missing_valid[:3]}",
+                    "warning",
+                )
         dmin = card.duration_seconds.get("min")
         dmax = card.duration_seconds.get("max")
         for n in self.track_names():
@@ -148,7 +154,11 @@ class MusdbDataset(_MusdbBase):
 
     def _make_track(self, name: str) -> Track:
         path = self.path_of(name)
-        order = self.card.stream_order if self.card and self.card.stream_order else ("mixture", "drums", "bass", "other", "vocals")
+        order = (
+            self.card.stream_order
+            if self.card and self.card.stream_order
+            else ("mixture", "drums", "bass", "other", "vocals")
+        )
         info = audio.probe(path)
         if len(info.streams) < len(order):
             raise DatasetError(

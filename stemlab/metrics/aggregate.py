@@ -23,7 +23,8 @@ them and labels the result, e.g. ``median_frames/median_tracks``
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence, cast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -206,9 +207,12 @@ def _select(df, metric: str, rows: str | None, strict: bool, by: Sequence[str]):
         sizes = out.groupby(cols, dropna=False, sort=False).size()
         sizes = sizes[sizes > 1]
         key = sizes.index[0] if len(cols) > 1 else (sizes.index[0],)
-        raise InputError(f"metric {metric!r} ({want}): several rows for one track within a group of {by}, "
-                         f"e.g. {int(sizes.iloc[0])} rows for {dict(zip(cols, key))}; group by every column that tells them apart "
-                         "(provider, params …) or filter first — rows are never averaged together", field="by")
+        raise InputError(
+            f"metric {metric!r} ({want}): several rows for one track within a group of {by}, "
+            f"e.g. {int(sizes.iloc[0])} rows for {dict(zip(cols, key))}; group by every column that tells them apart "
+            "(provider, params …) or filter first — rows are never averaged together",
+            field="by",
+        )
     out["aggregation"] = want
     return out.reset_index(drop=True)
 

@@ -57,10 +57,11 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -481,7 +482,7 @@ def block_levinson(gamma: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     batch = rhs.shape[:-3]
     L, R, E = rhs.shape[-3:]
     gamma = gamma.reshape((-1,) + gamma.shape[-3:])
-    rhs = rhs.reshape((-1, L, R, E))
+    rhs = rhs.reshape(-1, L, R, E)
     nb = rhs.shape[0]
     off = L - 1
     pos = gamma[:, off:]  # Γ(m), m = 0 … L−1
@@ -780,7 +781,7 @@ def bss_eval_v4_groups(
         del corr
         lap("filters")
     else:
-        for st, inf in zip(states, info):
+        for _st, inf in zip(states, info):
             inf["silent_sources"] = []
     _frames_pass(base, uni, states, starts, stops, N, full, frame_chunk)
     lap("frames")

@@ -23,7 +23,8 @@ Inputs are read block by block and never copied whole (no float64 copies,
 no stacks): arrays, Stems or mappings of lazy sources
 (:mod:`stemlab.metrics.sources`, e.g. ``AudioFileSource`` to score files on
 disk in O(block) memory). museval's conventions are kept: estimates are
-zero-padded/truncated to the references' length (a ``PaddedSource``); targets are evaluated jointly, except that when both
+zero-padded/truncated to the references' length (a ``PaddedSource``);
+targets are evaluated jointly, except that when both
 ``vocals`` and ``accompaniment`` are scored, {vocals, accompaniment} is its
 own 2-source problem and vocals' score comes from it; frame values are
 stored rounded to 5 decimals with ±inf as NaN, and the frame aggregation
@@ -34,8 +35,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +181,7 @@ def _checked_source(v: Any, fld: str) -> Any:
     numeric, non-empty and finite (checked block by block); not copied."""
     a = v if (S.is_source(v) and not isinstance(v, np.ndarray)) else np.asarray(v)
     dt = np.dtype(getattr(a, "dtype", np.float64))
-    if dt == object or not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
+    if dt == np.dtype(object) or not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
         raise InputError(f"{fld}: expected numeric samples, got dtype {dt}", field=fld)
     if isinstance(a, np.ndarray) and a.ndim == 1:
         a = a[None, :]
@@ -207,7 +209,9 @@ def _sources_rate(out: Mapping[str, Any], what: str) -> int | None:
     return rates.pop() if rates else None
 
 
-def _as_named(x: Any, what: str, sample_rate: int | None, names: Sequence[str] | None) -> tuple[dict[str, Any], int | None]:
+def _as_named(
+    x: Any, what: str, sample_rate: int | None, names: Sequence[str] | None
+) -> tuple[dict[str, Any], int | None]:
     """Stems / mapping of arrays or sources / (n_src, C, T) array →
     ({name: (C, T) source}, rate in Hz). Nothing is copied: arrays stay as
     given (views), lazy sources stay lazy; every sample is checked finite,
@@ -372,7 +376,9 @@ def _layout(refs: Mapping[str, Any]) -> tuple[int, int]:
     """The references' one channel count and one length (samples)."""
     lens = {k: S.source_shape(a)[1] for k, a in refs.items()}
     if len(set(lens.values())) != 1:
-        raise InputError(f"references: stems differ in length {lens} (samples); expected one length", field="references")
+        raise InputError(
+            f"references: stems differ in length {lens} (samples); expected one length", field="references"
+        )
     chans = {k: S.source_shape(a)[0] for k, a in refs.items()}
     if len(set(chans.values())) != 1:
         raise InputError(f"references: stems differ in channel count {chans}", field="references")

@@ -634,7 +634,9 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> np.ndarray:
     """Triangular mel filters ``(n_mels, n_fft//2 + 1)``, float32, as
     ``librosa.filters.mel`` with its defaults (Slaney scale, ``norm='slaney'``:
     each triangle scaled by ``2 / (f_{i+2} − f_i)``)."""

@@ -1,15 +1,17 @@
 """Provider registry.
 
 Built-ins are listed in :data:`BUILTIN` — one line per local provider plus
-the remote services of :data:`stemlab.services.SERVICES` — imported lazily. Third-party packages add providers through the ``stemlab.providers``
+the remote services of :data:`stemlab.services.SERVICES` — imported lazily.
+Third-party packages add providers through the ``stemlab.providers``
 entry-point group (``name = "pkg.module:ProviderClass"``).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 from ..services import SERVICES
@@ -92,7 +94,7 @@ def get_class(family: str) -> type[Provider]:
     return cls
 
 
-def create(spec: "str | Mapping[str, Any] | ProviderRef | Provider", **options: Any) -> Provider:
+def create(spec: str | Mapping[str, Any] | ProviderRef | Provider, **options: Any) -> Provider:
     """Build a provider from ``"family:variant?param=value"``, a dict or a
     :class:`ProviderRef` (a provider instance is returned as is).
 

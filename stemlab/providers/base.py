@@ -17,8 +17,9 @@ import asyncio
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
@@ -66,7 +67,7 @@ class Param:
             raise ConfigError(f"{where}: {problem}", field=where)
         return v
 
-    def check(self, value: Any) -> tuple[Any, str | None]:
+    def check(self, value: Any) -> tuple[Any, str | None]:  # noqa: C901  (ratchet: to split)
         """``(converted value, None)``, or ``(None, "expected …, got …")``
         naming what was wrong (no field path: the caller knows where)."""
         if value is None:
@@ -421,7 +422,7 @@ class Provider(abc.ABC):
         self.validate()
 
     # identity -----------------------------------------------------------------
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027  (optional hook: a no-op unless overridden)
         """Cross-parameter checks; raise :class:`ConfigError`. Override."""
 
     @property
@@ -479,7 +480,8 @@ class Provider(abc.ABC):
             )
         if self.max_duration is not None and track.seconds > self.max_duration:
             raise ProviderRejected(
-                f"{self.id}: track {track.name!r} is {track.seconds:.1f} s, above the limit of {self.max_duration:.0f} s",
+                f"{self.id}: track {track.name!r} is {track.seconds:.1f} s, "
+                f"above the limit of {self.max_duration:.0f} s",
                 provider=self.id,
                 track=track.name,
             )
@@ -502,7 +504,7 @@ class Provider(abc.ABC):
             raise NotImplementedError(f"{type(self).__name__} ({self.family}): implement separate() or aseparate()")
         return await asyncio.to_thread(type(self).separate, self, t)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: a no-op unless overridden)
         """Release models / clients."""
 
     async def aclose(self) -> None:

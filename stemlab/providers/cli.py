@@ -219,7 +219,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--live", action="store_true", help="only remote services whose API key is set")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=_list)
-    pi = ps.add_parser("info", help="parameters, stems, status (with how to fix it), price and provenance of one provider")
+    pi = ps.add_parser(
+        "info", help="parameters, stems, status (with how to fix it), price and provenance of one provider"
+    )
     pi.add_argument("id", help='provider spec, e.g. "demucs:htdemucs?shifts=2"')
     pi.add_argument("--json", action="store_true")
     pi.set_defaults(func=_info)

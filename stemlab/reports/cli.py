@@ -58,7 +58,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help="your price per unit of a service's price table where none is published "
                         "(mvsep=USD per credit, dango=per point, suno=per call, aistemsplitter=per minute); repeatable")
     p.add_argument("--no-clips", action="store_true", help="do not embed audio clips")
-    p.add_argument("--notebook", help="run a bundled notebook with papermill instead: compare, track_inspector, procurement")
+    p.add_argument(
+        "--notebook", help="run a bundled notebook with papermill instead: compare, track_inspector, procurement"
+    )
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="notebook parameter (repeatable)")
     p.set_defaults(func=_report)

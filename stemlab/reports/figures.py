@@ -8,7 +8,7 @@ reference lines, never points on a frontier; measured and simulated
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,9 +109,14 @@ def _bound_lines(fig, points: pd.DataFrame, x0: float, x1: float, metric: str) -
         if not np.isfinite(r.quality):
             continue
         what = "upper bound: reads the references, cannot be bought" if r.bound == "upper" else "floor"
-        fig.add_scatter(x=[x0, x1], y=[r.quality, r.quality], mode="lines", line=dict(width=1.5, **_BOUND_STYLE[r.bound]),
-                        name=f"{r.provider} ({'upper bound' if r.bound == 'upper' else 'floor'})",
-                        hovertemplate=f"{r.provider}<br>{what}<br>%{{y:.2f}}{_unit(metric)}<extra></extra>")
+        fig.add_scatter(
+            x=[x0, x1],
+            y=[r.quality, r.quality],
+            mode="lines",
+            line=dict(width=1.5, **_BOUND_STYLE[r.bound]),
+            name=f"{r.provider} ({'upper bound' if r.bound == 'upper' else 'floor'})",
+            hovertemplate=f"{r.provider}<br>{what}<br>%{{y:.2f}}{_unit(metric)}<extra></extra>",
+        )
 
 
 def frontier(points: pd.DataFrame, metric: str):
@@ -133,16 +138,29 @@ def frontier(points: pd.DataFrame, metric: str):
     for r in known.itertuples():
         lo = r.quality - r.ci_low if np.isfinite(r.ci_low) else 0.0
         hi = r.ci_high - r.quality if np.isfinite(r.ci_high) else 0.0
-        fig.add_scatter(x=[r.usd_per_audio_min], y=[r.quality], mode="markers", name=str(r.provider),
-                        marker=dict(size=12, color=col[r.provider], symbol="circle" if r.kind == "remote" else "square"),
-                        error_y=dict(type="data", array=[hi], arrayminus=[lo], visible=True),
-                        customdata=[[r.plan, r.usd_per_month]],
-                        hovertemplate=(f"{r.provider}<br>$%{{x:.4f}} per audio min<br>%{{customdata[0]}}: "
-                                       f"$%{{customdata[1]:,.2f}}/month<br>%{{y:.2f}}{_unit(metric)}<extra></extra>"))
+        fig.add_scatter(
+            x=[r.usd_per_audio_min],
+            y=[r.quality],
+            mode="markers",
+            name=str(r.provider),
+            marker=dict(size=12, color=col[r.provider], symbol="circle" if r.kind == "remote" else "square"),
+            error_y=dict(type="data", array=[hi], arrayminus=[lo], visible=True),
+            customdata=[[r.plan, r.usd_per_month]],
+            hovertemplate=(
+                f"{r.provider}<br>$%{{x:.4f}} per audio min<br>%{{customdata[0]}}: "
+                f"$%{{customdata[1]:,.2f}}/month<br>%{{y:.2f}}{_unit(metric)}<extra></extra>"
+            ),
+        )
     front = tables.pareto_frontier(known, higher_is_better=higher_is_better(metric))
     if len(front) > 1:
-        fig.add_scatter(x=front["usd_per_audio_min"], y=front["quality"], mode="lines", line=dict(dash="dash", color="#444"),
-                        name="Pareto frontier (buyable, known price)", hoverinfo="skip")
+        fig.add_scatter(
+            x=front["usd_per_audio_min"],
+            y=front["quality"],
+            mode="lines",
+            line=dict(dash="dash", color="#444"),
+            name="Pareto frontier (buyable, known price)",
+            hoverinfo="skip",
+        )
     _bound_lines(fig, points, -0.04 * xmax, 1.08 * xmax, metric)
     target = str(points["target"].iloc[0])
     fig.update_layout(title=f"{target}: quality vs cost", xaxis_title="USD per audio minute at the stated volume",
@@ -166,10 +184,14 @@ def quality_latency(points: pd.DataFrame, metric: str, clock: str = "measured"):
     col = _colors(points["provider"])
     for r in pts.itertuples():
         x = getattr(r, xcol)
-        fig.add_scatter(x=[x], y=[r.quality], mode="markers", name=str(r.provider),
-                        marker=dict(size=12, color=col[r.provider], symbol="circle" if r.kind == "remote" else "square"),
-                        hovertemplate=(f"{r.provider}<br>%{{x:.3g}} s {clock}<br>%{{y:.2f}}{_unit(metric)}"
-                                       "<extra></extra>"))
+        fig.add_scatter(
+            x=[x],
+            y=[r.quality],
+            mode="markers",
+            name=str(r.provider),
+            marker=dict(size=12, color=col[r.provider], symbol="circle" if r.kind == "remote" else "square"),
+            hovertemplate=(f"{r.provider}<br>%{{x:.3g}} s {clock}<br>%{{y:.2f}}{_unit(metric)}<extra></extra>"),
+        )
     xs = pts[xcol].astype(float)
     lo, hi = (float(xs.min()) / 1.5, float(xs.max()) * 1.5) if len(xs) and xs.min() > 0 else (0.01, 10.0)
     _bound_lines(fig, points, lo, hi, metric)
@@ -241,7 +263,9 @@ def latency_breakdown(jobs: pd.DataFrame, clock: str = "measured"):
     return fig
 
 
-def framewise(frames: pd.DataFrame, track: str, target: str, metric: str = "SDR", providers: Sequence[str] | None = None):
+def framewise(
+    frames: pd.DataFrame, track: str, target: str, metric: str = "SDR", providers: Sequence[str] | None = None
+):
     import plotly.graph_objects as go
 
     df = frames[(frames["track"] == track) & (frames["target"] == target) & (frames["metric"] == metric)]

@@ -27,15 +27,16 @@ import html
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..metrics.aggregate import aggregate, describe
+from ..metrics.aggregate import describe
 from ..metrics.registry import higher_is_better, unit_of
 from ..runs.results import Results, load_results
 from . import figures, stats, tables
@@ -128,7 +129,8 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any] | tuple[str, Sequ
         tds = "".join(_cell(v, fmt).td() for v in cells)
         body.append(f"<tr{f' class={chr(39)}{klass}{chr(39)}' if klass else ''}>{tds}</tr>")
     c = f" class='{cls}'" if cls else ""
-    return f"<table id='{_E(table_id, quote=True)}'{c}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f"<table id='{_E(table_id, quote=True)}'{c}><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
 
 
 def _df_table(df: pd.DataFrame, table_id: str, fmt: str = "{:.2f}", headers: Mapping[str, str] | None = None) -> str:
@@ -162,6 +164,12 @@ def _tabs(group: str, panels: list[tuple[str, str, str]]) -> str:
     body = "".join(f"<section class='tabpanel{' on' if i == 0 else ''}' id='{_E(pid)}' data-group='{_E(group)}'>"
                    f"{content}</section>" for i, (pid, _, content) in enumerate(panels))
     return f"<div class='tabs' data-group='{_E(group)}'>{bar}</div>{body}"
+
+
+def _rows(df: pd.DataFrame) -> Iterable[Any]:
+    """``df.itertuples()``, its rows typed loosely (their fields are the
+    frame's columns, which the stubs cannot know)."""
+    return df.itertuples()
 
 
 def _slug(s: str) -> str:
@@ -318,12 +326,12 @@ def _overall_section(scores: pd.DataFrame, metric: str, jobs: pd.DataFrame, boun
     for name, g in ov.groupby("set", sort=False):
         rows = [[Cell(_provider_label(str(r.provider), bounds), None, "text", {"data-provider": str(r.provider)}),
                  float(r.value) if math.isfinite(float(r.value)) else Cell("n/a (a target is NaN)")]
-                for r in g.itertuples()]
-        parts.append(f"<h3>{_E(name)}: {_E(str(g['targets'].iloc[0]))}</h3>"
+                for r in _rows(g)]
+        parts.append(f"<h3>{_E(str(name))}: {_E(str(g['targets'].iloc[0]))}</h3>"
                      f"<p class='muted small'>{_E(str(g['aggregation'].iloc[0]))} — only providers that deliver "
                      f"all {len(str(g['targets'].iloc[0]).split(','))} targets.</p>"
                      + _table(["provider", f"{_E(metric)} [{_E(u)}]" if u else _E(metric)], rows,
-                              table_id=f"overall-{_slug(name)}"))
+                              table_id=f"overall-{_slug(str(name))}"))
     return "".join(parts), ov
 
 
@@ -433,8 +441,15 @@ def _buyer_card(points_by_target: dict[str, pd.DataFrame], metric: str, volume: 
         q = (f"{p['quality']:.2f}<span class='ci'>[{p['ci_low']:.2f}, {p['ci_high']:.2f}]</span>"
              if math.isfinite(p["ci_low"]) else f"{p['quality']:.2f}")
         bu = rec["better_unknown"]
-        also = (f"<span class='ci'>higher, price unknown: {', '.join(_E(str(x).replace(' [sandbox]', '')) for x in bu['provider'])}"
-                "</span>") if len(bu) else ""
+        also = (
+            (
+                "<span class='ci'>higher, price unknown: "
+                f"{', '.join(_E(str(x).replace(' [sandbox]', '')) for x in bu['provider'])}"
+                "</span>"
+            )
+            if len(bu)
+            else ""
+        )
         rows.append([Cell(_E(t), None, "text"), Cell(_provider_label(str(p["provider"]), {}).replace(":", ":<wbr>")
                                                      + also, None, "text"),
                      Cell(q, float(p["quality"])),
@@ -444,10 +459,10 @@ def _buyer_card(points_by_target: dict[str, pd.DataFrame], metric: str, volume: 
         recs.append({"target": t, "provider": p["provider"], "quality": p["quality"], "ci_low": p["ci_low"],
                      "ci_high": p["ci_high"], "usd_per_month": p["usd_per_month"],
                      "usd_per_audio_min": p["usd_per_audio_min"], "plan": p["plan"]})
-    pts = points_by_target.get(buyer_target)
+    buyer_pts = points_by_target.get(buyer_target)
     head = ""
-    if pts is not None:
-        rec = tables.recommend(pts, metric, volume)
+    if buyer_pts is not None:
+        rec = tables.recommend(buyer_pts, metric, volume)
         p = rec["pick"]
         if p is not None:
             head = (f"<p class='reco' id='recommendation'>For <b>{_E(buyer_target)}</b>: use "
@@ -456,8 +471,10 @@ def _buyer_card(points_by_target: dict[str, pd.DataFrame], metric: str, volume: 
                     + f", <b>${p['usd_per_month']:,.2f}/month</b> (${p['usd_per_audio_min']:.4f} per audio minute; "
                     f"{_E(str(p['plan']))}); turnaround {_latency_text(p)}.</p>")
         else:
-            head = (f"<p class='reco' id='recommendation'>For <b>{_E(buyer_target)}</b>: no buyable option with a known "
-                    "price" + (" fits the budget" if volume.budget_usd_month is not None else "") + ".</p>")
+            head = (
+                f"<p class='reco' id='recommendation'>For <b>{_E(buyer_target)}</b>: no buyable option with a known "
+                "price" + (" fits the budget" if volume.budget_usd_month is not None else "") + ".</p>"
+            )
         extra = []
         if len(rec["better_unknown"]):
             names = ", ".join(_E(str(x)) for x in rec["better_unknown"]["provider"])
@@ -492,9 +509,15 @@ def _procurement_table(points: pd.DataFrame, volume: Volume) -> str:
                else Cell("<span class='badge unknown'>price unknown</span>", None, "text"))
         per = (Cell(f"${r.usd_per_audio_min:.4f}", float(r.usd_per_audio_min)) if math.isfinite(r.usd_per_audio_min)
                else Cell("–"))
-        rows.append([Cell(_provider_label(str(r.provider), {}), None, "text", {"data-provider": str(r.provider)}), per, usd,
-                     Cell(_E(str(r.plan)) if r.plan else "–", None, "text"),
-                     Cell(_E(str(r.price_note)) if r.price_note else "", None, "text")])
+        rows.append(
+            [
+                Cell(_provider_label(str(r.provider), {}), None, "text", {"data-provider": str(r.provider)}),
+                per,
+                usd,
+                Cell(_E(str(r.plan)) if r.plan else "–", None, "text"),
+                Cell(_E(str(r.price_note)) if r.price_note else "", None, "text"),
+            ]
+        )
     return (f"<p class='small'>At {_E(volume.describe())}: the cheapest plan of each service's dated price table "
             "that covers the volume (AI Stem Splitter: whole minute packs), local providers at $0 (compute time "
             "only). A service that publishes no USD price is <b>price unknown</b>, never $0.</p>"
@@ -547,19 +570,33 @@ def _cost_section(jobs: pd.DataFrame) -> str:
     if ct.empty:
         return "<p class='muted'>(no jobs)</p>"
     rows = []
-    for r in ct.itertuples():
+    for r in _rows(ct):
         usd = (Cell(f"${r.usd:.4f}", float(r.usd)) if math.isfinite(r.usd)
                else Cell("<span class='badge unknown'>price unknown</span>", None, "text"))
         per = Cell(f"${r.usd_per_audio_min:.4f}", float(r.usd_per_audio_min)) if math.isfinite(r.usd_per_audio_min) \
             else Cell("–")
-        rows.append([Cell(_E(str(r.provider)), None, "text", {"data-provider": str(r.provider)}), r.kind, r.jobs, Cell(f"{r.audio_min:.2f}", r.audio_min),
-                     usd, Cell(f"{r.units:.4g} {_E(str(r.unit))}", float(r.units)), per,
-                     Cell(_E(str(r.note)), None, "text small")])
-    return ("<p class='small'>What this run charged, per provider: USD (NaN → <b>price unknown</b>, with how to set "
-            "it) and the service's own unit (seconds of input, credits, points, calls; compute seconds for local "
-            "providers). Sandbox charges are the emulator's ledger, not money.</p>"
-            + _table(["provider", "kind", "jobs", "audio [min]", "USD", "native units", "USD per audio min", "basis / note"],
-                     rows, table_id="cost"))
+        rows.append(
+            [
+                Cell(_E(str(r.provider)), None, "text", {"data-provider": str(r.provider)}),
+                r.kind,
+                r.jobs,
+                Cell(f"{r.audio_min:.2f}", r.audio_min),
+                usd,
+                Cell(f"{r.units:.4g} {_E(str(r.unit))}", float(r.units)),
+                per,
+                Cell(_E(str(r.note)), None, "text small"),
+            ]
+        )
+    return (
+        "<p class='small'>What this run charged, per provider: USD (NaN → <b>price unknown</b>, with how to set "
+        "it) and the service's own unit (seconds of input, credits, points, calls; compute seconds for local "
+        "providers). Sandbox charges are the emulator's ledger, not money.</p>"
+        + _table(
+            ["provider", "kind", "jobs", "audio [min]", "USD", "native units", "USD per audio min", "basis / note"],
+            rows,
+            table_id="cost",
+        )
+    )
 
 
 def _listen_section(res: Results, targets: list[str], bounds: dict[str, str]) -> str:
@@ -615,7 +652,9 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
     jobs = tables.jobs_view(res.jobs)
     metric = metric or tables.primary_metric(scores)
     if metric is not None and not scores.empty and metric not in set(scores["metric"]):
-        raise InputError(f"report: no metric {metric!r} in results; have {sorted(set(scores['metric']))}", field="metric")
+        raise InputError(
+            f"report: no metric {metric!r} in results; have {sorted(set(scores['metric']))}", field="metric"
+        )
     fig = _Figures()
     notes = _Notes()
     bounds = tables.bounds(jobs)
@@ -628,7 +667,7 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
            f"<p class='muted'>run {_E(str(meta.get('run_id', '')))} · {_E(str(meta.get('finished_at', '')))}"
            f" · {n_tracks} track(s) × {n_prov} provider(s) · {js.get('done', 0)} done, {js.get('failed', 0)} failed,"
            f" {js.get('budget', 0)} over budget"
-           + (f" · <span class='badge sim'>sandbox</span> remote services ran against stemlab's offline emulators: "
+           + (" · <span class='badge sim'>sandbox</span> remote services ran against stemlab's offline emulators: "
               "their seconds are <b>simulated</b>" if sandbox else "") + "</p>"]
     sec: list[str] = []
     lb_csv = pd.DataFrame()
@@ -646,11 +685,13 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
         researcher = _leaderboard_section(scores, metric, lb, bounds, notes)
         overall_html, ov = _overall_section(scores, metric, jobs, bounds, stat)
         buyer, recs = _buyer_card(points, metric, volume, buyer_target, fig, sandbox)
-        top.append("<div class='grid2'>"
-                   f"<section class='card' id='researchers'><h2>For researchers: per-target leaderboard</h2>{researcher}"
-                   "</section>"
-                   f"<section class='card' id='buyers'><h2>For buyers: what to use at your volume</h2>{buyer}</section>"
-                   "</div>")
+        top.append(
+            "<div class='grid2'>"
+            f"<section class='card' id='researchers'><h2>For researchers: per-target leaderboard</h2>{researcher}"
+            "</section>"
+            f"<section class='card' id='buyers'><h2>For buyers: what to use at your volume</h2>{buyer}</section>"
+            "</div>"
+        )
         sec.append("<h2 id='like-for-like'>Overall, like for like</h2><p class='small'>A single number per provider "
                    "only across providers that deliver the same target set, named; a 2-stem service is never "
                    f"averaged against a 4-stem one.</p>{overall_html}")
@@ -662,7 +703,7 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
         for t in targets:
             pts = points[t]
             unknown = pts[(pts["bound"] == "") & pts["usd_per_audio_min"].isna()]
-            nq = (f"<p class='small'><span class='badge unknown'>price unknown</span> not drawn on the cost axis: "
+            nq = ("<p class='small'><span class='badge unknown'>price unknown</span> not drawn on the cost axis: "
                   + ", ".join(_E(str(p)) for p in unknown["provider"]) + ".</p>") if len(unknown) else ""
             opt = pts[pts["bound"] == ""]
             has_meas = opt["measured_s"].notna().any()
@@ -681,8 +722,12 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
                    f"cost: USD per audio minute at {_E(volume.describe())}; latency: median turnaround per job, "
                    "measured and simulated on separate plots. Bounds are reference lines.</p>"
                    + _tabs("quality", qpanels))
-        sec.append("<h2 id='procurement'>Procurement at your volume</h2>" + _procurement_table(points[buyer_target], volume)
-                   + "<h3>Price tables (dated)</h3>" + _prices_html(prices))
+        sec.append(
+            "<h2 id='procurement'>Procurement at your volume</h2>"
+            + _procurement_table(points[buyer_target], volume)
+            + "<h3>Price tables (dated)</h3>"
+            + _prices_html(prices)
+        )
         md_extra = _markdown_extra(lb, ov, points[buyer_target], recs, metric, volume)
     sec.append("<h2 id='time'>Time</h2>" + _time_section(jobs, fig))
     sec.append("<h2 id='cost'>Cost of this run</h2>" + _cost_section(jobs))

@@ -122,7 +122,7 @@ def _clip(label: str, kind: str, x: np.ndarray, sr: int, ref_db: float, bitrate:
                 image="data:image/png;base64," + base64.b64encode(img).decode())
 
 
-def listening(res: Any, targets: list[str], *, seconds: float = 5.0, bitrate: int = 96_000,
+def listening(res: Any, targets: list[str], *, seconds: float = 5.0, bitrate: int = 96_000,  # noqa: C901  (ratchet: to split)
               bounds: dict[str, str] | None = None, max_providers: int = 16) -> Listening | None:
     """Clips of the first track every finished provider separated: the
     loudest ``seconds`` of its mixture, each target's reference and every

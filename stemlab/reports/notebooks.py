@@ -7,8 +7,9 @@ Each notebook has a cell tagged ``parameters``; outputs are stripped in git.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..services import SERVICES, pricing_module
 from ..services._pricing import Pack, Plan, ServicePricing
@@ -104,11 +108,13 @@ def monthly_cost(
     if include_free:
         units = max(0.0, units - p.free_units)
     audio_min = songs_per_month * seconds_per_song / 60
-    out: dict[str, object] = {"service": service, "unit": p.unit, "units": units, "as_of": p.as_of,
+    out: dict[str, Any] = {"service": service, "unit": p.unit, "units": units, "as_of": p.as_of,
                               "source": p.source, "billing": p.billing, "note": ""}
     if usd_per_unit is not None:
         usd = units * float(usd_per_unit)
-        out.update(usd=usd, packs={}, plan=f"{units:,.0f} {p.unit} at your price ${float(usd_per_unit):g}/{p.unit[:-1]}")
+        out.update(
+            usd=usd, packs={}, plan=f"{units:,.0f} {p.unit} at your price ${float(usd_per_unit):g}/{p.unit[:-1]}"
+        )
     elif p.packs:
         usd, combo = cheapest_packs(units, p.packs)
         out.update(usd=usd, packs=combo, plan=_plan_text(combo) or "nothing to buy")
@@ -147,7 +153,9 @@ def units_per_song(family: str, variant: str | None, params: Mapping[str, Any] |
         return float(sp.units_per_song(float(seconds))), f"service formula ({type(e).__name__}: {e})"
 
 
-def provider_monthly(job: Mapping[str, Any], volume: Volume, prices: Mapping[str, float] | None = None) -> dict[str, Any]:
+def provider_monthly(
+    job: Mapping[str, Any] | pd.Series, volume: Volume, prices: Mapping[str, float] | None = None
+) -> dict[str, Any]:
     """What ``volume`` costs at the provider of ``job`` (a jobs row):
     ``usd_per_month``, ``usd_per_audio_min``, ``plan`` (the cheapest plan
     covering the volume), ``units_per_month`` + ``unit``, ``basis`` and

@@ -12,9 +12,9 @@ them out of every frontier, ranking of buyable options and recommendation."""
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any, Sequence
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,7 +146,7 @@ def buyable(jobs: pd.DataFrame) -> list[str]:
     return [p for p in dict.fromkeys(map(str, j["provider"])) if p not in b]
 
 
-def target_order(targets: Sequence[str]) -> list[str]:
+def target_order(targets: Iterable[Any]) -> list[str]:
     """The standard targets first (vocals, drums, bass, other,
     accompaniment), then the rest alphabetically."""
     have = list(dict.fromkeys(map(str, targets)))
@@ -448,7 +448,9 @@ def recommend(points: pd.DataFrame, metric: str, volume: Any) -> dict[str, Any]:
     opts = points[(points["bound"].fillna("") == "") & points["quality"].notna()]
     known = opts[opts["usd_per_month"].notna()]
     unknown = opts[opts["usd_per_month"].isna()]
-    within = known if volume.budget_usd_month is None else known[known["usd_per_month"] <= volume.budget_usd_month + 1e-9]
+    within = (
+        known if volume.budget_usd_month is None else known[known["usd_per_month"] <= volume.budget_usd_month + 1e-9]
+    )
     over = known.drop(within.index)
     pick = None
     if len(within):

@@ -5,7 +5,7 @@ skeleton and the one stylesheet the report and the notebooks share."""
 from __future__ import annotations
 
 import string
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -27,7 +27,7 @@ def template_dir() -> Path:
                       + ", ".join(str(d) for d in _candidates()) + "); reinstall stemlab", field="templates")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> str:
     return (template_dir() / name).read_text(encoding="utf-8")
 

@@ -27,8 +27,9 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -106,7 +107,9 @@ def _check_scores(p: Any) -> None:
 
 def _disk_error(e: OSError, where: Path) -> RunError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return RunError(f"cache directory {where} is full ({e.strerror}); free space and rerun with --resume", file=str(where))
+        return RunError(
+            f"cache directory {where} is full ({e.strerror}); free space and rerun with --resume", file=str(where)
+        )
     return RunError(f"cannot write cache entry in {where} ({e.strerror or e})", file=str(where))
 
 
@@ -164,7 +167,7 @@ class StemCache:
 
         return self._load(key, decoded, Stems)
 
-    def open(self, key: str) -> "SourceStems | None":
+    def open(self, key: str) -> SourceStems | None:
         """The cached stems as lazy sources (each FLAC decoded once into a raw
         temporary file — the metrics read it several times — the manifest's
         scale applied per block), or None if absent; validated as in

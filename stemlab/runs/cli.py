@@ -151,8 +151,11 @@ def _print_plan(res: Any) -> None:
     for r in refused:
         print(f"  {r['provider']} on {r['track']}: {r['reason']}")
     if unpriced:
-        print("\nUSD price unknown (counted against credit caps only, not the USD budget): " + ", ".join(sorted(unpriced))
-              + ". Set providers[i].price (e.g. price: {usd_per_credit: 0.01}) or providers[i].budget.credits.")
+        print(
+            "\nUSD price unknown (counted against credit caps only, not the USD budget): "
+            + ", ".join(sorted(unpriced))
+            + ". Set providers[i].price (e.g. price: {usd_per_credit: 0.01}) or providers[i].budget.credits."
+        )
     print("\ndry run: nothing was written (no output folder, ledger or owner file).")
 
 
@@ -225,8 +228,10 @@ def _summary(res: Any) -> None:
         bad = jobs[jobs.status != "done"]
         if len(bad):
             print(f"\nfailed jobs{' (first 20)' if len(bad) > 20 else ''}:")
-            print_table([(r.provider, r.track, r.status, f"{r.error_kind}: {r.error}") for r in bad.head(20).itertuples()],
-                        ("provider", "track", "status", "error"))
+            print_table(
+                [(r.provider, r.track, r.status, f"{r.error_kind}: {r.error}") for r in bad.head(20).itertuples()],
+                ("provider", "track", "status", "error"),
+            )
     s = res.scores
     if len(s):
         from ..metrics.aggregate import aggregate, describe
@@ -266,7 +271,9 @@ def _results_show(args: argparse.Namespace) -> int:
 def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="separate and score: tracks × providers (resumable, cached, budgeted)")
     p.add_argument("spec", nargs="?", help="experiment spec (YAML/TOML/JSON); omit for --demo or flags")
-    p.add_argument("--demo", action="store_true", help="the bundled demo: demo set, local providers, sandboxed services")
+    p.add_argument(
+        "--demo", action="store_true", help="the bundled demo: demo set, local providers, sandboxed services"
+    )
     p.add_argument("--dataset", action="append", help="dataset name (repeatable)")
     p.add_argument("--root", help="dataset root")
     p.add_argument("--split", choices=("train", "valid", "test"))
@@ -294,7 +301,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                         "reports/<run-id>/report.html")
     p.add_argument("--progress-every", type=float, metavar="SECONDS",
                    help="off a terminal: seconds between progress log lines (default 15)")
-    p.add_argument("--executor", choices=("local", "ray"), help="run local providers in threads (default) or Ray actors")
+    p.add_argument(
+        "--executor", choices=("local", "ray"), help="run local providers in threads (default) or Ray actors"
+    )
     p.add_argument("--address", help="Ray cluster to join with --executor ray (auto, ray://host:10001 …)")
     p.set_defaults(func=_run)
 

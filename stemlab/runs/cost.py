@@ -9,8 +9,8 @@ job is charged the reservation is replaced by the real cost."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from ..errors import BudgetExceeded
 from ..types import Cost

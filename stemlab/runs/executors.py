@@ -20,7 +20,8 @@ import itertools
 import logging
 import os
 import time
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from ..errors import ConfigError, ProviderError
 from ..providers.base import Provider
@@ -164,7 +165,9 @@ class RayExecutor:
             cause = e.as_instanceof_cause() if hasattr(e, "as_instanceof_cause") else e
             if isinstance(cause, ProviderError):
                 raise cause from None
-            raise ProviderError(f"{provider.id}: Ray task failed: {str(e).splitlines()[0]}", provider=provider.id) from None
+            raise ProviderError(
+                f"{provider.id}: Ray task failed: {str(e).splitlines()[0]}", provider=provider.id
+            ) from None
 
     def close(self) -> None:
         for actors in self._actors.values():

@@ -32,9 +32,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from ..errors import RunError
 from ..types import Cost
@@ -190,7 +191,9 @@ class Ledger:
                 raise RunError(f"ledger write failed ({e}); is the disk full?", file=str(self.path)) from None
 
     def event(self, job_key: str, state: str, detail: str = "") -> None:
-        self._write("INSERT INTO events(job_key, ts, state, detail) VALUES (?,?,?,?)", (job_key, time.time(), state, detail))
+        self._write(
+            "INSERT INTO events(job_key, ts, state, detail) VALUES (?,?,?,?)", (job_key, time.time(), state, detail)
+        )
 
     # ------------------------------------------------------------------ runs
     def begin_run(self, spec_hash: str, meta: Mapping[str, Any]) -> str:
@@ -374,7 +377,7 @@ class Ledger:
 
         return self.cached_hash(path, "file-sha256", lambda: file_sha256(path))
 
-    def journal(self, job_key: str) -> "LedgerJournal":
+    def journal(self, job_key: str) -> LedgerJournal:
         return LedgerJournal(self, job_key)
 
 

@@ -49,7 +49,9 @@ def output_lock(out: Path) -> Iterator[None]:
         fh.seek(0)
         holder = fh.read().strip() or "another process"
         fh.close()
-        raise RunError(f"{out} is in use by another stemlab run ({holder}); wait for it or use another output", file=str(out)) from None
+        raise RunError(
+            f"{out} is in use by another stemlab run ({holder}); wait for it or use another output", file=str(out)
+        ) from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()} on {platform.node()}")

@@ -239,7 +239,9 @@ class Planner:
 
     def _mixture_hash(self, track: Track) -> str:
         if track.path is not None and Path(track.path).is_file():
-            return self.ledger.cached_hash(Path(track.path), f"{track.dataset}|{track.name}", lambda: track.content_hash)
+            return self.ledger.cached_hash(
+                Path(track.path), f"{track.dataset}|{track.name}", lambda: track.content_hash
+            )
         return track.content_hash
 
     def _refs_id(self, track: Track) -> str:

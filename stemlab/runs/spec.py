@@ -57,6 +57,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, cast
@@ -519,7 +520,9 @@ class MusdbOptions(_Section):
     """Loader options of ``musdb18`` / ``musdb18hq``."""
 
     subset: Annotated[Literal["train", "test"], BeforeValidator(_choice(("train", "test")))] | None = None
-    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = None
+    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = (
+        None
+    )
     names: TrackNames | None = None
 
     def _after(self, items: list[tuple[Loc, str]], given: Any) -> None:
@@ -605,7 +608,9 @@ class DatasetSel(_Model):
     name: Text
     root: Root | None = None
     subset: Text | None = None
-    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = None
+    split: Annotated[Literal["train", "valid", "test"], BeforeValidator(_choice(("train", "valid", "test")))] | None = (
+        None
+    )
     stems: StemNames | None = None
     mixture: Text | None = None
     options: _DatasetOptions | None = None
@@ -690,7 +695,11 @@ def _provider_schema(schema: dict[str, Any]) -> None:
     if not schema["required"]:
         schema.pop("required")
     ref_props = {
-        "provider": {"type": "string", "minLength": 1, "description": f"{SPEC_FORM}, e.g. 'demucs:htdemucs_ft?shifts=1'"},
+        "provider": {
+            "type": "string",
+            "minLength": 1,
+            "description": f"{SPEC_FORM}, e.g. 'demucs:htdemucs_ft?shifts=1'",
+        },
         "family": {"type": "string", "minLength": 1, "description": "provider family (instead of 'provider')"},
         "variant": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}]},
         "params": {"type": "object", "description": "parameters (see `stemlab providers info FAMILY`)"},
@@ -1022,10 +1031,10 @@ def _read(source: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
         if p.suffix.lower() == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ModuleNotFoundError:  # pragma: no cover - python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
+            else:  # pragma: no cover - python 3.10
+                import tomli as tomllib
             raw = tomllib.loads(text)
         elif p.suffix.lower() == ".json":
             raw = json.loads(text)

@@ -19,8 +19,9 @@ native units per table unit).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 __all__ = ["Pack", "Plan", "PriceQuote", "ServicePricing", "price_of", "pricing_of"]
 
@@ -140,7 +141,7 @@ class ServicePricing:
         """(USD per table unit, pack) a provider's options set, if any."""
         v = options.get(self.price_key)
         pack = options.get("pack")
-        return (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None,  # type: ignore[arg-type]
+        return (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None,
                 str(pack) if pack else None)
 
     def units_of_native(self, native: float) -> float:

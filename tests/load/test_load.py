@@ -66,7 +66,9 @@ CHILD = textwrap.dedent(
 
 
 def _run(tmp: Path, n_songs: int, timeout: float) -> dict:
-    code = CHILD.format(repo=str(REPO), n_songs=n_songs, root=str(tmp / f"songs{n_songs}"), out=str(tmp / f"out{n_songs}"))
+    code = CHILD.format(
+        repo=str(REPO), n_songs=n_songs, root=str(tmp / f"songs{n_songs}"), out=str(tmp / f"out{n_songs}")
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -36,7 +36,8 @@ def songs(tmp_path_factory) -> dict[float, Path]:
     out = {}
     for m in MINUTES:
         root = base / f"songs-{m:g}"
-        code = "import sys; from stemlab.testing import musdb_like_track; musdb_like_track(sys.argv[1], float(sys.argv[2]))"
+        code = ("import sys; from stemlab.testing import musdb_like_track; "
+                "musdb_like_track(sys.argv[1], float(sys.argv[2]))")
         subprocess.run([sys.executable, "-c", code, str(root), str(m)], check=True, timeout=300)
         out[m] = root
     return out

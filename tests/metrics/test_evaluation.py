@@ -257,7 +257,6 @@ def test_rank_deficient_references_are_flagged():
     """Band-limited float references + full-band estimate noise: the filter
     coefficients in the empty band are set by rounding (museval's too); 16-bit
     references (what musdb hands museval) fill that band and are not flagged."""
-    from stemlab.metrics.evaluation import quantize
 
     rng = np.random.RandomState(8)
     X = np.fft.rfft(0.3 * rng.randn(2, 1, 2 * SR), axis=-1)

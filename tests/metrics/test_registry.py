@@ -36,7 +36,8 @@ def _song(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = np.arange(T) / SR
     sig = {
-        "vocals": sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 6)) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t)),
+        "vocals": sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 6))
+        * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t)),
         "drums": rng.standard_normal(T) * (np.sin(2 * np.pi * 2 * t) > 0.6),
         "bass": np.sin(2 * np.pi * 55 * t) + 0.3 * np.sin(2 * np.pi * 110 * t),
         "other": np.sin(2 * np.pi * (300 + 400 * t) * t),
@@ -44,7 +45,9 @@ def _song(seed: int = 0) -> dict[str, np.ndarray]:
     out = {}
     for n in NAMES:
         x = 0.2 * sig[n] / np.max(np.abs(sig[n]))
-        out[n] = np.stack([x + 0.02 * rng.standard_normal(T), 0.8 * x + 0.02 * rng.standard_normal(T)]).astype(np.float32)
+        out[n] = np.stack([x + 0.02 * rng.standard_normal(T), 0.8 * x + 0.02 * rng.standard_normal(T)]).astype(
+            np.float32
+        )
     return out
 
 

@@ -55,7 +55,8 @@ def msst_si_sdr(reference, estimate):
     scale = np.expand_dims(scale, axis=(0, 1))
     reference = reference * scale
     return np.mean(
-        10 * np.log10(np.sum(reference**2, axis=(0, 1)) / (np.sum((reference - estimate) ** 2, axis=(0, 1)) + eps) + eps)
+        10
+        * np.log10(np.sum(reference**2, axis=(0, 1)) / (np.sum((reference - estimate) ** 2, axis=(0, 1)) + eps) + eps)
     )
 
 
@@ -142,8 +143,12 @@ def msst_bleed_full(reference, estimate, sr=44100, n_fft=4096, hop_length=1024, 
     dt = th.float64 if double else th.float32
     reference, estimate = reference.to(dt), estimate.to(dt)
     window = th.hann_window(n_fft).to(dt)
-    D1 = th.abs(th.stft(reference, n_fft=n_fft, hop_length=hop_length, window=window, return_complex=True, pad_mode="constant"))
-    D2 = th.abs(th.stft(estimate, n_fft=n_fft, hop_length=hop_length, window=window, return_complex=True, pad_mode="constant"))
+    D1 = th.abs(
+        th.stft(reference, n_fft=n_fft, hop_length=hop_length, window=window, return_complex=True, pad_mode="constant")
+    )
+    D2 = th.abs(
+        th.stft(estimate, n_fft=n_fft, hop_length=hop_length, window=window, return_complex=True, pad_mode="constant")
+    )
     mel = th.from_numpy(_librosa_mel(sr, n_fft, n_mels)).to(dt)
     S1_db = _amplitude_to_db(th, th.matmul(mel, D1))
     S2_db = _amplitude_to_db(th, th.matmul(mel, D2))
@@ -206,7 +211,9 @@ def test_si_sdr_closed_form_and_scale_invariance():
         np.testing.assert_allclose(S.si_sdr(s, k * est, SR, eps=0.0), expected, atol=1e-9)
     # zero_mean removes a DC offset of the estimate; the default does not
     dc = est + 0.5
-    np.testing.assert_allclose(S.si_sdr(s, dc, zero_mean=True, eps=0.0), S.si_sdr(s, est, zero_mean=True, eps=0.0), atol=1e-3)
+    np.testing.assert_allclose(
+        S.si_sdr(s, dc, zero_mean=True, eps=0.0), S.si_sdr(s, est, zero_mean=True, eps=0.0), atol=1e-3
+    )
     assert S.si_sdr(s, dc)[0] < expected[0] - 0.5
 
 
@@ -391,7 +398,9 @@ def msst_log_wmse(reference, estimate, mixture):
     import torch
     from torch_log_wmse import LogWMSE
 
-    log_wmse = LogWMSE(audio_length=reference.shape[-1] / 44100, sample_rate=44100, return_as_loss=False, bypass_filter=False)
+    log_wmse = LogWMSE(
+        audio_length=reference.shape[-1] / 44100, sample_rate=44100, return_as_loss=False, bypass_filter=False
+    )
     reference = torch.from_numpy(reference).unsqueeze(0).unsqueeze(0)
     estimate = torch.from_numpy(estimate).unsqueeze(0).unsqueeze(0)
     mixture = torch.from_numpy(mixture).unsqueeze(0)

@@ -386,7 +386,9 @@ def test_status_is_cheap(tiny_repo) -> None:
 
 
 def test_silent_input_stays_finite(tiny_repo) -> None:
-    sep = make("demucs:tinyht?shifts=0", tiny_repo).separate(Track.from_arrays("silence", np.zeros((2, SR // 2), np.float32), SR))
+    sep = make("demucs:tinyht?shifts=0", tiny_repo).separate(
+        Track.from_arrays("silence", np.zeros((2, SR // 2), np.float32), SR)
+    )
     assert all(np.isfinite(a).all() for _, a in sep.stems.items())
 
 
@@ -399,7 +401,10 @@ def test_overhead_benchmark_runs(capsys, tiny_repo) -> None:
     spec = importlib.util.spec_from_file_location("demucs_overhead", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--seconds", "3", "--repeats", "1", "--shifts", "0", "--model", "tinyht", "--repo", str(tiny_repo)]) == 0
+    assert (
+        mod.main(["--seconds", "3", "--repeats", "1", "--shifts", "0", "--model", "tinyht", "--repo", str(tiny_repo)])
+        == 0
+    )
     out = dict(line.split("=", 1) for line in capsys.readouterr().out.split() if "=" in line)
     assert out["model"] == "tinyht"
     assert 1.0 <= float(out["overhead_ratio"]) < 1.25
@@ -430,7 +435,9 @@ def test_runs_in_the_harness(tiny_repo, tmp_path, monkeypatch) -> None:
             "output": str(tmp_path / "res")}
     calls: list[str] = []
     real = P.get_class("demucs").separate
-    monkeypatch.setattr(P.get_class("demucs"), "separate", lambda self, *a, **k: calls.append(self.id) or real(self, *a, **k))
+    monkeypatch.setattr(
+        P.get_class("demucs"), "separate", lambda self, *a, **k: calls.append(self.id) or real(self, *a, **k)
+    )
     r1 = run(spec, quiet=True)
     jobs = r1.jobs
     assert len(jobs) == 2 and set(jobs.status) == {"done"}, jobs[["status", "error"]]

@@ -274,7 +274,7 @@ def test_irm_extra_memory_does_not_grow_with_length() -> None:
     work = {}
     for seconds in (60.0, 240.0):
         mix, refs = _inputs(seconds)
-        est, peak = _traced(lambda: ideal_ratio_mask(mix, refs.__getitem__, NAMES))
+        est, peak = _traced(lambda mix=mix, refs=refs: ideal_ratio_mask(mix, refs.__getitem__, NAMES))
         work[seconds] = peak - sum(a.nbytes for a in est.values())
         del est
     assert work[240.0] <= 1.3 * work[60.0], {k: v / 2**20 for k, v in work.items()}

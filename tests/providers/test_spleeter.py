@@ -4,7 +4,6 @@ same code path, the real weights, and their SDR on the shared MUSDB sample."""
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import zipfile

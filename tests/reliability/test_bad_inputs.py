@@ -9,8 +9,8 @@ the places where they *are* errors.)"""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -104,7 +104,7 @@ def case_192khz_stems_mismatch(tmp):
 def case_nan_samples(tmp):
     x = _sig()
     x[1, 100] = np.nan
-    Track.from_arrays("nan-track", x, SR).mixture
+    _ = Track.from_arrays("nan-track", x, SR).mixture
     audio.check_audio(x, "nan-track mixture")
 
 
@@ -254,7 +254,12 @@ CASES: list[tuple[str, Callable, type, tuple[str, ...]]] = [
     ("missing stems", case_missing_stems, DatasetError, ("missing stem file(s)", "bass", "other")),
     ("unknown provider", case_unknown_provider, ConfigError, ("providers[0]", "unknown provider 'nosuch'")),
     ("bad params", case_bad_params, ConfigError, ("t_badparam.params.shifts", "expected int ≥ 0", "-2")),
-    ("bad spec types", case_bad_spec_types, ConfigError, ("metrics: expected a non-empty list", "concurrency: expected a mapping")),
+    (
+        "bad spec types",
+        case_bad_spec_types,
+        ConfigError,
+        ("metrics: expected a non-empty list", "concurrency: expected a mapping"),
+    ),
     ("budget below 0", case_budget_negative, ConfigError, ("budget.usd: expected a number ≥ 0",)),
     ("unreadable dir", case_unreadable_dir, DatasetError, ("locked", "not readable")),
     ("dataset root is a file", case_root_is_file, DatasetError, ("songs.zip", "is not a directory")),

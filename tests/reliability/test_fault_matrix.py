@@ -240,7 +240,7 @@ def cells(excerpt):
     own sandbox, clock and provider, and most of a cell's time is waiting."""
     from concurrent.futures import ThreadPoolExecutor
 
-    excerpt.mixture, excerpt.references  # decode once, before the threads share the track
+    _ = excerpt.mixture, excerpt.references  # decode once, before the threads share the track
     with ThreadPoolExecutor(max(2, len(FAMILIES))) as ex:
         clean = dict(zip(FAMILIES, ex.map(lambda f: _run(f, excerpt, None, {}, False), FAMILIES)))
     for f, r in clean.items():

@@ -21,7 +21,6 @@ raises the number of seeds (default 20) for the long proof.
 from __future__ import annotations
 
 import os
-import sys
 import signal
 import time
 import traceback
@@ -177,7 +176,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path, reference):
             creates_new = sum(1 for _, how in sb.ledger.creates if how == "new")
             dup_charges = sb.ledger.duplicate_charges()
             table.append((seed, " → ".join(plan), len(sb.ledger.jobs), creates_new, len(dup_charges)))
-            assert len(sb.ledger.jobs) == n_tracks, f"seed {seed} ({plan}): {len(sb.ledger.jobs)} jobs for {n_tracks} tracks"
+            assert len(sb.ledger.jobs) == n_tracks, (
+                f"seed {seed} ({plan}): {len(sb.ledger.jobs)} jobs for {n_tracks} tracks"
+            )
             assert creates_new == n_tracks
             assert dup_charges == {}
             assert len(sb.ledger.charges) == n_tracks

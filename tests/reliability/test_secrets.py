@@ -20,8 +20,7 @@ from stemlab._secrets import ENV_VARS
 from stemlab.errors import ProviderUnavailable
 from stemlab.runs import run
 from stemlab.runs import runner as runner_mod
-from stemlab.sandbox import SANDBOXES
-from stemlab.sandbox import SandboxPool
+from stemlab.sandbox import SANDBOXES, SandboxPool
 from tests.remote._stemcheck import aligned_score
 
 
@@ -141,9 +140,9 @@ def test_reprs_hold_no_key(fake_env):
 
 
 def test_missing_key_names_the_variable(fake_env, monkeypatch):
-    from stemlab import Track
-
     import numpy as np
+
+    from stemlab import Track
 
     t = Track.from_arrays("t", np.zeros((2, 44100), np.float32) + 0.01, 44100, suno_clip_id="clip-1")
     fams = [f for f in SANDBOXES if getattr(P.get_class(f), "kind", "") == "remote"]

@@ -118,7 +118,9 @@ def test_a_one_sample_track_is_a_failed_row(tmp_path):
         d = root / name
         d.mkdir(parents=True)
         rng = np.random.default_rng(n)
-        stems = {k: (0.1 * rng.standard_normal((n, 2))).astype(np.float32) for k in ("vocals", "drums", "bass", "other")}
+        stems = {
+            k: (0.1 * rng.standard_normal((n, 2))).astype(np.float32) for k in ("vocals", "drums", "bass", "other")
+        }
         for k, v in stems.items():
             sf.write(d / f"{k}.wav", v, 44100, subtype="FLOAT")
         sf.write(d / "mixture.wav", sum(stems.values()), 44100, subtype="FLOAT")
@@ -147,7 +149,9 @@ def test_nothing_is_paid_for_a_track_that_could_not_be_scored(tmp_path):
     for name, n, nan in (("short", 22050, False), ("nan-ref", 88200, True)):
         d = root / name
         d.mkdir(parents=True)
-        stems = {k: (0.1 * rng.standard_normal((n, 2))).astype(np.float32) for k in ("vocals", "drums", "bass", "other")}
+        stems = {
+            k: (0.1 * rng.standard_normal((n, 2))).astype(np.float32) for k in ("vocals", "drums", "bass", "other")
+        }
         sf.write(d / "mixture.wav", sum(stems.values()), 44100, subtype="FLOAT")
         if nan:
             stems["bass"][10] = np.nan

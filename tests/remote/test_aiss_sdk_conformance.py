@@ -167,7 +167,9 @@ def test_stemlab_client_passes_the_same_flows(sandbox, excerpt):
     sdk_view = _client(sb).get_split(sep.remote_id)
     assert sdk_view["status"] == "succeeded" and sdk_view["stemModel"] == "6s"
     assert p.get_credits() == _client(sb).get_credits()
-    assert [j.remote_id for j in p.list_splits()] == [s["id"] for s in _client(sb)._request("GET", "/audio/splits")["items"]]
+    assert [j.remote_id for j in p.list_splits()] == [
+        s["id"] for s in _client(sb)._request("GET", "/audio/splits")["items"]
+    ]
     # the SDK-downloaded and the stemlab-decoded vocals are the same audio
     audio, _ = decode_bytes(_download_like_the_readme(sdk_view["stems"]["vocals"]))
     assert np.allclose(audio, sep.stems["vocals"], atol=1e-6)

@@ -18,8 +18,8 @@ from stemlab.audio import encode_bytes
 from stemlab.errors import ConfigError, ProviderRejected, ProviderUnavailable
 from stemlab.providers import create
 from stemlab.providers.base import NullJournal
-from stemlab.services.aistemsplitter.pricing import PRICING
 from stemlab.sandbox import AIStemSplitterSandbox
+from stemlab.services.aistemsplitter.pricing import PRICING
 
 from ._stemcheck import aligned_sdr, record_statuses, status_order
 

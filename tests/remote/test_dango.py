@@ -46,7 +46,9 @@ def _synthetic(name: str, seconds: float, sr: int = 16000, seed: int = 0) -> Tra
     t = np.arange(int(seconds * sr)) / sr
     vocals = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)))[None].repeat(2, 0)
     acc = 0.2 * rng.standard_normal((2, t.size))
-    return Track.from_arrays(name, None, sr, {"vocals": vocals.astype(np.float32), "accompaniment": acc.astype(np.float32)})
+    return Track.from_arrays(
+        name, None, sr, {"vocals": vocals.astype(np.float32), "accompaniment": acc.astype(np.float32)}
+    )
 
 
 def _sdr(ref: np.ndarray, est: np.ndarray) -> float:
@@ -190,10 +192,16 @@ def test_object_store_checks_the_form_like_oss() -> None:
             missing = {k: v for k, v in good.items() if k != "policy"}
             assert post(missing).status_code == 400
             # "file" must be the last form field
-            body = b"".join([
-                b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\nxx\r\n",
-                *[f"--B\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode() for k, v in good.items()],
-                b"--B--\r\n"])
+            body = b"".join(
+                [
+                    b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\nxx\r\n",
+                    *[
+                        f"--B\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+                        for k, v in good.items()
+                    ],
+                    b"--B--\r\n",
+                ]
+            )
             r = httpx.post(ch["url"], content=body, headers={"Content-Type": "multipart/form-data; boundary=B"})
             assert r.status_code == 400 and b"last" in r.content
             # the size limit of the policy
@@ -487,8 +495,7 @@ def test_missing_and_wrong_key(demo_track: Track, monkeypatch: pytest.MonkeyPatc
 
 def test_registered_in_sandbox_pool_and_cli() -> None:
     from stemlab.providers import families
-    from stemlab.sandbox import SANDBOXES, get_sandbox_class
-    from stemlab.sandbox import SandboxPool
+    from stemlab.sandbox import SANDBOXES, SandboxPool, get_sandbox_class
 
     assert "dango" in families() and "dango" in SANDBOXES
     assert get_sandbox_class("dango") is DangoSandbox

@@ -15,9 +15,9 @@ import stemlab.providers as P
 from stemlab.audio import encode_bytes
 from stemlab.errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
 from stemlab.providers.base import NullJournal
+from stemlab.services._remote.limits import _reset_registry
 from stemlab.services.mvsep import catalog, pricing
 from stemlab.services.mvsep import provider as M
-from stemlab.services._remote.limits import _reset_registry
 from stemlab.services.mvsep.quality_checker import QualityChecker, build_zip, dataset_type
 from stemlab.services.mvsep.sandbox import MVSepSandbox
 
@@ -47,7 +47,9 @@ def sdr(ref: np.ndarray, est: np.ndarray) -> float:
 
 
 def make(spec: str, sb: MVSepSandbox, **kw):
-    return P.create(spec, **{**sb.provider_options(), "poll_interval": 10.0, "poll_initial": 5.0, "max_wait": 36000.0, **kw})
+    return P.create(
+        spec, **{**sb.provider_options(), "poll_interval": 10.0, "poll_initial": 5.0, "max_wait": 36000.0, **kw}
+    )
 
 
 # ---------------------------------------------------------------- end to end

@@ -18,8 +18,8 @@ import pytest
 
 import stemlab.providers as P
 from stemlab.audio import decode_bytes, encode_bytes
-from stemlab.services.mvsep import provider as M
 from stemlab.services._remote.limits import _reset_registry
+from stemlab.services.mvsep import provider as M
 from stemlab.services.mvsep.quality_checker import QualityChecker, build_zip
 from stemlab.services.mvsep.sandbox import MVSepSandbox
 

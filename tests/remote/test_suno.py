@@ -20,8 +20,7 @@ import pytest
 import stemlab.datasets as D
 from stemlab.errors import ProviderOutputError, ProviderRejected, ProviderUnavailable
 from stemlab.providers import create
-from stemlab.sandbox import SunoSandbox
-from stemlab.sandbox import ScaledClock
+from stemlab.sandbox import ScaledClock, SunoSandbox
 
 from ._stemcheck import aligned_score, aligned_sdr, best_lag, record_statuses, status_order
 

@@ -15,9 +15,9 @@ import pytest
 import stemlab.datasets as D
 from stemlab.errors import ConfigError
 from stemlab.providers import create
+from stemlab.sandbox import AIStemSplitterSandbox
 from stemlab.services._remote import webhooks as W
 from stemlab.services._remote.webhooks import SIGNATURE_HEADER, InvalidWebhook, WebhookReceiver, WebhookVerifier, sign
-from stemlab.sandbox import AIStemSplitterSandbox
 
 SECRET = "whsec_test_0123456789abcdef"
 NOW = 1_800_000_000.0

@@ -180,7 +180,9 @@ def test_job_rows_carry_usd_native_units_and_two_clocks(jobs: pd.DataFrame) -> N
 def test_run_off_a_terminal_logs_progress_and_no_warnings(run, jobs: pd.DataFrame, scores: pd.DataFrame) -> None:
     err = run[1].stderr
     lines = [ln for ln in err.splitlines() if ln.startswith("stemlab: ")]
-    assert lines[0] == f"stemlab: {len(jobs)} job(s) of {jobs.provider.nunique()} provider(s) to run; progress every 2 s"
+    assert (
+        lines[0] == f"stemlab: {len(jobs)} job(s) of {jobs.provider.nunique()} provider(s) to run; progress every 2 s"
+    )
     assert re.fullmatch(rf"stemlab: {len(jobs)}/{len(jobs)} jobs finished \(0 failed\) · \S+ elapsed · finished",
                         lines[-1]), lines[-1]
     assert len(lines) >= 3 and any(re.search(r"ETA ~\S+$", ln) for ln in lines[1:-1])

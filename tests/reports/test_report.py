@@ -196,4 +196,6 @@ def test_full_report_renders_at_1400_px(money_run, tmp_path: Path) -> None:
     titles = [p["title"] for p in res["plots"]]
     assert any("SIMULATED latency" in t for t in titles) and any("measured latency" in t for t in titles)
     # the first screen holds both answers: the leaderboard and the recommendation sit side by side at the top
-    assert res["dom"].index('id="researchers"') < res["dom"].index('id="buyers"') < res["dom"].index('id="like-for-like"')
+    assert (
+        res["dom"].index('id="researchers"') < res["dom"].index('id="buyers"') < res["dom"].index('id="like-for-like"')
+    )

@@ -65,8 +65,20 @@ def test_compare_providers_table() -> None:
     base = rng.normal(5, 2, 10)
     for i, v in enumerate(base):
         rows += [
-            {"track": f"t{i}", "provider": "good", "target": "vocals", "metric": "sdr", "value": v + 2 + rng.normal(0, 0.2)},
-            {"track": f"t{i}", "provider": "same", "target": "vocals", "metric": "sdr", "value": v + rng.normal(0, 0.2)},
+            {
+                "track": f"t{i}",
+                "provider": "good",
+                "target": "vocals",
+                "metric": "sdr",
+                "value": v + 2 + rng.normal(0, 0.2),
+            },
+            {
+                "track": f"t{i}",
+                "provider": "same",
+                "target": "vocals",
+                "metric": "sdr",
+                "value": v + rng.normal(0, 0.2),
+            },
             {"track": f"t{i}", "provider": "base", "target": "vocals", "metric": "sdr", "value": v},
         ]
     rows += [{"track": "t0", "provider": "lonely", "target": "vocals", "metric": "sdr", "value": 1.0}]

@@ -68,7 +68,9 @@ def test_budget_cap_refuses_before_paying(tmp_path: Path) -> None:
     b = Budget(led, usd=1.0, per_provider={"svc": (None, 70.0)})
     b.reserve("a", "svc", Cost(usd=0.4, credits=30))
     b.reserve("b", "svc", Cost(usd=0.4, credits=30))
-    with pytest.raises(BudgetExceeded, match=r"would exceed the budget \(\$0.0000 charged \+ \$0.8000 reserved of \$1.0000\)"):
+    with pytest.raises(
+        BudgetExceeded, match=r"would exceed the budget \(\$0.0000 charged \+ \$0.8000 reserved of \$1.0000\)"
+    ):
         b.reserve("c", "svc", Cost(usd=0.4, credits=30))
     b.release("b")
     with pytest.raises(BudgetExceeded, match="30 credits would exceed its budget"):

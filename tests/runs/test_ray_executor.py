@@ -47,7 +47,6 @@ def test_ray_results_equal_local(tmp_path, demo_small, ray_local, monkeypatch):
     failed = remote.jobs[remote.jobs.status == "failed"]
     assert len(done) == 6 and len(failed) == 2
     assert failed.error.str.contains("weights missing").all()
-    import json
     from stemlab.runs.ledger import Ledger
 
     led = Ledger(tmp_path / "ray" / "ledger.sqlite")

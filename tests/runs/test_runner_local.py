@@ -13,6 +13,7 @@ from stemlab.runs import load_results, load_spec, run
 from stemlab.runs import runner as runner_mod
 from tests.fakes import CALLS, fake_score, register_all
 
+
 @pytest.fixture(autouse=True)
 def _setup(monkeypatch):
     register_all()
@@ -59,7 +60,16 @@ def test_run_cache_rescore_force(tmp_path, demo_small):
     assert CALLS == {"t_scaled?gain=0.9": 2, "score": 2}
     back = load_results(out)
     assert len(back.jobs) == 8 and back.meta["spec_hash"] and back.meta["versions"]["numpy"]
-    assert set(back.scores.columns) >= {"dataset", "track", "provider", "target", "metric", "value", "aggregation", "unit"}
+    assert set(back.scores.columns) >= {
+        "dataset",
+        "track",
+        "provider",
+        "target",
+        "metric",
+        "value",
+        "aggregation",
+        "unit",
+    }
 
 
 def test_dry_run_plans_without_running(tmp_path):

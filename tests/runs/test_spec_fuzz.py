@@ -86,13 +86,35 @@ dataset_entry = st.one_of(
 # ------------------------------------------------------------------ providers
 
 provider_strings = st.one_of(
-    st.sampled_from([
-        "oracle:irm", "oracle:ibm", "baseline:hpss", "baseline:mixture", "demucs:htdemucs_ft?shifts=2",
-        "demucs:htdemucs?shifts=-1&overlap=7", "aistemsplitter", "mvsep", "mvsep", "dango", "suno", "zzz", "", ":", "?",
-        "oracle:irm?alpha=x", "baseline:hpss?nfft=2048&hop=4096", "demucs?device=gpu", "demucs:nope",
-        "oracle?=&&=", "ORACLE:IRM", "baseline:hpss?nfft=10**400",
-    ]),
-    st.builds(lambda f, q: f"{f}?{q}", st.sampled_from(["oracle:irm", "baseline:hpss", "demucs"]), st.text(max_size=12)),
+    st.sampled_from(
+        [
+            "oracle:irm",
+            "oracle:ibm",
+            "baseline:hpss",
+            "baseline:mixture",
+            "demucs:htdemucs_ft?shifts=2",
+            "demucs:htdemucs?shifts=-1&overlap=7",
+            "aistemsplitter",
+            "mvsep",
+            "mvsep",
+            "dango",
+            "suno",
+            "zzz",
+            "",
+            ":",
+            "?",
+            "oracle:irm?alpha=x",
+            "baseline:hpss?nfft=2048&hop=4096",
+            "demucs?device=gpu",
+            "demucs:nope",
+            "oracle?=&&=",
+            "ORACLE:IRM",
+            "baseline:hpss?nfft=10**400",
+        ]
+    ),
+    st.builds(
+        lambda f, q: f"{f}?{q}", st.sampled_from(["oracle:irm", "baseline:hpss", "demucs"]), st.text(max_size=12)
+    ),
 )
 provider_entry = st.one_of(
     provider_strings,
@@ -123,12 +145,30 @@ specs = st.fixed_dictionaries(
     optional={
         "name": maybe(st.text(max_size=6)),
         "dataset": dataset_entry,
-        "metrics": maybe(st.one_of(st.lists(st.sampled_from(["usdr", "si_sdr", "bsseval_v4", "sdr9", ""]), max_size=3),
-                                   st.sampled_from(["usdr,si_sdr", "usdr,", ""]))),
-        "metric_options": section({"win": number, "hop": number, "nan_policy": st.sampled_from(["museval", "target", "x"]),
-                                   "filters_len": pos_int, "reference_bits": st.sampled_from(["auto", None, 16, 1, 40])}),
-        "alignment": section({"enabled": st.booleans(), "force": st.booleans(), "max_shift_ms": number,
-                              "gain": st.booleans(), "min_correlation": number}),
+        "metrics": maybe(
+            st.one_of(
+                st.lists(st.sampled_from(["usdr", "si_sdr", "bsseval_v4", "sdr9", ""]), max_size=3),
+                st.sampled_from(["usdr,si_sdr", "usdr,", ""]),
+            )
+        ),
+        "metric_options": section(
+            {
+                "win": number,
+                "hop": number,
+                "nan_policy": st.sampled_from(["museval", "target", "x"]),
+                "filters_len": pos_int,
+                "reference_bits": st.sampled_from(["auto", None, 16, 1, 40]),
+            }
+        ),
+        "alignment": section(
+            {
+                "enabled": st.booleans(),
+                "force": st.booleans(),
+                "max_shift_ms": number,
+                "gain": st.booleans(),
+                "min_correlation": number,
+            }
+        ),
         "targets": maybe(names),
         "output": maybe(st.sampled_from(["/tmp/stemlab-fuzz-out", ""])),
         "budget": section({"usd": number}),
@@ -137,17 +177,32 @@ specs = st.fixed_dictionaries(
         "timeouts": section({"job_seconds": number}),
         "sandbox": maybe(st.booleans()),
         "executor": maybe(st.sampled_from(["local", "ray", "spark"])),
-        "executor_options": section({"address": st.sampled_from(["auto", ""]), "num_cpus": number, "num_gpus": number,
-                                     "actors_per_provider": pos_int, "init_cpus": pos_int,
-                                     "runtime_env": st.dictionaries(st.text(max_size=3), garbage, max_size=2)}),
+        "executor_options": section(
+            {
+                "address": st.sampled_from(["auto", ""]),
+                "num_cpus": number,
+                "num_gpus": number,
+                "actors_per_provider": pos_int,
+                "init_cpus": pos_int,
+                "runtime_env": st.dictionaries(st.text(max_size=3), garbage, max_size=2),
+            }
+        ),
         "seed": maybe(st.integers(-5, 5)),
         "description": maybe(st.text(max_size=5)),
     },
-).flatmap(lambda d: st.one_of(
-    st.just(d), st.just(d), st.just(d),  # mostly known keys only
-    st.dictionaries(st.one_of(st.sampled_from(["colour", "", "a.b", "Datasets"]), st.integers(), st.none()),
-                    garbage, min_size=1, max_size=2).map(lambda extra: {**d, **extra}),
-))
+).flatmap(
+    lambda d: st.one_of(
+        st.just(d),
+        st.just(d),
+        st.just(d),  # mostly known keys only
+        st.dictionaries(
+            st.one_of(st.sampled_from(["colour", "", "a.b", "Datasets"]), st.integers(), st.none()),
+            garbage,
+            min_size=1,
+            max_size=2,
+        ).map(lambda extra: {**d, **extra}),
+    )
+)
 
 
 # ------------------------------------------------------------------ valid specs, then broken in places
@@ -177,19 +232,36 @@ v_providers = st.one_of(
                            "params": st.fixed_dictionaries({}, optional={"nfft": st.sampled_from([1024, 4096])})}),
 )
 valid_specs = st.fixed_dictionaries(
-    {"datasets": st.lists(v_datasets, min_size=1, max_size=2), "providers": st.lists(v_providers, min_size=1, max_size=3)},
+    {
+        "datasets": st.lists(v_datasets, min_size=1, max_size=2),
+        "providers": st.lists(v_providers, min_size=1, max_size=3),
+    },
     optional={
-        "name": st.text(min_size=1, max_size=5).filter(str.strip), "metrics": st.sampled_from([["usdr"], "usdr,si_sdr"]),
-        "metric_options": st.fixed_dictionaries({}, optional={"win": v_number, "hop": v_number,
-                                                              "nan_policy": st.just("target"),
-                                                              "reference_bits": st.sampled_from(["auto", None, 16])}),
-        "alignment": st.fixed_dictionaries({}, optional={"enabled": st.booleans(), "max_shift_ms": v_number,
-                                                         "min_correlation": st.floats(-1, 1)}),
-        "targets": st.just(["vocals"]), "output": st.just("/tmp/o"), "budget": st.just({"usd": 3}),
+        "name": st.text(min_size=1, max_size=5).filter(str.strip),
+        "metrics": st.sampled_from([["usdr"], "usdr,si_sdr"]),
+        "metric_options": st.fixed_dictionaries(
+            {},
+            optional={
+                "win": v_number,
+                "hop": v_number,
+                "nan_policy": st.just("target"),
+                "reference_bits": st.sampled_from(["auto", None, 16]),
+            },
+        ),
+        "alignment": st.fixed_dictionaries(
+            {}, optional={"enabled": st.booleans(), "max_shift_ms": v_number, "min_correlation": st.floats(-1, 1)}
+        ),
+        "targets": st.just(["vocals"]),
+        "output": st.just("/tmp/o"),
+        "budget": st.just({"usd": 3}),
         "concurrency": st.fixed_dictionaries({}, optional={"local": st.integers(1, 4), "remote": st.integers(1, 9)}),
-        "retries": st.just({"max_attempts": 3}), "timeouts": st.just({"job_seconds": 10.5}), "sandbox": st.booleans(),
-        "executor": st.sampled_from(["local", "ray"]), "executor_options": st.just({"address": "auto", "num_gpus": 1}),
-        "seed": st.integers(0, 5), "description": st.just("d"),
+        "retries": st.just({"max_attempts": 3}),
+        "timeouts": st.just({"job_seconds": 10.5}),
+        "sandbox": st.booleans(),
+        "executor": st.sampled_from(["local", "ray"]),
+        "executor_options": st.just({"address": "auto", "num_gpus": 1}),
+        "seed": st.integers(0, 5),
+        "description": st.just("d"),
     },
 )
 

@@ -185,7 +185,9 @@ def test_dataset_options_are_typed_per_dataset():
                                   {"name": "MUSDB", "root": "~/m", "split": "test"}]))
     demo, mus = s.datasets
     assert dict(demo.kwargs) == {"tracks": 2, "seconds": 3.0} and demo.options.tracks == 2
-    assert mus.dataset == "musdb18" and dict(mus.kwargs) == {"split": "test"} and mus.root == str(Path("~/m").expanduser())
+    assert (
+        mus.dataset == "musdb18" and dict(mus.kwargs) == {"split": "test"} and mus.root == str(Path("~/m").expanduser())
+    )
     assert "datasets[0].options.colour: unknown key; valid: ['names', 'seconds', 'seed', 'subset', 'tracks']" in \
         _err(_base(datasets=[{"name": "demo", "options": {"colour": 1}}]))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -124,7 +125,7 @@ class VariantParams:
         return out
 
     @classmethod
-    def describe(cls) -> dict[str, Any]:  # type: ignore[misc]
+    def describe(cls) -> dict[str, Any]:
         info = Provider.describe.__func__(cls)  # type: ignore[attr-defined]
         info["variant_params"] = {v: list(ps) for v, ps in cls.variant_params.items()}
         info["variant_defaults"] = {v: dict(d) for v, d in cls.variant_defaults.items()}
@@ -179,13 +180,16 @@ class StftGrid:
         size = max(1, int(size))
         return [(t0, min(self.frames, t0 + size)) for t0 in range(0, self.frames, size)]
 
-    def stft(self, x: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    def stft(self, x: np.ndarray, t0: int, t1: int | None) -> np.ndarray:
         """Frames ``[t0, t1)`` of the STFT of ``x`` ``(channels, samples)``:
-        complex128 ``(channels, t1 − t0, bins)``."""
+        complex128 ``(channels, t1 − t0, bins)``; ``t1`` None: to the last
+        frame (as :class:`WholeSignal`, whose one block is ``(0, None)``)."""
         from numpy.lib.stride_tricks import sliding_window_view
         from scipy import fft as sp_fft
 
         x = np.asarray(x)
+        if t1 is None:
+            t1 = self.frames
         start = t0 * self.hop - self.pad  # signal index of the first sample of frame t0
         length = (t1 - t0 - 1) * self.hop + self.nfft
         seg = np.zeros((x.shape[0], length))
@@ -197,7 +201,7 @@ class StftGrid:
         z *= self.scale
         return z
 
-    def overlap_add(self, out: np.ndarray) -> "OverlapAdd":
+    def overlap_add(self, out: np.ndarray) -> OverlapAdd:
         return OverlapAdd(self, out)
 
 
@@ -283,7 +287,7 @@ class WholeSignal:
     def stft(self, x: np.ndarray, t0: int = 0, t1: int | None = None) -> np.ndarray:
         return np.swapaxes(self._stft(x), -1, -2)
 
-    def overlap_add(self, out: np.ndarray) -> "_WholeInverse":
+    def overlap_add(self, out: np.ndarray) -> _WholeInverse:
         return _WholeInverse(self, out)
 
 

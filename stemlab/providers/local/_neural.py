@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -94,7 +95,11 @@ class NeuralProvider(Provider):
 
     # -- configuration -----------------------------------------------------------
     model_rate: int = 44100
-    model_channels: int = 2
+
+    @property
+    def model_channels(self) -> int:
+        """Channels the network takes (a property: some families read it from their config)."""
+        return 2
 
     def validate(self) -> None:
         from .demucs import _DEVICES
@@ -269,10 +274,18 @@ class NeuralProvider(Provider):
         return Separation(
             Stems(stems, sr),
             self.id,
-            params=dict(self.config) | {"segment_used": engine.config.segment and engine.config.segment / self.model_rate,
-                                        "overlap_used": engine.config.overlap},
-            timings={"load": t_load, "prepare": t2 - t1, "separate": t3 - t2, "post": t4 - t3,
-                     "total": time.perf_counter() - t0},
+            params=dict(self.config)
+            | {
+                "segment_used": engine.config.segment and engine.config.segment / self.model_rate,
+                "overlap_used": engine.config.overlap,
+            },
+            timings={
+                "load": t_load,
+                "prepare": t2 - t1,
+                "separate": t3 - t2,
+                "post": t4 - t3,
+                "total": time.perf_counter() - t0,
+            },
             device=device,
             warnings=tuple(warnings),
             cost=Cost(compute_seconds=t4 - t0, estimated=False),

@@ -53,9 +53,10 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -68,6 +69,19 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 
 Model = Callable[[Any], Any]
 Progress = Callable[[int, int], None]
+
+
+def _edge_window(base: np.ndarray, s: int, starts: Sequence[int], peak_first: int, peak_last: int) -> np.ndarray:
+    """The overlap-add window of the segment at ``s``: ``base``, held at its
+    peak before it for the first segment and after it for the last."""
+    if s != starts[0] and s != starts[-1]:
+        return base
+    w = base.copy()
+    if s == starts[0]:
+        w[:peak_first] = w[peak_first]
+    if s == starts[-1]:
+        w[peak_last:] = w[peak_last]
+    return w
 
 
 @dataclass(frozen=True)
@@ -215,7 +229,7 @@ class Engine:
         return list(itertools.product(shifts, flips, signs))
 
     # ------------------------------------------------------------------ running
-    def run(self, model: Model, mix: np.ndarray, *, progress: Progress | bool | None = None,
+    def run(self, model: Model, mix: np.ndarray, *, progress: Progress | bool | None = None,  # noqa: C901  (ratchet: to split)
             desc: str | None = None) -> np.ndarray:
         """Separate ``mix`` (float ``(channels, samples)``) with ``model``;
         returns float32 ``(stems, channels, samples)``."""
@@ -291,6 +305,19 @@ class Engine:
         for i in range(0, len(starts), b):
             yield list(starts[i:i + b])
 
+    def _segment(self, x: np.ndarray, s: int, seg: int) -> np.ndarray:
+        """``x[:, s:s + seg]``, padded to ``seg`` samples at the end of the signal."""
+        part = x[:, s:s + seg]
+        n = part.shape[1]
+        if n < seg:
+            mode: Literal["reflect", "constant"] = (
+                "reflect" if (self.config.edge == "reflect" and n > seg // 2 and n > 1) else "constant"
+            )
+            if mode == "reflect" and seg - n >= n:
+                mode = "constant"  # numpy's reflect needs fewer pad samples than the segment has
+            part = np.pad(part, ((0, 0), (0, seg - n)), mode=mode)
+        return part
+
     def _one_pass(self, torch: Any, model: Model, x: np.ndarray, stats: RunStats, tick: Callable[[], None]
                   ) -> np.ndarray:
         c = self.config
@@ -306,16 +333,7 @@ class Engine:
         wsum = np.zeros(padded, dtype=np.float32)
         device = c.device
         for batch in self._batches(starts):
-            parts = []
-            for s in batch:
-                part = x[:, s:s + seg]
-                n = part.shape[1]
-                if n < seg:
-                    mode = "reflect" if (c.edge == "reflect" and n > seg // 2 and n > 1) else "constant"
-                    if mode == "reflect" and seg - n >= n:
-                        mode = "constant"  # numpy's reflect needs fewer pad samples than the segment has
-                    part = np.pad(part, ((0, 0), (0, seg - n)), mode=mode)
-                parts.append(part)
+            parts = [self._segment(x, s, seg) for s in batch]
             xb = torch.from_numpy(np.ascontiguousarray(np.stack(parts)) if len(parts) > 1 else parts[0][None])
             if device != "cpu":
                 xb = xb.to(device)
@@ -338,13 +356,7 @@ class Engine:
                 out = np.zeros((y_np.shape[1], channels, padded), dtype=np.float32)
             for j, s in enumerate(batch):
                 n = min(seg, padded - s)
-                w = base
-                if s == starts[0] or s == starts[-1]:
-                    w = base.copy()
-                    if s == starts[0]:
-                        w[:peak_first] = w[peak_first]
-                    if s == starts[-1]:
-                        w[peak_last:] = w[peak_last]
+                w = _edge_window(base, s, starts, peak_first, peak_last)
                 w32 = w[:n].astype(np.float32)
                 if w is not base and np.all(w32 == 1.0):
                     out[:, :, s:s + n] += y_np[j, :, :, :n]

@@ -76,9 +76,10 @@ import re
 import sys
 import types
 import warnings
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -191,8 +192,10 @@ def detect_model_type(cfg: Mapping[str, Any]) -> str:
             return "scnet"
         if "num_scales" in m:
             return "mdx23c"
-    raise ConfigError(f"cannot tell the model type of this config (model keys: {sorted(m) if isinstance(m, Mapping) else m})",
-                      field="config")
+    raise ConfigError(
+        f"cannot tell the model type of this config (model keys: {sorted(m) if isinstance(m, Mapping) else m})",
+        field="config",
+    )
 
 
 def model_rate(model_type: str, cfg: Mapping[str, Any]) -> int:
@@ -218,10 +221,12 @@ def import_audio_separator(sub: str) -> types.ModuleType:
     pkg = "audio_separator.separator"
     stub = None
     if pkg not in sys.modules:
-        import audio_separator  # a namespace package: no code runs
+        # imported for its side effect: the parent package is in sys.modules
+        # before the stand-in for its subpackage goes in
+        import audio_separator  # noqa: F401  (a namespace package: no code runs)
 
         stub = types.ModuleType(pkg)
-        stub.__path__ = [str(Path(p) / "separator") for p in spec.submodule_search_locations]  # type: ignore[attr-defined]
+        stub.__path__ = [str(Path(p) / "separator") for p in spec.submodule_search_locations]
         stub.__package__ = pkg
         sys.modules[pkg] = stub
     try:
@@ -236,7 +241,9 @@ def import_audio_separator(sub: str) -> types.ModuleType:
                 delattr(parent, "separator")
 
 
-def _kwargs_for(cls: type, section: Mapping[str, Any], what: str, drop_false: tuple[str, ...] = ()) -> dict[str, Any]:
+def _kwargs_for(
+    cls: type[Any], section: Mapping[str, Any], what: str, drop_false: tuple[str, ...] = ()
+) -> dict[str, Any]:
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     out: dict[str, Any] = {}
@@ -258,6 +265,7 @@ def build_model(model_type: str, cfg: MsstConfig) -> Any:
     """The untrained network for ``model_type`` built from ``cfg`` (eval mode)."""
     if model_type not in MODEL_TYPES:
         raise ConfigError(f"msst: unknown model type {model_type!r}; valid: {list(MODEL_TYPES)}", field="msst.variant")
+    model: Any
     if model_type in ("bs_roformer", "mel_band_roformer"):
         section = dict(cfg.get("model") or {})
         with warnings.catch_warnings():
@@ -266,7 +274,8 @@ def build_model(model_type: str, cfg: MsstConfig) -> Any:
         cls = msst_roformer.BSRoformer if model_type == "bs_roformer" else msst_roformer.MelBandRoformer
         kw = _kwargs_for(cls, section, f"msst:{model_type}")
         try:
-            model = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()})
+            args: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()}
+            model = cls(**args)
         except AssertionError as e:
             raise ConfigError(f"msst:{model_type}: the config does not describe a valid network: {e}",
                               field="config") from None
@@ -364,18 +373,40 @@ class MsstProvider(NeuralProvider):
     variants = MODEL_TYPES
     default_variant = "bs_roformer"
     rtf_guess = 2.0
-    params_schema = tuple(p for p in engine_params("segment length (none = the config's chunk_size)")
-                          if p.name not in ("overlap", "fade")) + (
-        Param("num_overlap", int, None, "segments overlapping each sample (none = the config's inference.num_overlap)",
-              unit="count", min=1, max=64, nullable=True),
-        Param("fade", str, None, "cross-fade shape (none = MSST's: linear chunk/10, htdemucs equal weights)",
-              choices=("linear", "hann", "triangle", "constant"), nullable=True),
-        Param("normalize", bool, None, "normalise by the mono mix mean/std (none = the config's inference.normalize)",
-              nullable=True),
+    params_schema = tuple(
+        p for p in engine_params("segment length (none = the config's chunk_size)") if p.name not in ("overlap", "fade")
+    ) + (
+        Param(
+            "num_overlap",
+            int,
+            None,
+            "segments overlapping each sample (none = the config's inference.num_overlap)",
+            unit="count",
+            min=1,
+            max=64,
+            nullable=True,
+        ),
+        Param(
+            "fade",
+            str,
+            None,
+            "cross-fade shape (none = MSST's: linear chunk/10, htdemucs equal weights)",
+            choices=("linear", "hann", "triangle", "constant"),
+            nullable=True,
+        ),
+        Param(
+            "normalize",
+            bool,
+            None,
+            "normalise by the mono mix mean/std (none = the config's inference.normalize)",
+            nullable=True,
+        ),
         Param("residual", bool, True, "with a target_instrument, also return mixture − target"),
         Param("config", str, "", "MSST YAML config", unit="path"),
         Param("ckpt", str, "", "checkpoint (.ckpt/.th/.pth state dict)", unit="path"),
-        Param("model", str, "", "a catalog model instead of config/ckpt (stemlab models list; downloaded on first use)"),
+        Param(
+            "model", str, "", "a catalog model instead of config/ckpt (stemlab models list; downloaded on first use)"
+        ),
     )
 
     def __init__(self, variant: str | None = None, params: Mapping[str, Any] | None = None, **options: Any) -> None:

@@ -46,12 +46,13 @@ the returned stems plus a constant working set.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ...errors import ConfigError
-from ...types import Cost, MUSDB_TARGETS, Separation, Stems, Track
+from ...types import MUSDB_TARGETS, Cost, Separation, Stems, Track
 from ..base import Param, Provider, as_track
 from ._common import (
     ACCOMPANIMENT,

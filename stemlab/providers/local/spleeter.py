@@ -46,8 +46,9 @@ import io
 import pickle
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -230,7 +231,7 @@ class SpleeterProvider(NeuralProvider):
         assert pkg is not None
         UNet = load_unet_class(pkg)
         nets = []
-        for stem, path in self.files().items():
+        for path in self.files().values():
             state = load_numpy_checkpoint(path)
             net = UNet(2)
             own = net.state_dict()

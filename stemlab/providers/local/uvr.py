@@ -56,10 +56,10 @@ import hashlib
 import importlib.util
 import json
 import math
-import warnings
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -406,6 +406,7 @@ class UvrProvider(NeuralProvider):
         nets = import_audio_separator("uvr_lib_v5.vr_network.nets")
         nets_new = import_audio_separator("uvr_lib_v5.vr_network.nets_new")
         mpi = import_audio_separator("uvr_lib_v5.vr_network.model_param_init")
+        assert mpi.__file__ is not None  # a module loaded from a file
         params_dir = Path(mpi.__file__).parent / "modelparams"
         mp = mpi.ModelParameters(str(params_dir / f"{data['vr_model_param']}.json"))
         size_kb = math.ceil(path.stat().st_size / 1024)

@@ -48,9 +48,10 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ...errors import ConfigError, ProviderUnavailable
 
@@ -345,6 +346,46 @@ class _HttpStatus(Exception):
         self.status = status
 
 
+_PROVENANCE_HEADERS = ("x-linked-etag", "x-repo-commit", "etag", "x-linked-size")
+
+
+def _provenance_headers(r: Any) -> dict[str, str]:
+    """The first value of each provenance header along the redirect chain."""
+    headers: dict[str, str] = {}
+    for resp in (*r.history, r):
+        for k in _PROVENANCE_HEADERS:
+            if k in resp.headers and k not in headers:
+                headers[k] = resp.headers[k]
+    return headers
+
+
+def _check_download(f: WeightFile, url: str, *, got: int, total: int | None, digest: str,
+                    headers: Mapping[str, str], timeout: float) -> tuple[str | None, str]:
+    """Raise :class:`DownloadError` for a truncated, mis-sized or corrupt
+    download; else ``(expected sha256 or None, where it came from)``."""
+    if total is not None and got != total:
+        raise DownloadError(f"download of {f.name} from {url} truncated: got {got} of {total} bytes "
+                            "(nothing was kept; run again)", file=f.name, url=url, got=got, expected=total)
+    if f.size is not None and got != f.size:
+        raise DownloadError(f"download of {f.name} from {url}: {got} bytes, the catalog says {f.size} "
+                            "(nothing was kept)", file=f.name, url=url)
+    expected = f.expected_sha256()
+    source = "catalog" if f.sha256 else ("file name" if expected else "")
+    if expected is None:
+        etag = headers.get("x-linked-etag", "").strip('"').lower()
+        if re.fullmatch(r"[a-f0-9]{64}", etag):
+            expected, source = etag, "server LFS etag"
+    if expected is None:
+        gh = github_release_digest(url, timeout=timeout)
+        if gh is not None:
+            expected, source = gh, "GitHub release asset digest"
+    if expected is not None and not digest.startswith(expected):
+        raise DownloadError(f"download of {f.name} from {url}: checksum mismatch — sha256 {digest}, expected "
+                            f"{expected}{'…' if len(expected) < 64 else ''} ({source}); the file was deleted",
+                            file=f.name, url=url, sha256=digest, expected=expected)
+    return expected, source
+
+
 def _download_one(f: WeightFile, url: str, *, progress: bool, timeout: float,
                   on_bytes: Callable[[int, int | None], None] | None) -> Path:
     staging_dir = f.hf_repo_dir() / "blobs" if (f.hf is not None and f.cache == "hf") else f.target().parent
@@ -357,10 +398,7 @@ def _download_one(f: WeightFile, url: str, *, progress: bool, timeout: float,
         with _client(timeout) as client, client.stream("GET", url) as r:
             if r.status_code != 200:
                 raise _HttpStatus(r.status_code)
-            for resp in (*r.history, r):
-                for k in ("x-linked-etag", "x-repo-commit", "etag", "x-linked-size"):
-                    if k in resp.headers and k not in headers:
-                        headers[k] = resp.headers[k]
+            headers = _provenance_headers(r)
             declared = r.headers.get("content-length")
             total = int(declared) if declared and declared.isdigit() else None
             bar = None
@@ -392,27 +430,9 @@ def _download_one(f: WeightFile, url: str, *, progress: bool, timeout: float,
             finally:
                 if bar is not None:
                     bar.close()
-        if total is not None and got != total:
-            raise DownloadError(f"download of {f.name} from {url} truncated: got {got} of {total} bytes "
-                                "(nothing was kept; run again)", file=f.name, url=url, got=got, expected=total)
-        if f.size is not None and got != f.size:
-            raise DownloadError(f"download of {f.name} from {url}: {got} bytes, the catalog says {f.size} "
-                                "(nothing was kept)", file=f.name, url=url)
         digest = h.hexdigest()
-        expected = f.expected_sha256()
-        source = "catalog" if f.sha256 else ("file name" if expected else "")
-        if expected is None:
-            etag = headers.get("x-linked-etag", "").strip('"').lower()
-            if re.fullmatch(r"[a-f0-9]{64}", etag):
-                expected, source = etag, "server LFS etag"
-        if expected is None:
-            gh = github_release_digest(url, timeout=timeout)
-            if gh is not None:
-                expected, source = gh, "GitHub release asset digest"
-        if expected is not None and not digest.startswith(expected):
-            raise DownloadError(f"download of {f.name} from {url}: checksum mismatch — sha256 {digest}, expected "
-                                f"{expected}{'…' if len(expected) < 64 else ''} ({source}); the file was deleted",
-                                file=f.name, url=url, sha256=digest, expected=expected)
+        expected, source = _check_download(f, url, got=got, total=total, digest=digest, headers=headers,
+                                           timeout=timeout)
         final = _place(f, part, digest, headers)
         _record(final, digest, verified=expected is not None, source=source or "unverified", url=url)
         return final

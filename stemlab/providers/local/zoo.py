@@ -48,9 +48,10 @@ import functools
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ...errors import ConfigError
 from .weights import WeightFile, file_digest
@@ -221,7 +222,7 @@ def _msst_entries() -> list[ModelEntry]:
         ck = m["ckpt"]
         hf = tuple(ck["hf"]) if ck.get("hf") else None
         files.append(WeightFile(ck["name"], tuple(ck["urls"]), cache=ck.get("cache", "torch-hub"),
-                                sha256=ck.get("sha256"), size=ck.get("size"), hf=hf))  # type: ignore[arg-type]
+                                sha256=ck.get("sha256"), size=ck.get("size"), hf=hf))
         pubs = [PublishedScore(p["target"], float(p["value"]), _WHOLE[0], _WHOLE[1], p["dataset"],
                                f"MSST docs/pretrained_models.md ({data['_commit'][:7]})", note=m.get("title", ""))
                 for p in m.get("published", [])]
@@ -334,7 +335,7 @@ def _user_entries() -> list[ModelEntry]:
         fam = m.get("family", "msst")
         files = [WeightFile(f["name"], tuple(f.get("urls", ())), cache=f.get("cache", "stemlab"),
                             sha256=f.get("sha256"), size=f.get("size"), subdir=f.get("subdir", ""),
-                            hf=tuple(f["hf"]) if f.get("hf") else None)  # type: ignore[arg-type]
+                            hf=tuple(f["hf"]) if f.get("hf") else None)
                  for f in m.get("files", [])]
         spec = m.get("spec") or (f"msst:{m['arch']}?model={m['name']}" if fam == "msst" else f"{fam}:{m['name']}")
         pubs = tuple(PublishedScore(p["target"], float(p["value"]), p.get("metric", _WHOLE[0]),

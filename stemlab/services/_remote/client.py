@@ -41,10 +41,11 @@ import random
 import tempfile
 import time
 import zlib
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Literal, Mapping
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -82,7 +83,9 @@ _INFLATE_STEP = 1 << 20
 
 #: statuses after which the request certainly did not change server state
 _SAFE_STATUSES = frozenset({429, 503})
-_SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "x-upload-token", "proxy-authorization"})
+_SENSITIVE_HEADERS = frozenset(
+    {"authorization", "x-api-key", "api-key", "cookie", "x-upload-token", "proxy-authorization"}
+)
 
 
 @dataclass(frozen=True)
@@ -405,7 +408,7 @@ class HttpClient:
         return nxt
 
     async def _exchange(self, method: str, url: str, *, params: Mapping[str, Any], what: str,
-                        credentialed: bool, timeout: httpx.Timeout, sink: Callable[[bytes], None] | None = None,
+                        credentialed: bool, timeout: httpx.Timeout, sink: Callable[[bytes], object] | None = None,
                         cap: int, **body: Any) -> tuple[httpx.Response, bytes, int]:
         """One HTTP exchange, redirects followed by hand (same origin only
         when ``credentialed``). The final answer's body is decoded here a
@@ -576,7 +579,7 @@ class HttpClient:
             return resp
 
         try:
-            resp = await self._retrying(retry)(once)
+            resp: Response = await self._retrying(retry)(once)
         except _Transient as e:
             raise self._final(e, what, attempts, retry) from None
         resp.attempts = attempts

@@ -50,12 +50,14 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from ..._crash import crashpoint
 from ..._secrets import ENV_VARS, Secret, get_secret, redact
 from ...errors import (
     ConfigError,
@@ -67,9 +69,8 @@ from ...errors import (
     ProviderUnavailable,
     StemlabError,
 )
-from ..._crash import crashpoint
-from ...types import Cost, Separation, Track
 from ...providers.base import JobJournal, NullJournal, Provider, Status, as_track
+from ...types import Cost, Separation, Track
 from .client import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Ambiguous,
@@ -174,7 +175,7 @@ class JobContext:
     """Per-job state handed to every hook: the HTTP client, the journal,
     the track, timings and notes."""
 
-    provider: "RemoteProvider"
+    provider: RemoteProvider
     client: HttpClient
     journal: JobJournal
     track: Track
@@ -283,7 +284,9 @@ class RemoteProvider(Provider):
         super().__init__(variant, params, **options)
         raw_key = self.options.pop("api_key", None)
         if raw_key is not None and not isinstance(raw_key, (str, Secret)):
-            raise ConfigError(f"provider {self.family}: option api_key expects a string", field=f"{self.family}.options.api_key")
+            raise ConfigError(
+                f"provider {self.family}: option api_key expects a string", field=f"{self.family}.options.api_key"
+            )
         try:
             self._key: Secret | None = get_secret(self.service_name, raw_key or None)
         except ConfigError as e:
@@ -357,7 +360,9 @@ class RemoteProvider(Provider):
 
     def status(self) -> Status:
         if not self.base_url:
-            return Status(False, f"no base_url: {self.service_name} has no public default host; pass the base_url option")
+            return Status(
+                False, f"no base_url: {self.service_name} has no public default host; pass the base_url option"
+            )
         if not self._key:
             return Status(False, f"no API key: set ${self.env_var} or pass the api_key option")
         return Status(True)
@@ -674,8 +679,13 @@ class RemoteProvider(Provider):
                     est = self.estimate_cost(job.track)
                     rec = [{"remote_id": m.remote_id, **((self.adopt_cost(m) or est).as_dict())} for m in orphans]
                     job.note("orphans", rec)
-                    log.warning("%s: the service holds %d extra job(s) for %r (%s): recorded and charged to the "
-                                "budget", self.id, len(orphans), job.track.name, ", ".join(m.remote_id for m in orphans))
+                    log.warning(
+                        "%s: the service holds %d extra job(s) for %r (%s): recorded and charged to the budget",
+                        self.id,
+                        len(orphans),
+                        job.track.name,
+                        ", ".join(m.remote_id for m in orphans),
+                    )
                 return keep
         job.note("reconcile", f"not among {len(jobs)} recent jobs: submitting")
         return None

@@ -152,7 +152,7 @@ class JobSlots:
                 return
             self.active = max(0, self.active - 1)
 
-    async def __aenter__(self) -> "JobSlots":
+    async def __aenter__(self) -> JobSlots:
         await self.acquire()
         return self
 

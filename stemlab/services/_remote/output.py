@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,51 @@ class OutputReport:
         }
 
 
+def _decode_stem(name: str, data: bytes | str | os.PathLike[str], label: str,
+                 report: OutputReport) -> tuple[np.ndarray, int]:
+    """Decode one stem (file bytes or a downloaded file's path), noting its
+    format, size, rate, channels and length in ``report``."""
+    if isinstance(data, (str, os.PathLike)):  # a download on disk
+        with open(data, "rb") as f:
+            head = f.read(16)
+        size = os.path.getsize(data)
+    else:
+        head, size = bytes(data[:16]), len(data)
+    report.formats[name] = sniff_format(head)
+    report.bytes[name] = size
+    try:
+        if isinstance(data, (str, os.PathLike)):
+            arr, sr = decode(data, max_seconds=None)
+        else:
+            arr, sr = decode_bytes(data, max_seconds=None)
+    except InputError as e:
+        raise ProviderOutputError(
+            f"{label}: stem {name!r} ({report.formats[name]}, {size} bytes) does not decode: "
+            f"{e.details.get('reason') or ''} {e}".replace("<bytes>: ", "").replace(f"{str(data)}: ", ""),
+            provider=label, stem=name,
+        ) from None
+    report.sample_rates[name] = sr
+    report.channels[name] = arr.shape[0]
+    report.samples[name] = arr.shape[1]
+    return arr, sr
+
+
+def _check_coverage(arrays: Mapping[str, np.ndarray], sr: int, input_seconds: float, min_coverage: float,
+                    label: str, warnings: list[str]) -> None:
+    """Raise for a stem shorter than ``min_coverage`` × the input; warn of
+    one much longer."""
+    for name, a in arrays.items():
+        seconds = a.shape[1] / sr
+        if input_seconds > 0 and seconds < min_coverage * input_seconds:
+            raise ProviderOutputError(
+                f"{label}: stem {name!r} lasts {seconds:.2f} s, the input {input_seconds:.2f} s "
+                f"(below {min_coverage:.0%}): truncated or wrong-length output",
+                provider=label, stem=name,
+            )
+        if input_seconds > 0 and seconds > input_seconds * 1.1 + 1.0:
+            warnings.append(f"stem {name!r} lasts {seconds:.2f} s, longer than the {input_seconds:.2f}-s input")
+
+
 def assemble_stems(
     blobs: Mapping[str, bytes | str | os.PathLike[str]],
     *,
@@ -107,30 +153,7 @@ def assemble_stems(
     arrays: dict[str, np.ndarray] = {}
     rates: dict[str, int] = {}
     for name in expected:
-        data = blobs[name]
-        if isinstance(data, (str, os.PathLike)):  # a download on disk
-            with open(data, "rb") as f:
-                head = f.read(16)
-            size = os.path.getsize(data)
-        else:
-            head, size = bytes(data[:16]), len(data)
-        report.formats[name] = sniff_format(head)
-        report.bytes[name] = size
-        try:
-            if isinstance(data, (str, os.PathLike)):
-                arr, sr = decode(data, max_seconds=None)
-            else:
-                arr, sr = decode_bytes(data, max_seconds=None)
-        except InputError as e:
-            raise ProviderOutputError(
-                f"{label}: stem {name!r} ({report.formats[name]}, {size} bytes) does not decode: "
-                f"{e.details.get('reason') or ''} {e}".replace("<bytes>: ", "").replace(f"{data}: ", ""),
-                provider=label, stem=name,
-            ) from None
-        arrays[name], rates[name] = arr, sr
-        report.sample_rates[name] = sr
-        report.channels[name] = arr.shape[0]
-        report.samples[name] = arr.shape[1]
+        arrays[name], rates[name] = _decode_stem(name, blobs[name], label, report)
 
     # 1) one sample rate
     counts = Counter(rates.values())
@@ -156,16 +179,7 @@ def assemble_stems(
     elif input_channels == 2 and chans == {1}:
         warnings.append("the service returned mono stems for a stereo input")
     # 3) coverage of the input, then one length
-    for name, a in arrays.items():
-        seconds = a.shape[1] / target_sr
-        if input_seconds > 0 and seconds < min_coverage * input_seconds:
-            raise ProviderOutputError(
-                f"{label}: stem {name!r} lasts {seconds:.2f} s, the input {input_seconds:.2f} s "
-                f"(below {min_coverage:.0%}): truncated or wrong-length output",
-                provider=label, stem=name,
-            )
-        if input_seconds > 0 and seconds > input_seconds * 1.1 + 1.0:
-            warnings.append(f"stem {name!r} lasts {seconds:.2f} s, longer than the {input_seconds:.2f}-s input")
+    _check_coverage(arrays, target_sr, input_seconds, min_coverage, label, warnings)
     lengths = {a.shape[1] for a in arrays.values()}
     if len(lengths) > 1:
         n = max(lengths)

@@ -31,7 +31,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..._secrets import Secret, get_secret
 from ...errors import ConfigError, StemlabError
@@ -123,7 +124,9 @@ class WebhookVerifier:
         t, sigs = parse_signature(value)
         now = self._now()
         if abs(now - t) > self.tolerance:
-            raise InvalidWebhook("stale", f"timestamp {t} is {now - t:+.0f} s from now (tolerance {self.tolerance:g} s)")
+            raise InvalidWebhook(
+                "stale", f"timestamp {t} is {now - t:+.0f} s from now (tolerance {self.tolerance:g} s)"
+            )
         expected = hmac.new(self._secret.get().encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
         if not any(hmac.compare_digest(expected.encode(), s.encode()) for s in sigs):
             raise InvalidWebhook("mismatch", "signature does not match the body")
@@ -136,7 +139,9 @@ class WebhookVerifier:
         key = str(event.get("id") or sigs[0])
         with self._lock:
             # forget entries older than the tolerance window: a replay of them is stale anyway
-            while self._seen and (len(self._seen) > self._max or next(iter(self._seen.values())) < now - 2 * self.tolerance):
+            while self._seen and (
+                len(self._seen) > self._max or next(iter(self._seen.values())) < now - 2 * self.tolerance
+            ):
                 self._seen.popitem(last=False)
             if key in self._seen:
                 raise InvalidWebhook("replay", f"event {key} was already received")
@@ -165,7 +170,7 @@ class WebhookReceiver:
         self._server: Any = None
 
     # ----------------------------------------------------------- lifecycle
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         if self._server is None:
             from starlette.applications import Starlette
             from starlette.routing import Route
@@ -182,7 +187,7 @@ class WebhookReceiver:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -206,7 +211,8 @@ class WebhookReceiver:
                 self.rejected.append(e.reason)
             log.warning("%s", e)
             raise
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        raw_data = event.get("data")
+        data = raw_data if isinstance(raw_data, dict) else {}
         rid = str(data.get("id") or event.get("splitId") or "")
         with self._lock:
             self.events.append(event)

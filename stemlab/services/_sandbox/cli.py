@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["register_cli", "build_sandbox"]
 
 
-def register_cli(subparsers: "argparse._SubParsersAction[Any]") -> None:
+def register_cli(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser("sandbox", help="offline emulators of the remote services")
     sub = p.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
     ps = sub.add_parser("serve", help="serve one service's emulator on 127.0.0.1 until interrupted")

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["ScaledClock"]
 

@@ -67,14 +67,24 @@ import json
 import random
 import re
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ...errors import ConfigError
 
-__all__ = ["Fault", "FaultPlan", "RESPONSE_KINDS", "JOB_KINDS", "OUTPUT_KINDS", "WEBHOOK_KINDS", "HOSTILE_KINDS", "KINDS",
-           "KIND_ARGS"]
+__all__ = [
+    "Fault",
+    "FaultPlan",
+    "RESPONSE_KINDS",
+    "JOB_KINDS",
+    "OUTPUT_KINDS",
+    "WEBHOOK_KINDS",
+    "HOSTILE_KINDS",
+    "KINDS",
+    "KIND_ARGS",
+]
 
 #: act on one HTTP answer
 RESPONSE_KINDS = frozenset({"http_429", "http_500", "http_502", "http_503", "http_504", "drop", "delay",
@@ -178,7 +188,7 @@ class Fault:
                                   field="faults")
 
     @classmethod
-    def parse(cls, text: str) -> "Fault":
+    def parse(cls, text: str) -> Fault:
         m = _RE.match(text)
         if not m:
             raise ConfigError(
@@ -202,7 +212,7 @@ class Fault:
         )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Fault":
+    def from_dict(cls, d: Mapping[str, Any]) -> Fault:
         unknown = sorted(set(d) - {"endpoint", "kind", "count", "probability", "after", "args"})
         if unknown or "endpoint" not in d or "kind" not in d:
             raise ConfigError(f"sandbox fault {dict(d)!r}: expected keys endpoint, kind "
@@ -230,7 +240,7 @@ class FaultPlan:
             self.add(f)
 
     @classmethod
-    def parse(cls, spec: "FaultPlan | str | Sequence[Any] | Mapping[str, Any] | None", seed: int = 0) -> "FaultPlan":
+    def parse(cls, spec: FaultPlan | str | Sequence[Any] | Mapping[str, Any] | None, seed: int = 0) -> FaultPlan:
         if isinstance(spec, FaultPlan):
             return spec
         if spec is None:
@@ -246,7 +256,7 @@ class FaultPlan:
                 return cls.parse(data, seed)
             items: list[str] = [s for s in re.split(r";|\n", text) if s.strip()]
         else:
-            items = list(spec)  # type: ignore[arg-type]
+            items = list(spec)
         plan = cls(seed=seed)
         for it in items:
             if isinstance(it, str) and it.strip().startswith("seed="):

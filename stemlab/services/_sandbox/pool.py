@@ -10,7 +10,8 @@ separated by the degraded oracle and score meaningfully."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .faults import FaultPlan
 
@@ -74,7 +75,7 @@ class SandboxPool:
         for sb in sandboxes:
             sb.stop()
 
-    def __enter__(self) -> "SandboxPool":
+    def __enter__(self) -> SandboxPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

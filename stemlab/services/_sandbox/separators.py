@@ -22,8 +22,9 @@ low-pass bass, the rest as other).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class ReferenceLibrary:
         """Add a song held in memory. ``mixture`` None → the sum of ``stems``."""
         st = {k: np.asarray(v, dtype=np.float32) for k, v in stems.items()}
         st = {k: (v[None] if v.ndim == 1 else v) for k, v in st.items()}
-        mix = np.asarray(mixture, dtype=np.float32) if mixture is not None else sum(st.values())
+        mix = np.asarray(mixture, dtype=np.float32) if mixture is not None else cast(np.ndarray, sum(st.values()))
         if mix.ndim == 1:
             mix = mix[None]
         self.register_lazy(mix, sample_rate, lambda: st, name)

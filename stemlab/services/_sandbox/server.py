@@ -39,9 +39,10 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from starlette.applications import Starlette
@@ -113,7 +114,9 @@ class SandboxJob:
         t = now - self.created_at
         if t < self.queue_seconds:
             return "queued"
-        if self.error is not None or (self.fail is not None and t >= self.queue_seconds + min(1.0, self.processing_seconds)):
+        if self.error is not None or (
+            self.fail is not None and t >= self.queue_seconds + min(1.0, self.processing_seconds)
+        ):
             return "failed"
         if self.stuck or t < self.queue_seconds + self.processing_seconds or self.outputs is None:
             return "processing"
@@ -268,12 +271,12 @@ def _headers_without(raw: list[tuple[bytes, bytes]], *names: bytes) -> list[tupl
 class FaultyEndpoint:
     """An ASGI endpoint that applies response-level faults around a handler."""
 
-    def __init__(self, sandbox: "Sandbox", name: str, handler: Handler) -> None:
+    def __init__(self, sandbox: Sandbox, name: str, handler: Handler) -> None:
         self.sandbox = sandbox
         self.name = name
         self.handler = handler
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:  # noqa: C901  (ratchet: to split)
         sb = self.sandbox
         request = Request(scope, receive)
         fault = sb.faults.take(self.name, RESPONSE_KINDS)
@@ -463,7 +466,7 @@ class Sandbox:
         self._tasks: set[asyncio.Future[Any]] = set()
 
     # ----------------------------------------------------------- lifecycle
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         if self._server is None:
             app = Starlette(routes=[
                 Route(path, FaultyEndpoint(self, name, handler), methods=[method])
@@ -479,7 +482,7 @@ class Sandbox:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -704,7 +707,9 @@ class Sandbox:
             files[name] = self.store(data, ctype, f"{name}.{ext}")
         return files
 
-    def _apply_output_fault(self, fault: Fault, stems: dict[str, np.ndarray], sr: int) -> tuple[dict[str, np.ndarray], int]:
+    def _apply_output_fault(
+        self, fault: Fault, stems: dict[str, np.ndarray], sr: int
+    ) -> tuple[dict[str, np.ndarray], int]:
         if fault.kind == "non_audio":  # the audio is fine; the files served are not (see _separate_files)
             return stems, sr
         if fault.kind == "wrong_rate":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = ["MODELS", "MODEL_ALIASES", "FROM_WIRE", "stems_of"]
 

@@ -8,13 +8,14 @@ they disagree and what stemlab does about it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from ...audio import encode_bytes
 from ...errors import ConfigError, ProviderError, ProviderOutputError, ProviderRejected, ProviderUnavailable
-from ...types import Cost
 from ...providers.base import Param
+from ...types import Cost
 from .. import SERVICES
 from .._remote.http import (
     COMMON_OPTIONS,
@@ -141,8 +142,11 @@ class AIStemSplitter(RemoteProvider):
                               field="aistemsplitter.options.usd_per_minute")
         pack = self.options.get("pack")
         if pack is not None and pack not in [p[0] for p in self.pricing.packs]:
-            raise ConfigError(f"provider aistemsplitter: option pack expects one of "
-                              f"{[p[0] for p in self.pricing.packs]}, got {pack!r}", field="aistemsplitter.options.pack")
+            raise ConfigError(
+                f"provider aistemsplitter: option pack expects one of "
+                f"{[p[0] for p in self.pricing.packs]}, got {pack!r}",
+                field="aistemsplitter.options.pack",
+            )
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -235,7 +239,8 @@ class AIStemSplitter(RemoteProvider):
         if isinstance(body, dict):
             if body.get("success") is False:
                 raise self.error_for(resp)
-            inner = body.get("data") if isinstance(body.get("data"), dict) else body
+            raw_inner = body.get("data")
+            inner = raw_inner if isinstance(raw_inner, dict) else body
             stored = inner
         file_url = stored.get("url") or res.get("fileUrl") or res.get("audio_url") or res.get("audioUrl")
         key = stored.get("key") or res.get("storageKey") or res.get("key")
@@ -325,7 +330,9 @@ class AIStemSplitter(RemoteProvider):
         raw = str(data.get("status") or "").lower()
         status = _STATUS.get(raw, RUNNING)
         stems = data.get("stems") or {}
-        outputs = {str(k): str(v) for k, v in stems.items() if isinstance(v, str) and v} if isinstance(stems, dict) else {}
+        outputs = (
+            {str(k): str(v) for k, v in stems.items() if isinstance(v, str) and v} if isinstance(stems, dict) else {}
+        )
         err = data.get("error")
         code = msg = None
         if isinstance(err, dict):
@@ -333,7 +340,7 @@ class AIStemSplitter(RemoteProvider):
         elif isinstance(err, str) and err:
             msg = err
         model = data.get("stemModel")
-        info = {"stem_model": FROM_WIRE.get(str(model), str(model))} if model else {}
+        info: dict[str, Any] = {"stem_model": FROM_WIRE.get(str(model), str(model))} if model else {}
         if data.get("durationSeconds") is not None:
             info["duration_seconds"] = data.get("durationSeconds")
         return JobState(status=status, outputs=outputs, error_code=str(code) if code else None,
@@ -359,8 +366,13 @@ class AIStemSplitter(RemoteProvider):
 
     # ---------------------------------------------------------- reconcile
     async def list_recent(self, job: JobContext) -> list[RemoteJobInfo] | None:
-        resp = await job.client.request("GET", "/audio/splits", params={"limit": 50}, accept_status=frozenset({404, 405}),
-                                        what=f"{self.id}: list recent splits")
+        resp = await job.client.request(
+            "GET",
+            "/audio/splits",
+            params={"limit": 50},
+            accept_status=frozenset({404, 405}),
+            what=f"{self.id}: list recent splits",
+        )
         if resp.status in (404, 405):
             return None
         return self._infos(self._data(resp))

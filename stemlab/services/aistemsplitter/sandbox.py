@@ -43,7 +43,8 @@ import math
 import secrets
 import time
 import uuid
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
@@ -296,7 +297,9 @@ class AIStemSplitterSandbox(Sandbox):
         # whole seconds, rounded up; seed 000 sells them as minute packs
         credits = float(math.ceil(duration)) if failure is None else 0.0
         if credits > self.balance(acct):
-            raise self.fail(402, "INSUFFICIENT_CREDITS", f"Needs {credits:.0f} credits, balance {self.balance(acct):.0f}")
+            raise self.fail(
+                402, "INSUFFICIENT_CREDITS", f"Needs {credits:.0f} credits, balance {self.balance(acct):.0f}"
+            )
         canon = _MODELS[str(model)]
         stems = _FOUR + (("guitar", "piano") if canon == "htdemucs_6s" else ())
         job = self.new_job(account=acct, duration=duration, stems=stems, output_format=str(fmt), filename=filename,
@@ -377,7 +380,7 @@ class AIStemSplitterSandbox(Sandbox):
         if fault is not None and fault.kind == "webhook_missing":
             self.deliveries.append(("", "missing", -1))
             return
-        event = {"id": "evt_" + uuid.uuid4().hex[:20], "type": f"split.{st}", "createdAt": iso(),
+        event: dict[str, Any] = {"id": "evt_" + uuid.uuid4().hex[:20], "type": f"split.{st}", "createdAt": iso(),
                  "data": self._split(job)}
         body = json.dumps(event).encode()
         secret = self.webhook_secret

@@ -3,8 +3,8 @@ channel) and the default one of each stemlab variant."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 __all__ = ["Style", "STYLES", "STYLE_BY_CODE", "DEFAULT_STYLE"]
 

@@ -17,8 +17,9 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from ..._paths import cache_dir
@@ -30,8 +31,8 @@ from ...errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from ...types import Cost
 from ...providers.base import Param
+from ...types import Cost
 from .. import SERVICES
 from .._remote.client import DownloadRefused
 from .._remote.http import (
@@ -68,7 +69,7 @@ class _StatusBatcher:
     a song is first asked only when its own job first polls (after the
     initial 40–60 s)."""
 
-    def __init__(self, provider: "Dango", max_age: float) -> None:
+    def __init__(self, provider: Dango, max_age: float) -> None:
         self.provider = provider
         self.max_age = max_age
         self.active: dict[str, float] = {}  # musicId → when its job last polled
@@ -473,7 +474,7 @@ class Dango(RemoteProvider):
             return cached
         item = await self._status_item(job, remote_id)
         raw = item.get("status")
-        info = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
+        info: dict[str, Any] = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
         if "download" in item:
             job.notes["downloads_left"] = item["download"]
         if raw in (2, "2"):
@@ -513,7 +514,7 @@ class Dango(RemoteProvider):
         except (OSError, ValueError):
             return None
         job.note("status_from_download_cache", True)
-        info = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
+        info: dict[str, Any] = {k: item[k] for k in ("length", "name", "loseless", "download", "cost") if k in item}
         return JobState(DONE, cost=self._cost_from(item), service_status="2 (stemlab download cache)", info=info)
 
     async def _download_url(self, job: JobContext, item: str) -> str:

@@ -4,7 +4,7 @@ format numbers, job statuses and how result file names name their stem."""
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from .._remote.http import DONE, FAILED, QUEUED, RUNNING
 from .catalog import STEM_WORDS

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from ...audio import encode_bytes
 from ...errors import (
@@ -26,8 +27,8 @@ from ...errors import (
     ProviderUnavailable,
     StemlabError,
 )
-from ...types import Cost, Separation, Track
 from ...providers.base import JobJournal, Param
+from ...types import Cost, Separation, Track
 from .. import SERVICES
 from .._remote.http import (
     COMMON_OPTIONS,
@@ -42,8 +43,8 @@ from .._remote.http import (
     RemoteProvider,
     Response,
     Submission,
-    sequence_of,
     log,
+    sequence_of,
 )
 from . import pricing
 from .api import MIRRORS, OUTPUT_FORMATS, STATUS_MAP, stem_in_name
@@ -171,8 +172,10 @@ class MVSep(RemoteProvider):
         fam = self.family
         o = self.options
         if o.get("mirror", "main") not in MIRRORS:
-            raise ConfigError(f"provider mvsep: option mirror expects one of {sorted(MIRRORS)}, got {o.get('mirror')!r}",
-                              field="mvsep.options.mirror")
+            raise ConfigError(
+                f"provider mvsep: option mirror expects one of {sorted(MIRRORS)}, got {o.get('mirror')!r}",
+                field="mvsep.options.mirror",
+            )
         if o.get("plan", "auto") not in ("auto", "free", "premium"):
             raise ConfigError(f"provider mvsep: option plan expects 'auto', 'free' or 'premium', got {o.get('plan')!r}",
                               field="mvsep.options.plan")
@@ -423,7 +426,8 @@ class MVSep(RemoteProvider):
     def state_from(self, body: Mapping[str, Any]) -> JobState:
         """A ``/separation/get`` answer in stemlab's terms (every status)."""
         raw = str(body.get("status") or ("not_found" if body.get("success") is False else "")).lower()
-        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        raw_data = body.get("data")
+        data = raw_data if isinstance(raw_data, dict) else {}
         status = STATUS_MAP.get(raw, RUNNING)
         info: dict[str, Any] = {}
         for k in ("queue_count", "current_order", "finished_chunks", "all_chunks", "algorithm", "output_format"):

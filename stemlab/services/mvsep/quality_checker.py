@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, cast
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def build_zip(songs: Mapping[str, Mapping[str, np.ndarray]], sample_rate: int, *
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for song, stems in songs.items():
-            items = stems.items() if hasattr(stems, "items") else stems
+            items = stems.items() if hasattr(stems, "items") else cast(Iterable[tuple[str, Any]], stems)
             for stem, audio in items:
                 a = np.asarray(audio, dtype=np.float32)
                 zf.writestr(f"{song}_{stem}.{fmt}", encode_bytes(a if a.ndim == 2 else a[None], sample_rate, fmt))
@@ -102,7 +103,9 @@ class QualityChecker:
             q["sort"] = sort
         body = await self._get("leaderboard", q, "leaderboard")
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise ProviderOutputError(f"{self._label}: leaderboard answer lacks a 'data' list", provider=self.provider.id)
+            raise ProviderOutputError(
+                f"{self._label}: leaderboard answer lacks a 'data' list", provider=self.provider.id
+            )
         return body
 
     async def aqueue(self, *, start: int = 0, limit: int = 10) -> list[dict[str, Any]]:
@@ -142,7 +145,8 @@ class QualityChecker:
                                          files={"zipfile": ("stemlab_entry.zip", data, "application/zip")},
                                          retry="safe", upload=True, what=f"{self._label}: add entry")
         body = p._body(resp)
-        out = body.get("data") if isinstance(body.get("data"), dict) else {}
+        raw_out = body.get("data")
+        out = raw_out if isinstance(raw_out, dict) else {}
         if "id" not in out:
             raise ProviderOutputError(f"{self._label}: add answered without an entry id", provider=p.id)
         return dict(out)

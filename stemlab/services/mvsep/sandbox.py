@@ -61,10 +61,11 @@ import re
 import time
 import uuid
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import httpx
@@ -200,7 +201,8 @@ async def parse_form(request: Request) -> tuple[dict[str, str], dict[str, tuple[
             name = part.get_param("name", header="content-disposition")
             if not name:
                 continue
-            payload = part.get_payload(decode=True) or b""
+            raw = part.get_payload(decode=True)  # bytes (None for a nested multipart)
+            payload = raw if isinstance(raw, bytes) else b""
             filename = part.get_filename()
             if filename is not None:
                 files[str(name)] = (str(filename), payload)
@@ -365,7 +367,9 @@ class MVSepSandbox(Sandbox):
         if status in ("distributing", "merging"):
             all_chunks = int(job.extra["all_chunks"])
             frac = (self.clock.now() - job.created_at - job.queue_seconds) / max(job.processing_seconds, 1e-9)
-            data["finished_chunks"] = all_chunks if status == "merging" else min(all_chunks - 1, int(frac / 0.8 * all_chunks))
+            data["finished_chunks"] = (
+                all_chunks if status == "merging" else min(all_chunks - 1, int(frac / 0.8 * all_chunks))
+            )
             data["all_chunks"] = all_chunks
         if status == "failed":
             if job.extra.get("cancelled"):
@@ -398,10 +402,8 @@ class MVSepSandbox(Sandbox):
         return data
 
     # ------------------------------------------------------------ handlers
-    async def _create(self, request: Request) -> Response:
-        form, files = await parse_form(request)
-        acct = self.token_account(form.get("api_token"), status=401)
-        premium = self._is_premium(acct)
+    def _create_options(self, form: Mapping[str, str]) -> tuple[int, int, _Algorithm, dict[str, str]]:
+        """``(sep_type, output_format, algorithm, add_opt*)`` of a create form, checked."""
         try:
             sep_type = int(form.get("sep_type") or 11)
             fmt_no = int(form.get("output_format") or 0)
@@ -421,12 +423,12 @@ class MVSepSandbox(Sandbox):
             if f is None or (f[1] and v not in f[1]):
                 raise self.fail(400, "INVALID", f"Invalid value {v!r} for {n} of separation type {sep_type}")
             opts[n] = v
-        if algo.orientation == 2 and not premium:
-            raise self.fail(400, "PREMIUM", f"Separation type {sep_type} is available for premium users only")
-        if len(self._active(acct)) >= self.limit_for(acct):
-            raise self.fail(400, "PARALLEL", f"You can have at most {self.limit_for(acct)} separation(s) "
-                            "in progress; wait for one to finish")
-        # input
+        return sep_type, fmt_no, algo, opts
+
+    async def _create_input(self, form: Mapping[str, str], files: Mapping[str, tuple[str, bytes]],
+                            ) -> tuple[str, bytes | None, tuple[str, str] | None]:
+        """``(file name, audio bytes or None, failure or None)`` of a create
+        form: the upload, or the URL the sandbox can fetch."""
         failure: tuple[str, str] | None = None
         data: bytes | None = None
         if "audiofile" in files:
@@ -453,6 +455,19 @@ class MVSepSandbox(Sandbox):
                     failure = ("failed", "The sandbox downloads local URLs only")
         else:
             raise self.fail(400, "INVALID", "audiofile or url is required")
+        return filename, data, failure
+
+    async def _create(self, request: Request) -> Response:
+        form, files = await parse_form(request)
+        acct = self.token_account(form.get("api_token"), status=401)
+        premium = self._is_premium(acct)
+        sep_type, fmt_no, algo, opts = self._create_options(form)
+        if algo.orientation == 2 and not premium:
+            raise self.fail(400, "PREMIUM", f"Separation type {sep_type} is available for premium users only")
+        if len(self._active(acct)) >= self.limit_for(acct):
+            raise self.fail(400, "PARALLEL", f"You can have at most {self.limit_for(acct)} separation(s) "
+                            "in progress; wait for one to finish")
+        filename, data, failure = await self._create_input(form, files)
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", filename)[:120] or "audio"
         audio: np.ndarray | None = None
         sr = 0
@@ -556,7 +571,9 @@ class MVSepSandbox(Sandbox):
         plan = {"plan": "unregistered", "queue": 0}
         if token:
             acct = self.token_account(token, status=400)
-            plan = {"plan": "premium", "queue": prem} if self._is_premium(acct) else {"plan": "registered", "queue": reg}
+            plan = (
+                {"plan": "premium", "queue": prem} if self._is_premium(acct) else {"plan": "registered", "queue": reg}
+            )
         return JSONResponse({"queue": {"in_process": sum(1 for _, s in st if s in ("processing", "distributing",
                                                                                    "merging")),
                                        "premium": prem, "registered": reg, "unregistered": 0}, "plan": plan})

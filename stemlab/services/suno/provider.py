@@ -14,7 +14,8 @@ option ``clip_ids`` (a mapping track name → clip id, or a callable
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, ClassVar, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from ...audio import check_audio
@@ -169,7 +170,8 @@ class Suno(RemoteProvider):
         statuses = {k: str(c.get("status") or "").lower() for k, c in pair.items()}
         for k, c in pair.items():
             if statuses[k] in _FAILED:
-                meta = c.get("metadata") if isinstance(c.get("metadata"), dict) else {}
+                raw_meta = c.get("metadata")
+                meta = raw_meta if isinstance(raw_meta, dict) else {}
                 return JobState(FAILED, error_code=str(meta.get("error_type") or "error"),
                                 error_message=str(meta.get("error_message") or f"{k} clip {c.get('id')} failed"),
                                 service_status=statuses[k])

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from starlette.requests import Request
