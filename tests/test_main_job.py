@@ -38,6 +38,7 @@ def test_every_provider_runs_and_scores(demo_results: Path) -> None:
     families = {p.split(":")[0].split(" ")[0] for p in remote}
     assert {"aistemsplitter", "mvsep", "dango", "suno"} <= families, families
     assert {"oracle:irm", "oracle:ibm", "oracle:mwf", "baseline:mixture", "baseline:silence"} <= providers
+    assert "spleeter:2stems" in providers  # one real trained model in the main job
     # every provider has museval-named BSSEval rows, uSDR and SI-SDR for what it returns
     for metric in ("sdr_bsseval_v4", "isr_bsseval_v4", "sir_bsseval_v4", "sar_bsseval_v4", "usdr", "si_sdr"):
         assert providers == set(scores[scores.metric == metric].provider), metric
@@ -88,6 +89,15 @@ def test_report_and_notebooks_on_demo_results(demo_results: Path, tmp_path: Path
     assert "For buyers: what to use at your volume" in doc and "id='recommendation'" in doc
     assert "oracle:irm" in doc and "mvsep" in doc and "price unknown" in doc and "simulated" in doc
     assert (tmp_path / "report.md").is_file() and (tmp_path / "report.leaderboard.csv").is_file()
+    # published scores beside measured ones, labelled, in their own table: Spleeter's paper figure
+    pub = doc[doc.index("id='published'"):]
+    assert "Published scores (not measured here)" in doc and "spleeter:2stems" in pub[:pub.index("</table>")]
+    assert "6.86" in pub[:pub.index("</table>")] and "MUSDB18 test" in pub[:pub.index("</table>")]
+    from tests.reports.test_report import _assert_layout, _chromium, _render
+
+    exe = _chromium()
+    if exe is not None:  # the main job's own report fits a 1,400-px window too (published table included)
+        _assert_layout(_render(exe, html, tmp_path, "main"), min_plots=6)
     from stemlab.reports.notebooks import NOTEBOOKS, run_notebook
 
     for name in NOTEBOOKS:

@@ -599,6 +599,34 @@ def _cost_section(jobs: pd.DataFrame) -> str:
     )
 
 
+def _published_section(scores: pd.DataFrame, providers: list[str], stat: str) -> str:
+    """Published scores of this run's models, each labelled "published" with
+    its metric, aggregation and dataset, beside (never in) this run's
+    measured values; "" when no provider of the run has one."""
+    pub = tables.published_beside(scores, providers, stat=stat)
+    if pub.empty:
+        return ""
+    rows = []
+    for r in pub.itertuples():
+        n = f", {int(r.n_tracks)} tracks" if isinstance(r.n_tracks, float) and math.isfinite(r.n_tracks) else ""
+        rows.append([
+            r.provider, r.target, r.metric,
+            _cell(r.published, cls="published"),
+            f"{r.aggregation}; {r.dataset}{n}",
+            _cell(r.measured),
+            r.measured_aggregation or "–",
+            f"{r.source}" + (f" — {r.note}" if isinstance(r.note, str) and r.note and not r.note.startswith("{")
+                             else ""),
+        ])
+    return ("<p class='small'>Scores the models' authors or public leaderboards report (<b>published</b>, not "
+            "measured here) next to what this run measured for the same provider, target and metric. They are "
+            "different datasets (and often aggregations): read them as context, not as a check of one against "
+            "the other.</p>"
+            + _table(["provider", "target", "metric", "published [dB]", "published on (aggregation; dataset)",
+                      "measured here [dB]", "measured aggregation (this run's tracks)", "source"],
+                     rows, table_id="published"))
+
+
 def _listen_section(res: Results, targets: list[str], bounds: dict[str, str]) -> str:
     from .listen import listening
 
@@ -738,6 +766,10 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
         listen = _listen_section(res, tables.target_order(scores[scores["metric"] == metric]["target"]), bounds)
         if listen:
             sec.append("<h2 id='listen'>Listen</h2>" + listen)
+    if metric is not None and not scores.empty:
+        pub_html = _published_section(scores, list(dict.fromkeys(jobs["provider"].astype(str))), stat)
+        if pub_html:
+            sec.append("<h2 id='published'>Published scores (not measured here)</h2>" + pub_html)
     if notes.items:
         sec.append("<h2 id='notes'>Notes on numbers that look odd</h2>" + notes.html())
     versions = pd.DataFrame(sorted((meta.get("versions") or {}).items()), columns=["package", "version"])
@@ -749,7 +781,8 @@ def build_report(results: str | Path | Results, output: str | Path | None = None
     nav = "<p class='small'>" + " · ".join(f"<a href='#{i}'>{t}</a>" for i, t in (
         ("like-for-like", "overall"), ("per-target", "per target"), ("quality-cost-latency", "quality/cost/latency"),
         ("procurement", "procurement"), ("time", "time"), ("cost", "cost"), ("failures", "failures"),
-        ("listen", "listen"), ("notes", "notes"), ("metadata", "metadata")) if f"id='{i}'" in "".join(sec)) + "</p>"
+        ("listen", "listen"), ("published", "published"), ("notes", "notes"), ("metadata", "metadata"))
+        if f"id='{i}'" in "".join(sec)) + "</p>"
     doc = render_page(_E(str(meta.get("name", "stemlab"))), "".join(top) + nav + "".join(sec))
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(doc, encoding="utf-8")

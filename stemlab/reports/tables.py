@@ -13,6 +13,7 @@ them out of every frontier, ranking of buyable options and recommendation."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "recommend",
     "quality_vs_cost",
     "to_markdown",
+    "published_beside",
 ]
 
 PREFERRED = ("sdr_bsseval_v4", "usdr", "usdr_mdx", "si_sdr")
@@ -476,3 +478,48 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     for _, r in df.iterrows():
         lines.append("| " + " | ".join(fmt(r[c]) for c in df.columns) + " |")
     return "\n".join(lines)
+
+
+def _base_provider(p: str) -> str:
+    """``"mvsep:bs_roformer?x=1 [sandbox]"`` → ``"mvsep:bs_roformer"``."""
+    return p.split(" [", 1)[0].split("?", 1)[0]
+
+
+def published_beside(scores: pd.DataFrame, providers: Iterable[str], *, stat: str = "median",
+                     published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The published scores of this run's providers (from
+    :func:`stemlab.providers.local.zoo.published_frame`: the models' authors,
+    audio-separator's ``models-scores.json``, MSST's table, MVSEP's list),
+    one row per (provider, target, metric) — with, in *separate* columns, what
+    this run measured for the same provider, target and metric
+    (``measured``, ``measured_aggregation``, ``measured_tracks``; NaN when the
+    run has no such score), over tracks with the publication's statistic
+    (mean where it averaged songs — MSST, MVSEP — else ``stat``). The two are never one column: their datasets
+    (``dataset``) and often their aggregations differ."""
+    if published is None:
+        from ..providers.local.zoo import published_frame
+
+        published = published_frame()
+    run_ids = {_base_provider(str(p)): str(p) for p in providers}
+    pub = published[published["provider"].isin(run_ids)].copy()
+    cols = ["provider", "target", "metric", "published", "aggregation", "dataset", "n_tracks", "source", "note",
+            "measured", "measured_aggregation", "measured_tracks"]
+    if pub.empty:
+        return pd.DataFrame(columns=cols)
+    pub["provider"] = pub["provider"].map(run_ids)
+    pub = pub.rename(columns={"value": "published"})
+    # the statistic over tracks the publication used (mean over songs: MSST, MVSEP; else museval's median)
+    pub["_tracks"] = ["mean" if re.search(r"mean over (songs|tracks)", str(a)) else stat for a in pub["aggregation"]]
+    measured: dict[tuple[str, str, str, str], tuple[float, str, int]] = {}
+    have = set(scores["metric"]) if not scores.empty else set()
+    for m, tr in sorted({(m, tr) for m, tr in zip(pub["metric"], pub["_tracks"]) if m in have}):
+        lb = leaderboard(scores, m, stat=tr, ci=None)
+        agg = aggregation_of(lb)
+        for r in lb.itertuples():
+            measured[(str(r.provider), str(r.target), m, tr)] = (float(r.value), agg, int(r.n_tracks))
+    keys = zip(pub["provider"], pub["target"], pub["metric"], pub["_tracks"])
+    got = [measured.get(k, (math.nan, "", 0)) for k in keys]
+    pub["measured"] = [g[0] for g in got]
+    pub["measured_aggregation"] = [g[1] for g in got]
+    pub["measured_tracks"] = [g[2] for g in got]
+    return pub[cols].reset_index(drop=True)
