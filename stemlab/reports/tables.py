@@ -515,8 +515,8 @@ def published_beside(scores: pd.DataFrame, providers: Iterable[str], *, stat: st
     for m, tr in sorted({(m, tr) for m, tr in zip(pub["metric"], pub["_tracks"]) if m in have}):
         lb = leaderboard(scores, m, stat=tr, ci=None)
         agg = aggregation_of(lb)
-        for r in lb.itertuples():
-            measured[(str(r.provider), str(r.target), m, tr)] = (float(r.value), agg, int(r.n_tracks))
+        for p, t, v, n in zip(lb["provider"].astype(str), lb["target"].astype(str), lb["value"], lb["n_tracks"]):
+            measured[(p, t, m, tr)] = (float(v), agg, int(n))
     keys = zip(pub["provider"], pub["target"], pub["metric"], pub["_tracks"])
     got = [measured.get(k, (math.nan, "", 0)) for k in keys]
     pub["measured"] = [g[0] for g in got]
