@@ -496,8 +496,8 @@ def _buyer_card(points_by_target: dict[str, pd.DataFrame], metric: str, volume: 
                    cls="reco")
     body = (f"<p class='small'>Volume: {_E(volume.describe())}. Bounds are never recommended; options whose price "
             "is unknown are named, not ranked.</p>" + head + table + note)
-    if pts is not None and len(pts):
-        body += fig(figures.frontier(pts, metric))
+    if buyer_pts is not None and len(buyer_pts):  # the frontier of the target the recommendation leads with
+        body += fig(figures.frontier(buyer_pts, metric))
     return body, pd.DataFrame(recs)
 
 
