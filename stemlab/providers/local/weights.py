@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..._paths import cache_root as _stemlab_cache_root
 from ...errors import ConfigError, ProviderUnavailable
 
 __all__ = [
@@ -112,13 +113,7 @@ def audio_separator_dir() -> Path:
 
 
 def stemlab_models_dir() -> Path:
-    base = os.environ.get("STEMLAB_CACHE")
-    if base:
-        root = Path(base).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "stemlab"
-    return root / "models"
+    return _stemlab_cache_root() / "models"
 
 
 def cache_root(cache: str) -> Path:
@@ -155,17 +150,26 @@ def _digest_db() -> Path:
     return stemlab_models_dir() / "digests.json"
 
 
+def _digest_key(p: Path) -> str:
+    st = p.stat()
+    return f"{p}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _read_digests(db: Path) -> dict[str, Any]:
+    try:
+        known = json.loads(db.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def file_digest(path: str | os.PathLike[str]) -> str:
     """sha256 of a file, remembered by (resolved path, size, mtime)."""
     p = Path(path).resolve()
-    st = p.stat()
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    key = _digest_key(p)
     db = _digest_db()
     with _lock:
-        try:
-            known = json.loads(db.read_text())
-        except (OSError, ValueError):
-            known = {}
+        known = _read_digests(db)
         if key in known:
             return str(known[key])
         h = hashlib.sha256()
@@ -498,14 +502,10 @@ def _place(f: WeightFile, part: Path, digest: str, headers: Mapping[str, str]) -
 def _record(path: Path, digest: str, *, verified: bool, source: str, url: str) -> None:
     """Remember the digest (so it is not recomputed) and how it was checked."""
     try:
-        st = path.resolve().stat()
-        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        key = _digest_key(path.resolve())
         db = _digest_db()
         with _lock:
-            try:
-                known = json.loads(db.read_text())
-            except (OSError, ValueError):
-                known = {}
+            known = _read_digests(db)
             known[key] = digest
             db.parent.mkdir(parents=True, exist_ok=True)
             db.write_text(json.dumps(known, indent=0, sort_keys=True))
