@@ -103,6 +103,51 @@ def test_checkpoint_wrappers_and_prefixes(tmp_path, short_track, separated) -> N
     assert set(M.load_state_dict(dp)) == set(state["state_dict"])
 
 
+def test_checkpoint_format_variants_give_the_same_output(tmp_path, short_track, separated) -> None:
+    """What other trainers write: Lightning (``{"state_dict": {"model.…"}}``),
+    ``torch.compile`` (``_orig_mod.``), a hand-made loop
+    (``{"model_state_dict": …, "optimizer": …}``), nested wrappers, EMA
+    weights, safetensors and half precision — each loads through the same
+    path and separates as the plain state dict does."""
+    from safetensors.torch import save_file
+
+    base_prov, base = separated["scnet"]
+    cfg = base_prov.config["config"]
+    sd = M.load_state_dict(base_prov.config["ckpt"])
+    variants = {
+        "lightning": {"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 3, "global_step": 10},
+        "compiled": {f"_orig_mod.{k}": v for k, v in sd.items()},
+        "ddp_compiled": {"state": {f"module._orig_mod.{k}": v for k, v in sd.items()}},
+        "loop": {"model_state_dict": dict(sd), "optimizer_state_dict": {"state": {}, "param_groups": []}, "loss": 0.1},
+        "nested": {"state_dict": {"model": dict(sd)}, "hyper_parameters": {"lr": 1e-3}},
+        "ema": {"ema": dict(sd), "step": 5},
+    }
+    for name, obj in variants.items():
+        ck = tmp_path / f"{name}.ckpt"
+        torch.save(obj, ck)
+        out = P.create(f"msst:scnet?config={cfg}&ckpt={ck}", threads=1).separate(short_track)
+        np.testing.assert_array_equal(out.stems["vocals"], base.stems["vocals"], err_msg=name)
+    st = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(st))
+    out = P.create(f"msst:scnet?config={cfg}&ckpt={st}", threads=1).separate(short_track)
+    np.testing.assert_array_equal(out.stems["vocals"], base.stems["vocals"])
+    half = tmp_path / "half.ckpt"  # fp16 weights (shared that way to halve the download): cast to float32
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in sd.items()}, half)
+    out = P.create(f"msst:scnet?config={cfg}&ckpt={half}", threads=1).separate(short_track)
+    ref = base.stems["vocals"]
+    err = np.abs(out.stems["vocals"] - ref).max() / max(np.abs(ref).max(), 1e-9)
+    assert 0 < err < 1e-2, err
+    # a wrapper with no tensors anywhere, or a truncated file: a named error, no traceback
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"epoch": 1, "config": {"a": 1}}, bad)
+    with pytest.raises(ProviderUnavailable, match=r"bad\.ckpt: expected a state dict .*keys \['config', 'epoch'\]"):
+        M.load_state_dict(bad)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(st.read_bytes()[:100])
+    with pytest.raises(ProviderUnavailable, match=r"cannot read checkpoint .*cut\.safetensors \(safetensors\)"):
+        M.load_state_dict(cut)
+
+
 def test_demucs_package_through_msst_htdemucs(tmp_path, tiny, short_track) -> None:
     """A demucs .th package (class + args + state, as demucs' serialize_model
     writes it) is read with weights_only=True allowing only demucs' classes."""

@@ -38,9 +38,12 @@ and its training stack at package import. So:
 audio-separator's modules (MDX23C; the UVR family's VR and MDX-Net code)
 are imported without running ``audio_separator/separator/__init__.py`` (which imports its file-based
 ``Separator``, onnx and the rest, ~4 s). Checkpoints are read with
-``torch.load(weights_only=True)`` (no pickle code), unwrapped from
-``{"state_dict": …}``, ``{"state": …}`` or ``{"model": …}`` and from
-DataParallel's ``module.`` prefix, and loaded strictly.
+``torch.load(weights_only=True)`` (no pickle code) or from ``.safetensors``,
+unwrapped from what trainers save (``{"state_dict": …}``, ``{"state": …}``,
+``{"model_state_dict": …}``, ``{"model": …}``, ``{"ema": …}``, nested, with
+step counters beside), from DataParallel's ``module.``, ``torch.compile``'s
+``_orig_mod.`` and a Lightning module's ``model.``/``net.`` prefixes; half
+precision weights are cast to float32; then loaded strictly.
 
 **Config** (MSST's YAML schema, ``!!python/tuple`` and ``1e-3`` floats
 read as MSST reads them): ``audio:`` ``chunk_size``, ``sample_rate``,
@@ -316,35 +319,97 @@ def _demucs_safe_globals() -> list[Any]:
     return [HTDemucs, HDemucs, Demucs, Fraction]
 
 
-def load_state_dict(path: str | Path) -> dict[str, Any]:
-    """The state dict of an MSST checkpoint, read without pickle code
-    (``weights_only=True``), unwrapped (``state_dict``/``state``/``model``
-    keys, ``module.`` prefixes)."""
+#: wrappers a training script saves the weights under (MSST: ``state_dict``/``state``; Lightning:
+#: ``state_dict``; hand-made loops: ``model_state_dict``, ``model``, ``net``, ``ema``...)
+_WRAPPER_KEYS = ("state_dict", "state", "model_state_dict", "model", "net", "ema", "model_ema", "weights")
+#: name prefixes a wrapper adds: DataParallel/DDP ``module.``, ``torch.compile``'s ``_orig_mod.``,
+#: a Lightning module holding the network as ``model``/``net``
+_PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
+
+
+def _read_checkpoint(p: Path) -> Any:
     import torch
 
-    p = Path(path)
+    if p.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:  # pragma: no cover - safetensors comes with huggingface_hub
+            raise ProviderUnavailable(f"checkpoint {p}: reading .safetensors needs the safetensors package "
+                                      "(pip install safetensors)") from None
+        try:
+            return load_file(str(p), device="cpu")
+        except Exception as e:
+            raise ProviderUnavailable(f"cannot read checkpoint {p} (safetensors): {type(e).__name__}: "
+                                      f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as first:  # a demucs package names its model class: allow exactly those
         try:
             with torch.serialization.safe_globals(_demucs_safe_globals()):
-                obj = torch.load(p, map_location="cpu", weights_only=True)
+                return torch.load(p, map_location="cpu", weights_only=True)
         except Exception:
+            msg = str(first).splitlines()[0][:300] if str(first) else ""
             raise ProviderUnavailable(f"cannot read checkpoint {p} safely (torch.load weights_only=True): "
-                                      f"{type(first).__name__}: {str(first).splitlines()[0][:300]}") from None
-    for key in ("state_dict", "state", "model"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
+                                      f"{type(first).__name__}: {msg}") from None
+
+
+def _is_state(obj: Any) -> bool:
+    import torch
+
+    return (isinstance(obj, Mapping) and bool(obj) and all(isinstance(k, str) for k in obj)
+            and any(isinstance(v, torch.Tensor) for v in obj.values()))
+
+
+def load_state_dict(path: str | Path) -> dict[str, Any]:
+    """The state dict of a checkpoint, read without pickle code
+    (``weights_only=True``; ``.safetensors`` through safetensors), unwrapped
+    from a training script's dict (``state_dict``, ``state``,
+    ``model_state_dict``, ``model``, ``ema``… — nested ones too) and from
+    ``module.``/``_orig_mod.`` prefixes (DataParallel, ``torch.compile``);
+    non-tensor entries (step counters, configs) are dropped. A
+    ``model.``/``net.`` prefix (a Lightning module) is removed by
+    :func:`load_weights` when the network's own names need it."""
+    p = Path(path)
+    obj = _read_checkpoint(p)
+    for _ in range(3):  # {"state_dict": {"model": {...}}} and the like
+        if _is_state(obj) and not any(isinstance(obj.get(k), Mapping) for k in _WRAPPER_KEYS):
             break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(k, str) for k in obj):
-        raise ProviderUnavailable(f"checkpoint {p}: expected a state dict (name → tensor), got {type(obj).__name__}")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj, Mapping) and isinstance(obj.get(k), Mapping)),
+                     None)
+        if inner is None:
+            break
+        obj = inner
+    if not _is_state(obj):
+        raise ProviderUnavailable(f"checkpoint {p}: expected a state dict (name → tensor), got {type(obj).__name__}"
+                                  + (f" with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, Mapping) else ""))
+    import torch
+
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    for prefix in ("module.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _fit_names(own: Mapping[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` with the wrapper prefixes (:data:`_PREFIXES`) that keep its
+    names from the network's own removed, where removing them makes them fit."""
+    state = dict(state)
+    for _ in range(len(_PREFIXES)):
+        if set(own) <= set(state):
+            break
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in state) and not all(k.startswith(prefix) for k in own):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                break
+        else:
+            break
+    return state
 
 
 def load_weights(model: Any, state: Mapping[str, Any], what: str) -> None:
     own = model.state_dict()
+    state = _fit_names(own, state)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
