@@ -527,12 +527,11 @@ def _recursion(L: int, R: int, hrow: np.ndarray, nrow: np.ndarray, Fw: np.ndarra
         b_new[:, :m] += tb
         ef = ef + nabla @ kf
         eb = eb + delta @ kb
-        # every order: a breakdown can recover within a few orders (rank-deficient
-        # references, e.g. proportional channels) and leave finite garbage
-        d_ef = np.diagonal(ef, axis1=1, axis2=2)
-        d_eb = np.diagonal(eb, axis1=1, axis2=2)
-        if not ((d_ef > 0).all() and (d_eb > 0).all()):
-            raise np.linalg.LinAlgError("block Levinson: prediction error not positive definite")
+        # every order, by Cholesky (raises LinAlgError): an indefinite covariance
+        # (rank-deficient references, e.g. proportional channels) can keep a
+        # positive diagonal, or recover within a few orders, and leave finite garbage
+        np.linalg.cholesky(ef)
+        np.linalg.cholesky(eb)
         theta = h @ X[:, :m]
         X[:, : m + R] += b_new @ _solve(eb, dflat[:, m : m + R] - theta)
 

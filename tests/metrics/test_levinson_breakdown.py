@@ -3,7 +3,8 @@
 References whose channels are proportional (a mono source panned to
 stereo) make the Gram matrix numerically singular: the prediction error
 covariance turns indefinite for a few orders and may recover, leaving a
-finite but meaningless solution. Checked only every 32 orders, such a
+finite but meaningless solution — and can keep a positive diagonal
+while indefinite. Checked only every 32 orders by the diagonal, such a
 breakdown at orders 32–33 of a 64-tap solve went unnoticed and SIR was
 ~79 dB off museval's (found by the torch backend's parity tests)."""
 
