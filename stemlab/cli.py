@@ -181,6 +181,7 @@ _EXTRA_COMMANDS: dict[str, tuple[str, ...]] = {
     "stemlab.runs.cli:register_cli": ("run", "results"),
     "stemlab.reports.cli:register_cli": ("report",),
     "stemlab.services._sandbox.cli:register_cli": ("sandbox",),
+    "stemlab.providers.local.zoo:register_cli": ("models",),
 }
 
 UNAVAILABLE = 3  #: exit code of a command whose module failed to import

@@ -38,6 +38,9 @@ BUILTIN: dict[str, str] = {
     "demucs": "stemlab.providers.local.demucs:DemucsProvider",
     "oracle": "stemlab.providers.local.oracle:OracleProvider",
     "baseline": "stemlab.providers.local.baselines:BaselineProvider",
+    "spleeter": "stemlab.providers.local.spleeter:SpleeterProvider",
+    "msst": "stemlab.providers.local.msst:MsstProvider",
+    "uvr": "stemlab.providers.local.uvr:UvrProvider",
     **{name: s.provider for name, s in SERVICES.items()},
 }
 

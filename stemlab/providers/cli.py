@@ -60,6 +60,16 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _published(pid: str) -> list[dict[str, Any]]:
+    """Published scores of a local model (stemlab.providers.local.zoo), [] if none."""
+    try:
+        from .local.zoo import published_for
+
+        return [p.as_dict() for p in published_for(pid)]
+    except Exception:  # the catalog is an extra: never break `providers info`
+        return []
+
+
 def _info(args: argparse.Namespace) -> int:
     from . import create
 
@@ -72,6 +82,7 @@ def _info(args: argparse.Namespace) -> int:
     info["status"] = "ready" if st.ready else f"unavailable: {st.detail}"
     info["provenance"] = prov.provenance()
     info["estimate_per_minute"] = prov.estimate_cost(60.0).as_dict()
+    info["published"] = _published(prov.id)
     doc = (type(prov).__doc__ or "").strip()
     if args.json:
         info["doc"] = doc
@@ -89,6 +100,11 @@ def _info(args: argparse.Namespace) -> int:
     e = info["estimate_per_minute"]
     print(f"  cost of 1 min: ${e['usd']:.4f}, {e['credits']:g} {e['credit_unit']}".rstrip()
           + (f", ~{e['compute_seconds']:.3g} s compute" if e["compute_seconds"] else ""))
+    if info["published"]:
+        print("  published scores (from the model's authors / leaderboards; not measured here):")
+        for p in info["published"]:
+            print(f"    {p['target']}: {p['value']:.2f} dB  {p['metric']} ({p['aggregation']}), {p['dataset']}"
+                  f"{', ' + str(p['n_tracks']) + ' tracks' if p.get('n_tracks') else ''} — {p['source']}")
     if info["params"]:
         from ..cli import print_table
 

@@ -178,6 +178,30 @@ def _local(spec: str) -> Callable[[Path, Any], Made]:
     return make
 
 
+def _tiny_family(family: str) -> Callable[[Path, Any], Made]:
+    """A tiny random model of the msst / uvr family in a temporary folder, in its
+    real on-disk format (tests/providers/_tiny_models.py)."""
+
+    def make(repo: Path, track: Track) -> Made:
+        import shutil
+        import tempfile
+
+        import stemlab.providers as P
+
+        from ._tiny_models import write_mdx_onnx, write_msst
+
+        root = Path(tempfile.mkdtemp(prefix=f"stemlab-{family}-"))
+        if family == "msst":
+            cfg, ckpt = write_msst(root, "mdx23c")
+            prov = P.create(f"msst:mdx23c?config={cfg}&ckpt={ckpt}", threads=1)
+        else:
+            write_mdx_onnx(root)
+            prov = P.create(f"uvr:tiny_mdx.onnx?model_dir={root}", threads=1)
+        return Made(prov, cleanup=lambda: shutil.rmtree(root, ignore_errors=True))
+
+    return make
+
+
 def _sandboxed(family: str, spec: str | None = None) -> Callable[[Path, Any], Made]:
     """Start the family's sandbox through the harness' pool, as the runner does."""
 
@@ -202,6 +226,9 @@ LOCAL_CASES: dict[str, list[tuple[str, Callable[[Path, Any], Made]]]] = {
     ],
     "oracle": [(f"oracle:{v}", _local(f"oracle:{v}")) for v in ("irm", "ibm", "mwf")],
     "baseline": [(f"baseline:{v}", _local(f"baseline:{v}")) for v in ("mixture", "silence", "hpss", "centre")],
+    "spleeter": [("spleeter:2stems", _local("spleeter:2stems?segment=1.5"))],
+    "msst": [("msst:mdx23c[tiny]", _tiny_family("msst"))],
+    "uvr": [("uvr:mdx-net[tiny]", _tiny_family("uvr"))],
 }
 
 
