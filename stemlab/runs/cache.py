@@ -151,9 +151,35 @@ class StemCache:
         return final
 
     def get(self, key: str) -> Stems | None:
-        """The cached stems, or None if absent. A corrupt entry (unreadable or
-        malformed manifest, hash mismatch, undecodable file, stems of unequal
-        shape) is logged with its path, removed, and reported as absent."""
+        """The cached stems, decoded, or None if absent. A corrupt entry
+        (unreadable or malformed manifest, hash mismatch, undecodable file,
+        another rate, stems of unequal shape) is logged with its path,
+        removed, and reported as absent."""
+
+        def decoded(p: Path, scale: float) -> tuple[Any, int]:
+            arr, sr = audio.decode(p)
+            if scale != 1.0:
+                arr *= np.float32(scale)
+            return arr, sr
+
+        return self._load(key, decoded, Stems)
+
+    def open(self, key: str) -> "SourceStems | None":
+        """The cached stems as lazy sources (each FLAC decoded once into a raw
+        temporary file — the metrics read it several times — the manifest's
+        scale applied per block), or None if absent; validated as in
+        :meth:`get`."""
+        from ..metrics.sources import AudioFileSource, SourceStems
+
+        def lazy(p: Path, scale: float) -> tuple[Any, int]:
+            src = AudioFileSource(p, scale=None if scale == 1.0 else scale, spool=True)
+            return src, src.sample_rate
+
+        return self._load(key, lazy, SourceStems)
+
+    def _load(self, key: str, read: Any, make: Any) -> Any:
+        """The entry's stems through ``read(path, scale) -> (stem, rate)``,
+        assembled by ``make(stems, rate)``; None when absent or corrupt."""
         d = self._dir(key)
         if not (d / "manifest.json").is_file():
             return None
@@ -164,40 +190,11 @@ class StemCache:
                 p = d / e["file"]
                 if file_sha256(p) != e["sha256"]:
                     raise CorruptEntry(f"{p.name}: sha256 differs from the manifest")
-                arr, sr = audio.decode(p)
+                stem, sr = read(p, e["scale"])
                 if sr != manifest["sample_rate"]:
                     raise CorruptEntry(f"{p.name}: {sr} Hz, manifest says {manifest['sample_rate']}")
-                if e["scale"] != 1.0:
-                    arr *= np.float32(e["scale"])
-                out[name] = arr
-            return Stems(out, int(manifest["sample_rate"]))
-        except (OSError, CorruptEntry, InputError) as e:
-            self._discard(d, e)
-            return None
-
-    def open(self, key: str) -> "SourceStems | None":
-        """The cached stems as lazy sources (FLAC read a block at a time, the
-        manifest's scale applied per block), or None if absent. The entry is
-        validated as in :meth:`get` (manifest, every file's sha256, one rate
-        and shape), without decoding it."""
-        from ..metrics.sources import AudioFileSource, SourceStems
-
-        d = self._dir(key)
-        if not (d / "manifest.json").is_file():
-            return None
-        try:
-            manifest = self._manifest(d)
-            srcs = {}
-            for name, e in manifest["stems"].items():
-                p = d / e["file"]
-                if file_sha256(p) != e["sha256"]:
-                    raise CorruptEntry(f"{p.name}: sha256 differs from the manifest")
-                # decoded once into a raw temporary file: the metrics read it several times
-                src = AudioFileSource(p, scale=None if e["scale"] == 1.0 else e["scale"], spool=True)
-                if src.sample_rate != manifest["sample_rate"]:
-                    raise CorruptEntry(f"{p.name}: {src.sample_rate} Hz, manifest says {manifest['sample_rate']}")
-                srcs[name] = src
-            return SourceStems(srcs, int(manifest["sample_rate"]))
+                out[name] = stem
+            return make(out, int(manifest["sample_rate"]))
         except (OSError, CorruptEntry, InputError) as e:
             self._discard(d, e)
             return None

@@ -161,6 +161,10 @@ def kind_of(what: Provider | str) -> JobKind:
         raise ConfigError(f"provider kind must be one of {sorted(KINDS)}, got {name!r}", field="kind") from None
 
 
+#: shortest track sent to a paid service (seconds)
+MIN_PAID_SECONDS = 1.0
+
+
 def check_before_paying(job: Job) -> None:
     """Everything about ``job``'s track that would make its scores fail,
     checked before a request that can cost money: references present,
@@ -171,6 +175,9 @@ def check_before_paying(job: Job) -> None:
     from ..metrics.sources import all_finite, lazy_references
 
     track = job.track
+    if track.seconds < MIN_PAID_SECONDS:
+        raise InputError(f"track {track.name!r} is {track.seconds:.4g} s long; a paid service is not sent tracks "
+                         f"under {MIN_PAID_SECONDS:g} s (it would fail or charge for nothing)", field="mixture")
     if not track.has_references:
         return
     lazy = lazy_references(track)

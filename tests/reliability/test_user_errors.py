@@ -131,3 +131,35 @@ def test_a_one_sample_track_is_a_failed_row(tmp_path):
     assert jobs.loc["ok", "status"] == "done"
     assert jobs.loc["tiny", "status"] == "failed" and jobs.loc["tiny", "error_kind"] == "InputError"
     assert "has 1 sample(s); it needs at least 1025" in jobs.loc["tiny", "error"]
+
+
+def test_nothing_is_paid_for_a_track_that_could_not_be_scored(tmp_path):
+    """Checked before the paid submit: a track under a second, and references
+    with NaN samples — failed rows naming the problem; the service saw no job."""
+    import numpy as np
+    import soundfile as sf
+
+    from stemlab.runs import run
+    from stemlab.sandbox import SandboxPool
+
+    root = tmp_path / "songs"
+    rng = np.random.default_rng(0)
+    for name, n, nan in (("short", 22050, False), ("nan-ref", 88200, True)):
+        d = root / name
+        d.mkdir(parents=True)
+        stems = {k: (0.1 * rng.standard_normal((n, 2))).astype(np.float32) for k in ("vocals", "drums", "bass", "other")}
+        sf.write(d / "mixture.wav", sum(stems.values()), 44100, subtype="FLOAT")
+        if nan:
+            stems["bass"][10] = np.nan
+        for k, v in stems.items():
+            sf.write(d / f"{k}.wav", v, 44100, subtype="FLOAT")
+    with SandboxPool() as pool:
+        res = run({"datasets": [{"name": "folder", "root": str(root)}],
+                   "providers": [{"provider": "aistemsplitter", "sandbox": True}], "metrics": ["usdr"],
+                   "output": str(tmp_path / "out")}, quiet=True, sandboxes=pool)
+        assert len(pool.get("aistemsplitter").ledger.jobs) == 0
+    jobs = res.jobs.set_index("track")
+    assert (jobs.status == "failed").all() and (jobs.error_kind == "InputError").all()
+    assert "is 0.5 s long; a paid service is not sent tracks under 1 s" in jobs.loc["short", "error"]
+    assert "bass.wav has 2 NaN/Inf sample(s)" in jobs.loc["nan-ref", "error"]
+    assert (res.jobs.cost_usd.fillna(0) == 0).all()

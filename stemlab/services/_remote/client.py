@@ -62,6 +62,8 @@ __all__ = [
     "HttpClient",
     "Ambiguous",
     "DownloadRefused",
+    "RedirectRefused",
+    "TooLarge",
     "parse_retry_after",
 ]
 
@@ -306,6 +308,12 @@ class TooLarge(ProviderOutputError):
     """An answer larger than its cap (decoded bytes)."""
 
 
+class RedirectRefused(ProviderOutputError):
+    """A redirect that was not followed (to another origin with credentials,
+    when the service never redirects, too many, to a bad URL): the request
+    was not processed where it was sent."""
+
+
 class HttpClient:
     """Async HTTP with auth, retries, rate limit and checked downloads.
 
@@ -362,28 +370,35 @@ class HttpClient:
 
     # ------------------------------------------------------------ exchange
     def _credentialed(self, headers: Mapping[str, str], params: Mapping[str, Any], form: Any) -> bool:
+        """Whether a request carries the key — wherever the caller put it: a
+        request sent with ``auth=False`` that adds the key itself (MVSEP's
+        account GETs put ``api_token`` in the query) is credentialed too."""
         names = {k.lower() for k in self.auth.headers}
-        return (any(k.lower() in names for k in headers) or any(k in params for k in self.auth.params)
-                or bool(form and any(k in form for k in self.auth.form)))
+        keys = set(self.auth.params) | set(self.auth.form)
+        secrets = {str(v) for m in (self.auth.headers, self.auth.params, self.auth.form) for v in m.values() if v}
+        values = [*headers.values(), *params.values(), *((form or {}).values() if isinstance(form, Mapping) else ())]
+        return (any(k.lower() in names for k in headers) or any(k in params for k in keys)
+                or bool(isinstance(form, Mapping) and any(k in form for k in keys))
+                or any(isinstance(v, str) and v in secrets for v in values))
 
     def _next_hop(self, r: httpx.Response, credentialed: bool, what: str, hop: int) -> httpx.URL:
         """The URL a redirect answer points to, if it may be followed."""
         if hop >= MAX_REDIRECTS:
-            raise ProviderOutputError(f"{what}: more than {MAX_REDIRECTS} redirects", provider=self.label)
+            raise RedirectRefused(f"{what}: more than {MAX_REDIRECTS} redirects", provider=self.label)
         loc = r.headers.get("location", "")
         try:
             nxt = r.url.join(loc)
         except httpx.InvalidURL:
-            raise ProviderOutputError(f"{what}: redirect to an invalid URL", provider=self.label) from None
+            raise RedirectRefused(f"{what}: redirect to an invalid URL", provider=self.label) from None
         if nxt.scheme not in ("http", "https"):
-            raise ProviderOutputError(f"{what}: redirect to a non-HTTP URL ({nxt.scheme}:)", provider=self.label)
+            raise RedirectRefused(f"{what}: redirect to a non-HTTP URL ({nxt.scheme}:)", provider=self.label)
         if credentialed:
             if self.redirects == "none":
-                raise ProviderOutputError(
+                raise RedirectRefused(
                     f"{what}: the service answered HTTP {r.status_code} (a redirect); {self.label} requests carry "
                     "credentials and are never redirected", provider=self.label, status=r.status_code)
             if _origin(nxt) != _origin(r.url):
-                raise ProviderOutputError(
+                raise RedirectRefused(
                     f"{what}: the service redirected to another origin ({nxt.scheme}://{nxt.host}); credentials "
                     "are never sent to another origin, so the redirect was not followed",
                     provider=self.label, status=r.status_code)
@@ -528,7 +543,7 @@ class HttpClient:
             t0 = time.perf_counter()
             try:
                 r, body, _ = await self._deadline(self._exchange(
-                    method, url, params=q, what=what, credentialed=auth and self._credentialed(hdrs, q, form),
+                    method, url, params=q, what=what, credentialed=self._credentialed(hdrs, q, form),
                     timeout=self.timeouts.httpx(upload=upload), cap=self.max_response_bytes,
                     json=json, data=form, files=files, content=content, headers=hdrs,
                 ), self.timeouts.upload if upload else self.timeouts.request, what)
@@ -606,7 +621,7 @@ class HttpClient:
             try:
                 with os.fdopen(fd, "wb") as fh:
                     r, body, n = await self._deadline(self._exchange(
-                        "GET", url, params=q, what=what, credentialed=auth and self._credentialed(hdrs, q, None),
+                        "GET", url, params=q, what=what, credentialed=self._credentialed(hdrs, q, None),
                         timeout=self.timeouts.httpx(), sink=fh.write, cap=max_bytes, headers=hdrs,
                     ), self.timeouts.download, what)
                 if r.status_code >= 400:

@@ -76,6 +76,7 @@ from .client import (
     Auth,
     DownloadRefused,
     HttpClient,
+    RedirectRefused,
     Response,
     RetryPolicy,
     Timeouts,
@@ -283,7 +284,12 @@ class RemoteProvider(Provider):
         raw_key = self.options.pop("api_key", None)
         if raw_key is not None and not isinstance(raw_key, (str, Secret)):
             raise ConfigError(f"provider {self.family}: option api_key expects a string", field=f"{self.family}.options.api_key")
-        self._key: Secret | None = get_secret(self.service_name, raw_key or None)
+        try:
+            self._key: Secret | None = get_secret(self.service_name, raw_key or None)
+        except ConfigError as e:
+            # the refusal names the variable or option ("$MVSEP_API_KEY: the key contains …"); as a
+            # field that name is no spec path, and the spec layer would strip it from the message
+            raise ConfigError(e.message, **({"field": f"{self.family}.options.api_key"} if raw_key else {})) from None
         if raw_key:
             self.options["api_key"] = self._key  # shown as Secret(<redacted …>) anywhere
         fam = self.family
@@ -608,15 +614,25 @@ class RemoteProvider(Provider):
                 fetched_again.add(stem)
                 log.warning("%s; downloading stem %r again", e.message, stem)
                 job.note("redownloads", len(fetched_again))
-                assert job.remote_id is not None
-                urls = await self.resolve_outputs(job, await self.fetch_state(job, job.remote_id))
-                if stem not in urls:
-                    raise
                 with job.timed("download"):
-                    blobs[stem] = job.keep(await job.client.download(
-                        urls[stem], max_bytes=self.max_download_bytes,
-                        what=f"{self.id}: download of stem {stem!r} of job {job.remote_id}",
-                    ))
+                    again = await self.download_again(job, stem)
+                if again is None:
+                    raise
+                blobs[stem] = again
+
+    async def download_again(self, job: JobContext, stem: str) -> Any:
+        """A fresh download of one stem whose file did not decode (garbled
+        in transit, a page served in its place): the path of the new file, or
+        None when there is no fresh URL to try. Services that keep downloads
+        elsewhere (a cache) override it."""
+        assert job.remote_id is not None
+        urls = await self.resolve_outputs(job, await self.fetch_state(job, job.remote_id))
+        if stem not in urls:
+            return None
+        return job.keep(await job.client.download(
+            urls[stem], max_bytes=self.max_download_bytes,
+            what=f"{self.id}: download of stem {stem!r} of job {job.remote_id}",
+        ))
 
     # ----------------------------------------------------------- lifecycle
     #: looks at the job list after an ambiguous submit: (tries, service seconds between them) — a job
@@ -671,32 +687,58 @@ class RemoteProvider(Provider):
         crashpoint("remote.before_submit")
         with job.timed("submit"):
             sub: Submission | None = None
-            last: Ambiguous | None = None
+            last: ProviderError | None = None
             for n in range(self.retry.max_attempts):
                 if n:
                     await self.clock.sleep(min(self.retry.maximum, self.retry.initial * 2 ** (n - 1)))
                 try:
                     sub = await self.create(job, prepared)
                     break
-                except Ambiguous as e:
+                except (Ambiguous, ProviderOutputError) as e:
+                    # the answer was lost (Ambiguous) or came but cannot be used (too large, a gzip
+                    # bomb, garbled, no job id): the service may have made — and charged — the job.
+                    # A redirect that was not followed is the one output error that proves the
+                    # request was not processed: it fails as it is.
+                    if isinstance(e, RedirectRefused):
+                        raise
                     # never resend blindly (a service may ignore Idempotency-Key): look first; the
                     # job list is the authority — not listed after a while means not created
                     last = e
                     log.warning("%s: %s; looking for the job before any resend", self.id, e)
-                    found = await self.reconcile(job, attempts=self.reconcile_schedule[0])
+                    found = await self._reconcile_submit(job, e)
                     if found is not None:
                         sub = Submission(found.remote_id, self.adopt_cost(found) or estimate, {"reconciled": True})
                         break
             if sub is None:
                 assert last is not None
                 raise ProviderUnavailable(
-                    f"{last.message}; {self.retry.max_attempts} submits went unanswered and the service's job list "
-                    "shows none of them: nothing was created", provider=self.id)
+                    f"{last.message}; {self.retry.max_attempts} submits got no usable answer and the service's job "
+                    "list shows none of them: nothing was created", provider=self.id)
         crashpoint("remote.after_submit")
         job.journal.submitted(sub.remote_id, sub.cost, dict(sub.info) or None)
         job.remote_id = sub.remote_id
         log.info("%s: submitted %r as %s", self.id, job.track.name, sub.remote_id)
         return sub
+
+    async def _reconcile_submit(self, job: JobContext, lost: ProviderError) -> RemoteJobInfo | None:
+        """:meth:`reconcile` after a submit whose answer was lost or
+        unusable. A job list that cannot be read (refused, garbled, a
+        redirect to another origin) settles nothing: the job stays in doubt
+        (:class:`~stemlab.errors.InDoubt`) — unless the user asked to retry
+        jobs in doubt."""
+        try:
+            return await self.reconcile(job, attempts=self.reconcile_schedule[0])
+        except InDoubt:
+            raise
+        except ProviderError as e:
+            if self.options.get("retry_in_doubt"):
+                job.note("reconcile", f"job list unreadable ({e.message}); resubmitting (retry_in_doubt)")
+                return None
+            raise InDoubt(
+                f"{self.id}: the submit of {job.track.name!r} may have reached the service ({lost.message}) and "
+                f"its job list could not be read ({e.message}); the job stays in doubt and is not resubmitted — "
+                "check the account, then rerun with --retry-in-doubt to submit it again", provider=self.id,
+            ) from None
 
     async def _pause(self, job: JobContext, remote_id: str, seconds: float) -> None:
         rec = self.options.get("webhook_receiver")

@@ -32,7 +32,8 @@ __all__ = ["sniff_format", "OutputReport", "assemble_stems"]
 
 def sniff_format(data: bytes) -> str:
     """Container of an audio file from its first bytes: wav, flac, mp3, m4a,
-    ogg, or "unknown"."""
+    ogg — or what a service served instead of audio: html (an error, login
+    or CDN page), xml (a storage error), json, text — or "unknown"."""
     head = data[:16]
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "wav"
@@ -44,6 +45,15 @@ def sniff_format(data: bytes) -> str:
         return "m4a"
     if head[:4] == b"OggS":
         return "ogg"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "html"
+    if text.startswith((b"<?xml", b"<error")):
+        return "xml"
+    if text[:1] in (b"{", b"["):
+        return "json"
+    if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        return "text"
     return "unknown"
 
 

@@ -21,6 +21,40 @@ String form (CLI ``--faults``; several separated by ``;``)::
     output:wrong_rate(rate=22050)        stems come back at 22.05 kHz
     seed=7                               RNG seed for probabilities
 
+Hostile answers (a careless or malicious service, a broken proxy or CDN)::
+
+    status:gzip_bomb(mb=200)             a 200 answer whose body is a small gzip
+                                         stream (Content-Encoding: gzip) that
+                                         inflates to 200 MB; the handler ran
+    download:gzip_bomb(mb=200)           the same in place of a stem file
+    status:huge(mb=300)                  a 300-MB body streamed lazily (64-KiB
+                                         chunks, no Content-Length unless
+                                         length=true; never built in memory on
+                                         the server either); the handler ran
+    download:huge(mb=64,length=true)     a download beyond max_download_bytes,
+                                         announced by its Content-Length
+    download:drip(seconds=0.5)           the real answer, one byte every 0.5 s
+                                         (stops after 1024 bytes or 60 s, or
+                                         when the client hangs up)
+    create:redirect(to=http://127.0.0.1:9999,status=307)
+                                         a redirect to another origin instead of
+                                         an answer (the handler does not run);
+                                         the Location keeps the request's path
+                                         and query (keep=false: ``to`` alone) —
+                                         what a host move or a hijacked proxy
+                                         answers; without ``to``, the sandbox
+                                         itself (a same-origin redirect)
+    output:non_audio                     every stem file of the next job is a
+                                         200 HTML page (text/html), not audio
+
+A "lying Content-Length" needs no kind of its own: ``truncate`` declares the
+full length and sends part of the body, which is all a server speaking valid
+HTTP/1.1 can do (h11, under uvicorn, refuses to send more bytes than the
+declared length, and a shorter body can only end with a closed connection).
+A service that ignores ``Idempotency-Key`` (every create is new and charged
+again) is a sandbox constructor option, ``honor_idempotency=False``, combined
+with ``create:drop`` (the create is processed, its answer cut).
+
 Also accepted: a list of dicts (``{"endpoint", "kind", "count",
 "probability", "after", "args"}``) or a path to a JSON/YAML file holding one.
 Without count and probability a fault fires once; with only a probability it
@@ -39,15 +73,18 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ...errors import ConfigError
 
-__all__ = ["Fault", "FaultPlan", "RESPONSE_KINDS", "JOB_KINDS", "OUTPUT_KINDS", "WEBHOOK_KINDS", "KINDS", "KIND_ARGS"]
+__all__ = ["Fault", "FaultPlan", "RESPONSE_KINDS", "JOB_KINDS", "OUTPUT_KINDS", "WEBHOOK_KINDS", "HOSTILE_KINDS", "KINDS",
+           "KIND_ARGS"]
 
 #: act on one HTTP answer
 RESPONSE_KINDS = frozenset({"http_429", "http_500", "http_502", "http_503", "http_504", "drop", "delay",
-                            "truncate", "expire", "corrupt"})
+                            "truncate", "expire", "corrupt", "gzip_bomb", "huge", "drip", "redirect"})
+#: response kinds that replace or slow the answer of a handler that ran (hostile services)
+HOSTILE_KINDS = frozenset({"gzip_bomb", "huge", "drip", "redirect", "non_audio"})
 #: act on a job when it is created
 JOB_KINDS = frozenset({"fail", "stuck"})
 #: act on the files a job produces
-OUTPUT_KINDS = frozenset({"wrong_rate", "wrong_channels", "wrong_length"})
+OUTPUT_KINDS = frozenset({"wrong_rate", "wrong_channels", "wrong_length", "non_audio"})
 #: act on webhook deliveries
 WEBHOOK_KINDS = frozenset({"webhook_duplicate", "webhook_missing", "webhook_bad_signature"})
 KINDS = RESPONSE_KINDS | JOB_KINDS | OUTPUT_KINDS | WEBHOOK_KINDS
@@ -75,6 +112,19 @@ KIND_ARGS: dict[str, dict[str, tuple[Any, str]]] = {
                                     "an int in 1..8")},
     "wrong_length": {"factor": _POS, "stem": _STR},
     "webhook_duplicate": {}, "webhook_missing": {}, "webhook_bad_signature": {},
+    "gzip_bomb": {"mb": (lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and 0 < v <= 4096,
+                         "megabytes in (0, 4096]")},
+    "huge": {"mb": (lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and 0 < v <= 65536,
+                    "megabytes in (0, 65536]"),
+             "length": (lambda v: isinstance(v, bool), "true or false")},
+    "drip": {"seconds": (lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and 0 < v <= 60,
+                         "seconds per byte in (0, 60]")},
+    "redirect": {"to": (lambda v: isinstance(v, str) and bool(re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", v)),
+                        "an http(s) URL without query"),
+                 "status": (lambda v: v in (301, 302, 303, 307, 308) and not isinstance(v, bool),
+                            "one of 301, 302, 303, 307, 308"),
+                 "keep": (lambda v: isinstance(v, bool), "true or false")},
+    "non_audio": {},
 }
 
 _RE = re.compile(

@@ -7,7 +7,9 @@ and gives every emulator the same machinery:
 * endpoints wrapped by :class:`FaultyEndpoint`, which applies the
   response-level faults of the :class:`~stemlab.services._sandbox.faults.FaultPlan`
   (429 with Retry-After, 5xx, dropped connections after the handler ran,
-  late answers, truncated/corrupt bodies, expired download URLs);
+  late answers, truncated/corrupt bodies, expired download URLs) and the
+  hostile ones (gzip bombs, huge bodies streamed lazily, answers dripped a
+  byte at a time, redirects to another origin);
 * a scaled clock for queue/processing delays;
 * its own ledger of jobs and charges (:class:`SandboxLedger`), so tests can
   assert that no job was submitted or charged twice;
@@ -15,7 +17,10 @@ and gives every emulator the same machinery:
   public test files (``/public/…``);
 * lossy output encoding (MP3/M4A via :func:`stemlab.audio.encode_bytes`)
   with a configurable encoder delay, and the output faults (wrong rate,
-  channels, length);
+  channels, length, an HTML page instead of audio);
+* ``honor_idempotency=False``: an emulator whose service dedups creates by
+  ``Idempotency-Key`` treats every create as new and charges it again (a
+  careless service; combine with ``create:drop``).
 * the pluggable separator (see :mod:`stemlab.services._sandbox.separators`).
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import hashlib
 import hmac
 import json
@@ -32,6 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, ClassVar, Mapping, Sequence
@@ -48,7 +55,8 @@ from .clock import ScaledClock
 from .faults import JOB_KINDS, OUTPUT_KINDS, RESPONSE_KINDS, Fault, FaultPlan
 from .separators import DegradedOracle, ReferenceLibrary, Separator, derive_stems
 
-__all__ = ["Sandbox", "SandboxJob", "SandboxLedger", "Charge", "RequestRecord", "FaultyEndpoint", "BackgroundServer"]
+__all__ = ["Sandbox", "SandboxJob", "SandboxLedger", "Charge", "RequestRecord", "FaultyEndpoint", "BackgroundServer",
+           "gzip_bomb", "non_audio_page"]
 
 log = logging.getLogger("stemlab.sandbox")
 
@@ -183,6 +191,80 @@ class _File:
         return self.path.stat().st_size
 
 
+#: a dripped answer stops after this many bytes or seconds, whichever first (bounded even if the
+#: client never hangs up)
+DRIP_MAX_BYTES = 1024
+DRIP_MAX_SECONDS = 60.0
+_CHUNK = 64 * 1024
+
+
+_BOMB_LOCK = threading.Lock()
+
+
+def gzip_bomb(mb: float) -> bytes:
+    """A gzip stream of ``mb`` MB of zeros (≈ 1/1000 of that compressed),
+    built a megabyte at a time, once (cached; sandboxes in threads share it)."""
+    with _BOMB_LOCK:
+        return _gzip_bomb(float(mb))
+
+
+@functools.lru_cache(maxsize=4)
+def _gzip_bomb(mb: float) -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    total = int(mb * 2**20)
+    block = bytes(2**20)
+    out = []
+    while total > 0:
+        n = min(total, len(block))
+        out.append(z.compress(block[:n]))
+        total -= n
+    out.append(z.flush())
+    return b"".join(out)
+
+
+def non_audio_page(name: str) -> bytes:
+    """What a CDN, a login wall or an error page serves with HTTP 200 where a
+    stem file should be."""
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Just a moment...</title></head>"
+            f"<body><h1>Checking your browser before accessing {name}</h1>"
+            "<p>This process is automatic. Your browser will redirect to your requested content shortly.</p>"
+            "</body></html>\n").encode()
+
+
+class _Disconnect:
+    """Watches an ASGI ``receive`` for the client hanging up (the request
+    body, if the handler left any, is drained on the way)."""
+
+    def __init__(self, receive: Callable) -> None:
+        self.gone = asyncio.Event()
+        self._task = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Callable) -> None:
+        try:
+            while True:
+                msg = await receive()
+                if msg.get("type") == "http.disconnect":
+                    self.gone.set()
+                    return
+        except Exception:  # noqa: BLE001 - the connection is gone either way
+            self.gone.set()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``; True when the client hung up meanwhile."""
+        try:
+            await asyncio.wait_for(self.gone.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+def _headers_without(raw: list[tuple[bytes, bytes]], *names: bytes) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in raw if k.lower() not in names]
+
+
 class FaultyEndpoint:
     """An ASGI endpoint that applies response-level faults around a handler."""
 
@@ -217,6 +299,15 @@ class FaultyEndpoint:
             record.status = 403
             await sb.expired_response()(scope, receive, send)
             return
+        if fault is not None and fault.kind == "redirect":  # a proxy's answer: the handler does not run
+            status = int(fault.args.get("status", 307))
+            loc = str(fault.args["to"]).rstrip("/") if "to" in fault.args else sb.root_url
+            if fault.args.get("keep", True):
+                qs = scope.get("query_string", b"").decode("latin-1")
+                loc += scope.get("raw_path", path.encode()).decode("latin-1") + (f"?{qs}" if qs else "")
+            record.status = status
+            await Response(b"", status_code=status, headers={"Location": loc})(scope, receive, send)
+            return
         try:
             resp = await self.handler(request)
         except _HTTPError as e:
@@ -239,8 +330,66 @@ class FaultyEndpoint:
             rng = np.random.default_rng(sb.faults.seed + fault.fired)
             resp.body = rng.integers(0, 256, len(resp.body), dtype=np.uint8).tobytes()
             await resp(scope, receive, send)
+        elif fault.kind == "gzip_bomb":
+            body = gzip_bomb(float(fault.args.get("mb", 200)))
+            raw = _headers_without(resp.raw_headers, b"content-length", b"content-encoding")
+            raw += [(b"content-encoding", b"gzip"), (b"content-length", str(len(body)).encode())]
+            record.status = 200
+            await send({"type": "http.response.start", "status": 200, "headers": raw})
+            await send({"type": "http.response.body", "body": body})
+        elif fault.kind == "huge":
+            record.status = 200
+            await self._huge(fault, resp, receive, send)
+        elif fault.kind == "drip":
+            await self._drip(fault, resp, receive, send, record)
         else:  # pragma: no cover - kinds are validated
             await resp(scope, receive, send)
+
+
+    async def _huge(self, fault: Fault, resp: Response, receive: Callable, send: Callable) -> None:
+        """``mb`` MB streamed 64 KiB at a time (never held), a JSON-looking
+        body for a JSON answer, zeros otherwise; stops when the client hangs up."""
+        total = int(float(fault.args.get("mb", 300)) * 2**20)
+        headers = _headers_without(resp.raw_headers, b"content-length", b"content-encoding")
+        if fault.args.get("length", False):
+            headers.append((b"content-length", str(total).encode()))
+        ctype = dict(resp.raw_headers).get(b"content-type", b"")
+        head = b'{"data": {"padding": "' if b"json" in ctype else b""
+        chunk = (b"x" if head else b"\0") * _CHUNK
+        watch = _Disconnect(receive)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            sent = 0
+            while sent < total and not watch.gone.is_set():
+                piece = (head + chunk)[: min(_CHUNK, total - sent)] if sent == 0 else chunk[: min(_CHUNK, total - sent)]
+                sent += len(piece)
+                await send({"type": "http.response.body", "body": piece, "more_body": sent < total})
+                await asyncio.sleep(0)  # let the disconnect watcher and other requests run
+        finally:
+            watch.close()
+
+    async def _drip(self, fault: Fault, resp: Response, receive: Callable, send: Callable,
+                    record: RequestRecord) -> None:
+        """The handler's real answer (its true Content-Length) one byte every
+        ``seconds``; stops after :data:`DRIP_MAX_BYTES` bytes or
+        :data:`DRIP_MAX_SECONDS`, or when the client hangs up — the
+        connection is then closed mid-answer."""
+        seconds = float(fault.args.get("seconds", 1.0))
+        body = bytes(resp.body)
+        watch = _Disconnect(receive)
+        t_end = time.monotonic() + DRIP_MAX_SECONDS
+        try:
+            await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
+            for i in range(min(len(body), DRIP_MAX_BYTES)):
+                last = i == len(body) - 1
+                await send({"type": "http.response.body", "body": body[i:i + 1], "more_body": not last})
+                if last:
+                    return
+                if await watch.sleep(seconds) or time.monotonic() > t_end:
+                    break
+            record.status = -1  # cut short: returning unfinished closes the connection
+        finally:
+            watch.close()
 
 
 class _HTTPError(Exception):
@@ -282,8 +431,12 @@ class Sandbox:
         lossy_delay: int | None = None,
         port: int = 0,
         hold_clock: bool = False,
+        honor_idempotency: bool = True,
     ) -> None:
         self.api_keys: list[str] = list(api_keys) if api_keys else [f"sandbox-{self.service}-key-0001"]
+        #: False: a create carrying an Idempotency-Key is treated as new and charged again (emulators
+        #: of services that dedup by that key read it; the others dedup nothing anyway)
+        self.honor_idempotency = bool(honor_idempotency)
         self.faults = FaultPlan.parse(faults, seed=seed)
         # hold_clock: virtual time runs at real rate while the emulator computes
         # (realistic per-job timings, but concurrent jobs then crawl: see clock.py)
@@ -546,10 +699,14 @@ class Sandbox:
         files: dict[str, str] = {}
         for name, arr in stems.items():
             data, ctype, ext = self.encode_output(arr, out_sr, job.output_format)
+            if fault is not None and fault.kind == "non_audio":  # the file's name, an HTML page's bytes
+                data, ctype = non_audio_page(f"{name}.{ext}"), "text/html; charset=utf-8"
             files[name] = self.store(data, ctype, f"{name}.{ext}")
         return files
 
     def _apply_output_fault(self, fault: Fault, stems: dict[str, np.ndarray], sr: int) -> tuple[dict[str, np.ndarray], int]:
+        if fault.kind == "non_audio":  # the audio is fine; the files served are not (see _separate_files)
+            return stems, sr
         if fault.kind == "wrong_rate":
             rate = int(fault.args.get("rate", 22050))
             return {k: resample(v, sr, rate) for k, v in stems.items()}, rate

@@ -21,7 +21,9 @@ to the seed's or the SDK's). Jobs go queued → processing →
 succeeded/failed on the scaled clock; credits are seconds of input, charged
 at creation (``ceil(duration)``) and refunded when a job fails. A repeated
 create with the same ``Idempotency-Key`` and body returns the same job
-without charging (another body → 409 ``IDEMPOTENCY_CONFLICT``). Webhooks
+without charging (another body → 409 ``IDEMPOTENCY_CONFLICT``) — unless
+the sandbox was made with ``honor_idempotency=False``, which ignores the key
+(every create is a new job, charged again). Webhooks
 (``webhookUrl``/``webhook_url``) are POSTed to local URLs only, signed
 ``aistemsplitter-signature: t=…,v1=…``; faults ``webhook:webhook_missing``,
 ``webhook_duplicate``, ``webhook_bad_signature``.
@@ -249,7 +251,8 @@ class AIStemSplitterSandbox(Sandbox):
         retry that arrives while the first is still being processed (the
         client timed out) waits for it and gets the replay."""
         acct = self.account(request)
-        key = request.headers.get("idempotency-key")
+        # honor_idempotency=False: a careless service that ignores the key (every create new, charged)
+        key = request.headers.get("idempotency-key") if self.honor_idempotency else None
         if not key:
             return await self._create_once(request, acct, None)
         ik = (acct, key)

@@ -587,6 +587,41 @@ class Dango(RemoteProvider):
                     _unzip_stems(files["4stems"], self.stems, self.id, self.max_download_bytes).items()}
         return {self.items[item]: data for item, data in files.items()}
 
+    def _drop_cached(self, job: JobContext, stem: str) -> str | None:
+        """Remove a stem's file from the download cache (it did not decode:
+        kept, it would fail every later run of the song); its item name."""
+        item = next((i for i, s in self.items.items() if s == stem), None)
+        if self.variant == "4stems":
+            item = "4stems"
+        where = self._cache_dir(job.remote_id) if job.remote_id else None
+        if item is not None and where is not None:
+            self._cache_file(where, item).unlink(missing_ok=True)
+        return item
+
+    async def _assemble(self, job: JobContext, state: JobState, blobs: dict[str, Any]):
+        try:
+            return await super()._assemble(job, state, blobs)
+        except ProviderOutputError as e:
+            if "does not decode" in e.message and e.details.get("stem"):
+                self._drop_cached(job, str(e.details["stem"]))
+            raise
+
+    async def download_again(self, job: JobContext, stem: str) -> Any:
+        """A stem that did not decode is dropped from the download cache and
+        fetched once more (the same URL within its 20 minutes costs none of
+        the song's 7 downloads). The 4-stem zip is not fetched again."""
+        item = self._drop_cached(job, stem)
+        if item is None or item == "4stems":
+            return None
+        got = await self._fetch_item(job, item)
+        where = self._cache_dir(job.remote_id) if job.remote_id else None
+        if where is None:
+            return job.keep(got)
+        path = self._cache_file(where, item)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(got), str(path))
+        return path
+
     # ------------------------------------------------------------ helpers
     def failed_error(self, job: JobContext, state: JobState) -> ProviderError:
         err = super().failed_error(job, state)

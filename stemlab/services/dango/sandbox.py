@@ -60,7 +60,14 @@ from ...audio import decode_bytes
 from ...errors import InputError
 from .._sandbox.faults import OUTPUT_KINDS
 from .._sandbox.separators import derive_stems
-from .._sandbox.server import Handler, Sandbox, SandboxJob, _HTTPError, iso
+from .._sandbox.server import (
+    Handler,
+    Sandbox,
+    SandboxJob,
+    _HTTPError,
+    iso,
+    non_audio_page,
+)
 
 __all__ = ["DangoSandbox", "parse_multipart"]
 
@@ -395,6 +402,7 @@ class DangoSandbox(Sandbox):
         out_sr, fault = sr, self.faults.take("output", OUTPUT_KINDS)
         if fault is not None:
             stems, out_sr = self._apply_output_fault(fault, stems, sr)
+            job.extra["non_audio"] = fault.kind == "non_audio"  # files made on demand: see _encode_item
         # float16 halves what every finished job holds (−66 dB rounding, far below any separation error)
         job.extra["arrays"] = {k: np.asarray(v, dtype=np.float16) for k, v in stems.items()}
         job.extra["sr"] = out_sr
@@ -495,6 +503,9 @@ class DangoSandbox(Sandbox):
         return self.ok({"url": url, "download": job.extra["downloads_left"]})
 
     def _encode_item(self, job: SandboxJob, ext: str, item: str) -> tuple[bytes, str, str]:
+        if job.extra.get("non_audio"):  # output:non_audio — an HTML page where the file should be
+            name = "4stems.zip" if item == "4stems" else f"{'320_' if ext == 'mp3' else ''}{_OUT_NAMES[item]}.{ext}"
+            return non_audio_page(name), "text/html; charset=utf-8", name
         arrays = {k: np.asarray(v, dtype=np.float32) for k, v in job.extra["arrays"].items()}
         sr = job.extra["sr"]
         prefix = "320_" if ext == "mp3" else ""
