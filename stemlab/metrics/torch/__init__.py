@@ -1,0 +1,1 @@
+"""The torch backend of stemlab's metrics (CPU and CUDA tensors)."""
