@@ -340,3 +340,29 @@ def test_score_stems_and_stemlab_score_with_device_torch(tmp_path: Path) -> None
         from stemlab.metrics.score_dir import score
 
         score(est_root, "folder", root=tmp_path / "refs", stems=["vocals"], device="npu")
+
+
+def test_lu_on_cpu_survives_a_change_of_torch_threads() -> None:
+    """torch 2.13's batched CPU LU (oneMKL) hangs once torch.set_num_threads
+    has been changed in the process (tests/metrics/test_simple.py does); the
+    backend solves CPU items one at a time. In a subprocess, with a timeout."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, torch\n"
+        "from stemlab.metrics.torch import bsseval as TB\n"
+        "n = torch.get_num_threads(); torch.set_num_threads(1); torch.set_num_threads(max(n, 2))\n"
+        "rng = np.random.default_rng(0)\n"
+        "r = torch.from_numpy(rng.standard_normal((3, 2, 44100)))\n"
+        "e = r + 0.1 * torch.from_numpy(rng.standard_normal((3, 2, 44100)))\n"
+        "res = TB.bss_eval_v4(r, e, solver='lu')\n"
+        "print(float(res.isr.mean()))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                         cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "DLASWP" not in out.stderr
+    assert 10 < float(out.stdout.strip().splitlines()[-1]) < 60

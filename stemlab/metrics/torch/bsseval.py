@@ -232,6 +232,14 @@ def _dense_solve(G: torch.Tensor, D: torch.Tensor, method: str) -> tuple[torch.T
     if method == "cholesky":
         Lc, info = torch.linalg.cholesky_ex(A, check_errors=False)
         X = torch.cholesky_solve(D, Lc)
+    elif A.device.type == "cpu" and A.shape[0] > 1:
+        # item by item on CPU: torch's batched LU through oneMKL (torch 2.13)
+        # hangs ('Parameter 6 was incorrect on entry to DLASWP') once
+        # torch.set_num_threads has been changed in the process; one item at a
+        # time is unaffected and costs nothing on a CPU
+        parts = [torch.linalg.solve_ex(A[i], D[i], check_errors=False) for i in range(A.shape[0])]
+        X = torch.stack([x for x, _ in parts])
+        info = torch.stack([i for _, i in parts])
     else:
         X, info = torch.linalg.solve_ex(A, D, check_errors=False)
     bad = (info != 0) | ~torch.isfinite(X).flatten(1).all(1)
