@@ -251,23 +251,29 @@ def _bench_spleeter(devices: list[str], seconds: float, repeats: int) -> list[li
 
 # ------------------------------------------------------------------ Ray
 
-def bench_ray() -> list[list[str]]:
-    if not _cuda():
+def bench_ray(on_cpu: bool = False) -> list[list[str]]:
+    """The harness end to end in Ray actors with ``num_gpus=1`` on CUDA;
+    ``on_cpu``: the same run on CPU (``num_gpus=0``) — checks the path
+    without a GPU."""
+    if not _cuda() and not on_cpu:
         print("\n## Harness: Ray actors on the GPU\nskipped: no GPU")
         return []
+    dev, gpus = ("cuda", 1) if _cuda() else ("cpu", 0)
+    from stemlab.datasets.demo import DEFAULT_SONGS
     from stemlab.runs import run
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = {"datasets": [{"name": "demo", "tracks": 1}],
-                "providers": [{"provider": "spleeter:2stems", "options": {"device": "cuda"}}],
-                "metrics": ["bsseval_v4", "usdr"], "metric_options": {"device": "cuda"},
-                "executor": "ray", "executor_options": {"num_gpus": 1, "num_cpus": 1, "init_cpus": 4},
+        spec = {"datasets": [{"name": "demo", "tracks": [DEFAULT_SONGS[0].name]}],
+                "providers": [{"provider": "spleeter:2stems", "options": {"device": dev}}],
+                "metrics": ["bsseval_v4", "usdr"], "metric_options": {"device": "torch" if dev == "cpu" else dev},
+                "executor": "ray", "executor_options": {"num_gpus": gpus, "num_cpus": 1, "init_cpus": 4},
                 "output": str(Path(tmp) / "out")}
         t0 = time.perf_counter()
         res = run(spec, quiet=True)
         wall = time.perf_counter() - t0
         done = int((res.jobs["status"] == "done").sum())
-    return [["spleeter:2stems via Ray (num_gpus=1)", f"{done}/{len(res.jobs)} jobs done", f"{wall:.1f} s wall"]]
+    return [[f"spleeter:2stems via Ray (num_gpus={gpus}, {dev})", f"{done}/{len(res.jobs)} jobs done",
+             f"{wall:.1f} s wall"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed calls after a warm-up (3, --quick 1)")
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--ray-on-cpu", action="store_true", help="without a GPU: run the Ray section on CPU")
     args = ap.parse_args(argv)
     import torch
 
@@ -294,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
                ["model", "weights", "device", "segment s", "RTF", "peak VRAM GiB", "note"],
                bench_models(args.quick, repeats))
     if not args.skip_ray:
-        rows = bench_ray()
+        rows = bench_ray(args.ray_on_cpu)
         if rows:
-            _table("Harness: Ray actors on the GPU", ["what", "jobs", "time"], rows)
+            _table("Harness: Ray actors (num_gpus)", ["what", "jobs", "time"], rows)
     return 0
 
 
