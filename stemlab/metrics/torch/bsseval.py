@@ -19,7 +19,9 @@ operations:
    device (an exactly singular system gives non-finite filters, flagged in
    ``info["failed"]``, and NaN ISR/SIR/SAR). ``"auto"``: Levinson on CPU,
    LU on CUDA (hundreds of small sequential steps are slow to launch on a
-   GPU; one batched LU of the ``RL × RL`` Gram matrix is fast);
+   GPU; one batched LU of the ``RL × RL`` Gram matrix is fast). On CPU
+   ``"lu"`` solves the items one at a time: torch 2.13's batched CPU LU
+   (oneMKL) hangs once ``torch.set_num_threads`` has changed in the process;
 3. per frame, the projections' energies by Parseval from the frames'
    spectra and the filters' spectra (one batched complex matrix product per
    chunk of frames) and the time-domain terms (‖s‖², ‖ŝ − s‖², silence).
