@@ -77,6 +77,7 @@ def _cli_score(args: argparse.Namespace) -> int:
         nan_policy=args.nan_policy,
         align=args.align,
         reference_bits=_bits_arg(args.reference_bits),
+        device=args.device,
         **_dataset_kwargs(args),
     )
     if rep.messages:
@@ -105,6 +106,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nan-policy", choices=NAN_POLICIES, default="museval", help="which frames are dropped")
     p.add_argument("--reference-bits", default="auto", metavar="auto|none|N",
                    help="round references to N-bit PCM (auto: 16 for musdb18, as musdb/stempeg feed museval)")
+    p.add_argument("--device", default="cpu", metavar="cpu|torch|torch:cpu|cuda|cuda:N",
+                   help="metrics backend: cpu = numpy (default); torch/cuda = the torch backend (same numbers)")
     p.add_argument("--align", action="store_true", help="resample/fix channels/offset-align mismatching estimates")
     p.add_argument("-o", "--output", help="output directory (museval JSON, scores.csv/parquet, frames.parquet)")
     p.set_defaults(func=_cli_score)

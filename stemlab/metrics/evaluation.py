@@ -47,6 +47,7 @@ from . import bsseval as B
 from . import registry as R
 from . import simple as SM
 from . import sources as S
+from .devices import torch_device
 from .registry import DEFAULT_METRICS
 
 __all__ = [
@@ -290,6 +291,7 @@ def evaluate(
     filters_len: int = 512,
     reference_bits: int | None = None,
     warn: bool = True,
+    device: str | None = "cpu",
 ) -> TrackEvaluation:
     """Score ``estimates`` against ``references``.
 
@@ -314,8 +316,13 @@ def evaluate(
     derived from the references as drums + bass + other when absent).
     ``reference_bits``: round the references to this many bits (16: what
     musdb/stempeg hand museval, ffmpeg decoding AAC to 16-bit PCM) — see
-    docs/metrics.md, "Decoders and ill-conditioned references"."""
+    docs/metrics.md, "Decoders and ill-conditioned references".
+    ``device``: ``"cpu"`` (default: numpy), ``"torch"``/``"torch:cpu"`` or
+    ``"cuda"``/``"cuda:N"`` — the torch backend (:mod:`stemlab.metrics.devices`):
+    the same numbers (float64) for BSSEval and the whole-track metrics it
+    implements, the sources read whole onto the device."""
     specs = R.check_metrics(metrics, "evaluate")
+    dev = torch_device(device)
     if nan_policy not in NAN_POLICIES:
         raise InputError(f"evaluate: nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}", field="nan_policy")
     notes: list[str] = []  # adjustments worth a warning
@@ -336,12 +343,14 @@ def evaluate(
     notes += _signal_notes(refs, ests, sel, T, win_n, nan_policy)
 
     ev = TrackEvaluation(tuple(sel), rate, float(win), float(hop), nan_policy, notes=info_notes + notes)
-    ev.info.update({"samples": T, "channels": C, "win_samples": win_n, "hop_samples": hop_n})
+    ev.info.update({"samples": T, "channels": C, "win_samples": win_n, "hop_samples": hop_n,
+                    "device": "numpy" if dev is None else str(dev)})
     ev.frame_starts, ev.frame_stops = B.framing(T, win_n, hop_n)
     framewise = [s for s in specs if s.kind == "framewise"]
     if framewise:
-        _bsseval(ev, refs, ests, sel, win_n, hop_n, rows=_frame_rows(framewise), filters_len=filters_len)
-    _track_rows(ev, [s for s in specs if s.kind == "track"], refs, ests, sel, rate)
+        _bsseval(ev, refs, ests, sel, win_n, hop_n, rows=_frame_rows(framewise), filters_len=filters_len,
+                 device=dev)
+    _track_rows(ev, [s for s in specs if s.kind == "track"], refs, ests, sel, rate, device=dev)
     for n in (notes + [x for x in ev.notes if x.startswith("group ")]) if warn else ():
         warnings.warn(f"stemlab.metrics: {n}", RuntimeWarning, stacklevel=2)
     return ev
@@ -465,7 +474,7 @@ def _frame_rows(specs: Sequence[R.Metric]) -> list[tuple[str, str, str]]:
 
 
 def _track_rows(ev: TrackEvaluation, specs: Sequence[R.Metric], refs: Mapping[str, Any], ests: Mapping[str, Any],
-                sel: list[str], rate: int) -> None:
+                sel: list[str], rate: int, *, device: Any = None) -> None:
     """Rows of the whole-track metrics. The ``streaming`` ones read the
     sources block by block (:func:`~stemlab.metrics.simple.stream_metrics`,
     their passes shared); the others need whole signals and get one target
@@ -473,11 +482,13 @@ def _track_rows(ev: TrackEvaluation, specs: Sequence[R.Metric], refs: Mapping[st
     if not specs:
         return
     values: dict[str, np.ndarray] = {}
-    stream = [s.name for s in specs if s.streaming]
+    if device is not None:
+        values.update(_torch_track_values([s.name for s in specs], refs, ests, sel, rate, device))
+    stream = [s.name for s in specs if s.streaming and s.name not in values]
     if stream:
         values.update(SM.stream_metrics(stream, [refs[t] for t in sel], [ests[t] for t in sel], rate))
     whole = [s for s in specs if s.name not in values]
-    if whole:
+    if whole:  # (log_wmse: numpy path on every device)
         values.update(_whole_values(whole, refs, ests, sel, rate))
     for s in specs:
         vals = np.asarray(values[s.name], dtype=np.float64).reshape(-1)
@@ -529,7 +540,8 @@ def _whole(src: Any) -> np.ndarray:
 
 
 def _bsseval(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, Any], sel: list[str],
-             win_n: int, hop_n: int, *, rows: list[tuple[str, str, str]], filters_len: int) -> None:
+             win_n: int, hop_n: int, *, rows: list[tuple[str, str, str]], filters_len: int,
+             device: Any = None) -> None:
     """BSSEval of museval's groups (:func:`evaluation_groups`): ``rows``
     (``(row, criterion, unit)``, :func:`_frame_rows`) per target, frames and
     museval's JSON order into ``ev``; the filters (ISR/SIR/SAR) only when a
@@ -537,7 +549,8 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, Any], se
     full = any(crit != "SDR" for _, crit, _ in rows)
     groups, source = evaluation_groups(sel)
     C, T = S.source_shape(refs[sel[0]])
-    results = _group_results(ev, refs, ests, groups, win_n, hop_n, full=full, filters_len=filters_len)
+    results = _group_results(ev, refs, ests, groups, win_n, hop_n, full=full, filters_len=filters_len,
+                             device=device)
     for g, res in zip(groups, results):
         ev.notes += _group_notes(g, res, C, T, filters_len)
     if full and any(len(g) == 1 for g in groups):
@@ -563,12 +576,13 @@ def _bsseval(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, Any], se
 
 
 def _group_results(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, Any], groups: list[tuple[str, ...]],
-                   win_n: int, hop_n: int, *, full: bool, filters_len: int) -> list[B.BssEvalResult]:
+                   win_n: int, hop_n: int, *, full: bool, filters_len: int,
+                   device: Any = None) -> list[B.BssEvalResult]:
     """One BSSEval result per group: museval's pair of groups in one pass
     when the reference accompaniment is the sum of main-group references."""
     results: list[B.BssEvalResult | None] = [None] * len(groups)
     C, T = S.source_shape(refs[groups[0][0]])
-    joint = _shared_accompaniment(groups, refs) if full else None
+    joint = _shared_accompaniment(groups, refs) if full and device is None else None
     if joint is not None and all(T >= len(g) * C * filters_len for g in groups):
         # {vocals, accompaniment} over the main group's references: the
         # reference accompaniment is the sum of main-group references, so its
@@ -588,22 +602,27 @@ def _group_results(ev: TrackEvaluation, refs: dict[str, Any], ests: dict[str, An
         if results[gi] is None:
             results[gi] = _one_group([refs[t] for t in g], [ests[t] for t in g], win_n, hop_n, ev.nan_policy,
                                      full=full and T >= len(g) * C * filters_len, underdetermined=full,
-                                     filters_len=filters_len)
+                                     filters_len=filters_len, device=device)
     return [r for r in results if r is not None]
 
 
 def _one_group(rs: list[Any], es: list[Any], win_n: int, hop_n: int, nan_policy: str, *, full: bool,
-               underdetermined: bool, filters_len: int) -> B.BssEvalResult:
+               underdetermined: bool, filters_len: int, device: Any = None) -> B.BssEvalResult:
     """BSSEval of one group: with the filters when ``full``; else SDR only —
     with ISR/SIR/SAR NaN when ``underdetermined`` (fewer samples than filter
     coefficients: the least-squares projection has no unique solution and
     museval returns arbitrary values; SDR needs no filters)."""
     one = [(list(range(len(rs))), list(range(len(rs))))]
-    if full:
+    if device is not None:
+        res = _torch_group(rs, es, win_n, hop_n, nan_policy, full=full, filters_len=filters_len, device=device)
+        if full:
+            return res
+    elif full:
         (res,) = B.bss_eval_v4_groups(rs, es, one, win_n, hop_n, filters_len=filters_len, nan_policy=nan_policy,
                                       check=False)
         return res
-    (res,) = B.bss_eval_v4_groups(rs, es, one, win_n, hop_n, nan_policy=nan_policy, full=False, check=False)
+    else:
+        (res,) = B.bss_eval_v4_groups(rs, es, one, win_n, hop_n, nan_policy=nan_policy, full=False, check=False)
     if underdetermined:
         nan = np.full_like(res.sdr, np.nan)
         res.isr, res.sir, res.sar = nan, nan.copy(), nan.copy()
@@ -611,6 +630,63 @@ def _one_group(rs: list[Any], es: list[Any], win_n: int, hop_n: int, nan_policy:
     else:
         res.info = {}
     return res
+
+
+def _on_device(sources: Sequence[Any], device: Any) -> Any:
+    """Sources read whole (float64) into one (nsrc, channels, samples) tensor on ``device``."""
+    import torch
+
+    return torch.from_numpy(np.stack([S.materialize(s, np.float64) for s in sources])).to(device)
+
+
+def _torch_group(rs: list[Any], es: list[Any], win_n: int, hop_n: int, nan_policy: str, *, full: bool,
+                 filters_len: int, device: Any) -> B.BssEvalResult:
+    """One group by the torch backend (float64) as the numpy path's result."""
+    from .torch import bsseval as TB
+
+    res = TB.bss_eval_v4(_on_device(rs, device), _on_device(es, device), win_n, hop_n, filters_len=filters_len,
+                         nan_policy=nan_policy, full=full, dtype="float64")
+
+    def host(v: Any) -> np.ndarray | None:
+        return None if v is None else v.cpu().numpy()
+
+    info: dict[str, Any] = {}
+    if full:
+        R = len(rs) * S.source_shape(rs[0])[0]
+        energy = res.info["energy"][0].cpu().numpy()  # (R + E,): one item
+        info = {"solver": f"torch:{res.info['solver']}", "device": str(device),
+                "filter_gain": B._filter_gain(res.info["Call"].cpu().numpy().reshape(R, filters_len, R),
+                                              energy[:R], energy[R:])}
+    sdr, silent = host(res.sdr), host(res.silent)
+    assert sdr is not None and silent is not None  # always computed; isr/sir/sar only when full
+    out = B.BssEvalResult(sdr, host(res.isr), host(res.sir), host(res.sar), int(win_n), int(hop_n),
+                          res.starts, silent, info=info)
+    return out
+
+
+def _torch_track_values(names: Sequence[str], refs: Mapping[str, Any], ests: Mapping[str, Any], sel: list[str],
+                        rate: int, device: Any) -> dict[str, np.ndarray]:
+    """The whole-track metrics the torch backend implements, all targets
+    at once on ``device``."""
+    from .torch.simple import TRACK_METRICS
+
+    todo = [n for n in names if n in TRACK_METRICS]
+    if not todo:
+        return {}
+    r, e = _on_device([refs[t] for t in sel], device), _on_device([ests[t] for t in sel], device)
+    out = {}
+    if "bleedless" in todo and "fullness" in todo:  # one pass for both
+        from .torch.simple import bleed_full
+
+        bl, fu = bleed_full(r, e, rate)
+        out["bleedless"], out["fullness"] = bl.cpu().numpy(), fu.cpu().numpy()
+    for n in todo:
+        if n in out:
+            continue
+        fn, needs_rate = TRACK_METRICS[n]
+        v = fn(r, e, rate) if needs_rate else fn(r, e)
+        out[n] = v.cpu().numpy().astype(np.float64)
+    return out
 
 
 def _group_notes(g: tuple[str, ...], res: B.BssEvalResult, C: int, T: int, filters_len: int) -> list[str]:

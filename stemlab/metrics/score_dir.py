@@ -28,6 +28,7 @@ from .. import audio
 from .._slug import slug as _slug  # one slug for run and score museval JSON paths
 from ..errors import InputError, StemlabError
 from ..types import Stems, Track
+from .devices import torch_device
 from .evaluation import NAN_POLICIES
 from .registry import DEFAULT_METRICS, check_metrics
 from .scoring import align_to, evaluate_track
@@ -84,6 +85,7 @@ def score(
     align: bool = False,
     reference_bits: int | str | None = "auto",
     track_names: Sequence[str] | None = None,
+    device: str = "cpu",
     **dataset_kwargs: Any,
 ) -> ScoreReport:
     """Score a directory of estimates against a dataset's references.
@@ -96,7 +98,8 @@ def score(
     mismatch alone is padded or truncated as museval does, with a warning).
     Writes to ``output`` when given (see module docstring).
     ``reference_bits``: ``"auto"`` rounds MUSDB18 references to 16 bits as
-    musdb/stempeg do (see docs/metrics.md)."""
+    musdb/stempeg do (see docs/metrics.md). ``device``: the metrics'
+    backend (:mod:`stemlab.metrics.devices`: ``cpu`` numpy, ``torch``, ``cuda``)."""
     from .. import datasets as D
 
     est_root = Path(estimates_dir).expanduser()
@@ -105,12 +108,13 @@ def score(
     if nan_policy not in NAN_POLICIES:
         raise InputError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}", field="nan_policy")
     wanted = [m.name for m in check_metrics(metrics, "score")]
+    torch_device(device)  # an unknown device or a missing GPU fails before any track
     if isinstance(dataset, str):
         ds = D.load(dataset, root if root is None or isinstance(root, str) else Path(root), **dataset_kwargs)
     else:
         ds = dataset
     report = ScoreReport(Path(output).expanduser() if output is not None else None)
-    opts = {"win": win, "hop": hop, "nan_policy": nan_policy, "reference_bits": reference_bits}
+    opts = {"win": win, "hop": hop, "nan_policy": nan_policy, "reference_bits": reference_bits, "device": device}
     names = ds.track_names()
     if track_names is not None:
         names = [n for n in names if n in set(track_names)]

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 #: keys accepted in a run spec's ``metric_options`` (and their defaults)
 METRIC_OPTIONS: dict[str, Any] = {"win": 1.0, "hop": 1.0, "nan_policy": "museval", "filters_len": 512,
-                                  "reference_bits": "auto"}
+                                  "reference_bits": "auto", "device": "cpu"}
 #: datasets whose references museval users get as 16-bit PCM (ffmpeg via
 #: stempeg decodes MUSDB18's AAC to s16) while stemlab decodes to float
 _PCM16_DATASETS = {"musdb18"}
@@ -134,7 +134,7 @@ def evaluate_track(
         bits = 16 if getattr(track, "dataset", None) in _PCM16_DATASETS else None
     return evaluate(refs, stems, refs.sample_rate, metrics=tuple(metrics), targets=sel, win=float(opt["win"]),
                     hop=float(opt["hop"]), nan_policy=str(opt["nan_policy"]), filters_len=int(opt["filters_len"]),
-                    reference_bits=bits, warn=warn)
+                    reference_bits=bits, warn=warn, device=opt["device"])
 
 
 def score_stems(

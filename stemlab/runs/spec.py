@@ -33,7 +33,7 @@ schema editors can validate against is ``docs/spec.schema.json``, from
         timeout: 600               # seconds per job (default timeouts.job_seconds)
         label: mvsep-roformer
     metrics: [bsseval_v4, usdr, si_sdr]
-    metric_options: {win: 1.0, hop: 1.0, nan_policy: museval}
+    metric_options: {win: 1.0, hop: 1.0, nan_policy: museval, device: cpu}   # device: cpu (numpy) | torch | cuda
     alignment: {enabled: true, max_shift_ms: 250, gain: false}
     targets: [vocals, accompaniment]
     output: stemlab-results
@@ -453,6 +453,17 @@ def _reference_bits(v: Any) -> Any:
     raise _err(f"expected 'auto', null or int in [2, 32], got {_show(v)}")
 
 
+def _device(v: Any) -> Any:
+    from ..errors import InputError
+    from ..metrics.devices import parse_device
+
+    try:
+        parse_device(v)
+    except InputError:
+        raise _err(f"expected 'cpu' (numpy), 'torch', 'torch:cpu', 'cuda' or 'cuda:N', got {_show(v)}") from None
+    return v.strip().lower()
+
+
 class MetricOptions(_Section):
     """``metric_options``: see :data:`stemlab.metrics.scoring.METRIC_OPTIONS`."""
 
@@ -463,6 +474,10 @@ class MetricOptions(_Section):
     filters_len: PosInt = METRIC_OPTIONS["filters_len"]
     reference_bits: Annotated[Literal["auto"] | Annotated[int, at.Ge(2), at.Le(32)] | None,
                               BeforeValidator(_reference_bits)] = METRIC_OPTIONS["reference_bits"]
+    #: the metrics' backend (:mod:`stemlab.metrics.devices`); a speed setting —
+    #: the scores are the numpy path's (float64), so it is not in ``metrics_hash``.
+    #: Whether a GPU exists is checked where the scores are computed.
+    device: Annotated[str, BeforeValidator(_device)] = METRIC_OPTIONS["device"]
 
 
 class AlignmentOptions(_Section):
@@ -986,7 +1001,8 @@ class RunSpec(_Model):
         from ..metrics import SCORES_VERSION
 
         raw = self.raw
-        return _hash({"metrics": list(self.metrics), "opts": dict(raw.get("metric_options") or {}),
+        opts = {k: v for k, v in dict(raw.get("metric_options") or {}).items() if k != "device"}
+        return _hash({"metrics": list(self.metrics), "opts": opts,
                       "align": {"enabled": True, **dict(raw.get("alignment") or {})},
                       "scores_version": SCORES_VERSION,
                       "targets": list(self.targets) if self.targets else None})

@@ -91,7 +91,8 @@ def test_many_problems_in_one_error_each_with_its_path():
         "providers[1].sandbox: expected true/false, got 'yes'",
         "providers[1].budget.eur: unknown key; valid: ['credits', 'usd']",
         "providers[1].budget.usd: expected a number ≥ 0, got -1",
-        "metric_options.bogus: unknown key; valid: ['filters_len', 'hop', 'nan_policy', 'reference_bits', 'win']",
+        "metric_options.bogus: unknown key; valid: "
+        "['device', 'filters_len', 'hop', 'nan_policy', 'reference_bits', 'win']",
         "metric_options.win: expected a number > 0, got nan",
         "metric_options.nan_policy: expected 'museval' or 'target', got 'x'",
         "alignment: expected a mapping, got [1]",
