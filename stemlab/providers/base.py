@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 from urllib.parse import parse_qsl, urlencode
@@ -41,6 +41,46 @@ __all__ = [
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def _to_bool(value: Any) -> bool:
+    """A bool, a 0/1 integer, or a true/false word (see ``_TRUE``/``_FALSE``) as a bool."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError
+
+
+def _to_int(value: Any) -> int:
+    """An integral value (not a bool, not a fractional float) as an int."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    """A finite number (not a bool) as a float."""
+    if isinstance(value, bool):
+        raise ValueError
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError
+    return v
+
+
+def _to_str(value: Any) -> str:
+    """A string or a number (not a bool, list or mapping) as a str."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError  # a list or mapping is not a string parameter
+    return str(value)
+
+
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 @dataclass(frozen=True)
@@ -67,51 +107,38 @@ class Param:
             raise ConfigError(f"{where}: {problem}", field=where)
         return v
 
-    def check(self, value: Any) -> tuple[Any, str | None]:  # noqa: C901  (ratchet: to split)
+    def check(self, value: Any) -> tuple[Any, str | None]:
         """``(converted value, None)``, or ``(None, "expected …, got …")``
         naming what was wrong (no field path: the caller knows where)."""
         if value is None:
             if self.nullable or self.default is None:
                 return None, None
             return None, f"expected {self.describe_type()}, got None"
-        t = self.type
         try:
-            if t is bool:
-                if isinstance(value, bool):
-                    v: Any = value
-                elif isinstance(value, (int, np.integer)) and value in (0, 1):
-                    v = bool(value)
-                elif isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-                    v = value.lower() in _TRUE
-                else:
-                    raise ValueError
-            elif t is int:
-                if isinstance(value, bool):
-                    raise ValueError
-                if isinstance(value, float) and not value.is_integer():
-                    raise ValueError
-                v = int(value)
-            elif t is float:
-                if isinstance(value, bool):
-                    raise ValueError
-                v = float(value)
-                if not math.isfinite(v):
-                    raise ValueError
-            elif t is str:
-                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                    raise ValueError  # a list or mapping is not a string parameter
-                v = str(value)
-            else:
-                v = t(value)
+            v = self._convert(value)
         except (TypeError, ValueError, OverflowError):
             return None, f"expected {self.describe_type()}, got {_show(value)}"
-        if self.choices is not None and v not in self.choices:
-            return None, f"expected one of {list(self.choices)}, got {_show(v)}"
-        if self.min is not None and v < self.min:
-            return None, f"expected {self.describe_type()}, got {_show(v)}"
-        if self.max is not None and v > self.max:
-            return None, f"expected {self.describe_type()}, got {_show(v)}"
+        problem = self._range_problem(v)
+        if problem is not None:
+            return None, problem
         return v, None
+
+    def _convert(self, value: Any) -> Any:
+        """``value`` as this parameter's type; raises ``ValueError``/``TypeError`` if it is not one."""
+        convert = _CONVERTERS.get(self.type)
+        if convert is None:
+            return self.type(value)
+        return convert(value)
+
+    def _range_problem(self, v: Any) -> str | None:
+        """What is wrong with a converted value against ``choices``/``min``/``max``, or ``None``."""
+        if self.choices is not None and v not in self.choices:
+            return f"expected one of {list(self.choices)}, got {_show(v)}"
+        if self.min is not None and v < self.min:
+            return f"expected {self.describe_type()}, got {_show(v)}"
+        if self.max is not None and v > self.max:
+            return f"expected {self.describe_type()}, got {_show(v)}"
+        return None
 
     def describe_type(self) -> str:
         name = {bool: "bool", int: "int", float: "float", str: "str"}.get(self.type, self.type.__name__)
