@@ -152,27 +152,22 @@ def _error(problems: list[tuple[str, str]], where: str | None, family: str = "")
     return problems_error(problem_lines(problems, where, family), relative=list(problems))
 
 
-def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | None = None,  # noqa: C901  (ratchet: to split)
-             ) -> tuple[ProviderRef, Provider]:
-    """Parse once, check against the class, build once: ``(ref, provider)``."""
-    from . import get_class
-
+def _parse(spec: Any, where: str | None) -> tuple[str, str | None, dict[str, Any], dict[str, Any]]:
+    """``parse_spec(spec)``, its problems re-raised rooted at ``where``."""
     if not isinstance(spec, (str, Mapping)):
         raise _error([("", f"expected a provider string {SPEC_FORM} or mapping, got {type(spec).__name__}")], where)
     try:
-        family, variant, params, options = parse_spec(spec)
+        return parse_spec(spec)
     except ConfigError as e:
         items = cast("list[tuple[str, str]]", e.details.get("items") or [("", str(e))])
         raise _error(list(items), where, str(e.details.get("family", ""))) from None
-    if extra_options:
-        options.update(extra_options)
-    try:
-        cls = get_class(family)
-    except ConfigError as e:
-        raise _error([("", str(e))], where) from None
-    fam = cls.family or family
-    problems: list[tuple[str, str]] = []
+
+
+def _check_params(cls: type[Provider], params: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """``(coerced params, problems)``: each known parameter checked against the class's schema,
+    unknown ones passed through as they are."""
     schema = {p.name: p for p in cls.params_schema}
+    problems: list[tuple[str, str]] = []
     checked: dict[str, Any] = {}
     for name, value in params.items():
         if name in schema:
@@ -182,8 +177,16 @@ def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | No
             checked[name] = v
         else:
             checked[name] = value
+    return checked, problems
+
+
+def _unknown_names(cls: type[Provider], params: Mapping[str, Any],
+                   options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Problems for parameter and option names the class does not know."""
+    schema = {p.name for p in cls.params_schema}
+    problems: list[tuple[str, str]] = []
     # names the class's constructor may move to options (demucs: device/threads in the string)
-    unknown = sorted(set(params) - set(schema) - set(cls.option_names))
+    unknown = sorted(set(params) - schema - set(cls.option_names))
     if unknown:
         problems.append((f"params.{unknown[0]}" if len(unknown) == 1 else "params",
                          f"unknown parameter(s) {unknown}; valid: {sorted(schema) or 'none'}"))
@@ -191,21 +194,50 @@ def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | No
     if bad_opts:
         problems.append((f"options.{bad_opts[0]}" if len(bad_opts) == 1 else "options",
                          f"unknown option(s) {bad_opts}; valid: {sorted(cls.option_names) or 'none'}"))
+    return problems
+
+
+def _constructor_problem(e: ConfigError, family: str, fam: str) -> tuple[str, str]:
+    """A constructor's ConfigError as ``(sub-path under the family, message without the field prefix)``."""
+    field = str(e.details.get("field") or "")
+    sub = ""
+    for prefix in {f"{fam}.", f"{family}."}:
+        if field.startswith(prefix):
+            sub = field[len(prefix):]
+    msg = str(e)
+    if field and msg.startswith(f"{field}: "):  # Param-style "field: expected …": keep the tail
+        msg = msg[len(field) + 2:]
+    return sub, msg
+
+
+def _construct(cls: type[Provider], variant: str | None, checked: dict[str, Any], options: dict[str, Any], *,
+               family: str, fam: str, has_params: bool, where: str | None) -> Provider:
+    """``cls(variant, checked, **options)``, whatever it raises turned into a rooted ConfigError."""
+    try:
+        return cls(variant, checked, **options)
+    except ConfigError as e:
+        raise _error([_constructor_problem(e, family, fam)], where, fam) from None
+    except Exception as e:  # a provider's constructor choking on a value of the wrong type
+        sub = "options" if options else ("params" if has_params else "")
+        raise _error([(sub, f"invalid configuration for {fam} ({type(e).__name__}: {e})")], where, fam) from None
+
+
+def _resolve(spec: Any, where: str | None, extra_options: Mapping[str, Any] | None = None,
+             ) -> tuple[ProviderRef, Provider]:
+    """Parse once, check against the class, build once: ``(ref, provider)``."""
+    from . import get_class
+
+    family, variant, params, options = _parse(spec, where)
+    if extra_options:
+        options.update(extra_options)
+    try:
+        cls = get_class(family)
+    except ConfigError as e:
+        raise _error([("", str(e))], where) from None
+    fam = cls.family or family
+    checked, problems = _check_params(cls, params)
+    problems += _unknown_names(cls, params, options)
     if problems:
         raise _error(problems, where, fam)
-    try:
-        provider = cls(variant, checked, **options)
-    except ConfigError as e:
-        field = str(e.details.get("field") or "")
-        sub = ""
-        for prefix in {f"{fam}.", f"{family}."}:
-            if field.startswith(prefix):
-                sub = field[len(prefix):]
-        msg = str(e)
-        if field and msg.startswith(f"{field}: "):  # Param-style "field: expected …": keep the tail
-            msg = msg[len(field) + 2:]
-        raise _error([(sub, msg)], where, fam) from None
-    except Exception as e:  # a provider's constructor choking on a value of the wrong type
-        sub = "options" if options else ("params" if params else "")
-        raise _error([(sub, f"invalid configuration for {fam} ({type(e).__name__}: {e})")], where, fam) from None
+    provider = _construct(cls, variant, checked, options, family=family, fam=fam, has_params=bool(params), where=where)
     return ProviderRef(fam, provider.variant, provider.config, provider.options), provider
