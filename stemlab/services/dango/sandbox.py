@@ -91,9 +91,8 @@ MSG_NO_DOWNLOADS = "已经超过最大下载次数"
 MSG_NO_4STEMS = "当前模型没有4音轨模式"
 
 
-def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]]:  # noqa: C901  (ratchet: to split)
-    """``[(field name, filename or None, bytes)]`` of a multipart/form-data
-    body, in order. Raises ValueError when it is not one."""
+def _multipart_boundary(content_type: str) -> str:
+    """The boundary of a multipart/form-data Content-Type; ValueError when it is not one or has none."""
     ctype, _, rest = content_type.partition(";")
     if ctype.strip().lower() != "multipart/form-data":
         raise ValueError(f"Content-Type must be multipart/form-data, got {ctype.strip()!r}")
@@ -104,7 +103,44 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | Non
             boundary = v.strip().strip('"')
     if not boundary:
         raise ValueError("multipart boundary missing")
-    delim = b"--" + boundary.encode()
+    return boundary
+
+
+def _disposition(head: bytes) -> tuple[str | None, str | None]:
+    """``(name, filename)`` from a part's Content-Disposition header (``None`` where absent)."""
+    name, filename = None, None
+    for line in head.decode("utf-8", "replace").split("\r\n"):
+        if not line.lower().startswith("content-disposition:"):
+            continue
+        for p in line.split(";")[1:]:
+            k, _, v = p.strip().partition("=")
+            v = v.strip().strip('"')
+            if k.lower() == "name":
+                name = v
+            elif k.lower() == "filename":
+                filename = v
+    return name, filename
+
+
+def _parse_part(chunk: bytes) -> tuple[str, str | None, bytes]:
+    """One part between two delimiters as ``(field name, filename or None, bytes)``."""
+    if chunk.startswith(b"\r\n"):
+        chunk = chunk[2:]
+    head, sep, data = chunk.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("malformed multipart part")
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    name, filename = _disposition(head)
+    if name is None:
+        raise ValueError("multipart part without a name")
+    return name, filename, data
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]]:
+    """``[(field name, filename or None, bytes)]`` of a multipart/form-data
+    body, in order. Raises ValueError when it is not one."""
+    delim = b"--" + _multipart_boundary(content_type).encode()
     chunks = body.split(delim)
     if len(chunks) < 2:
         raise ValueError("no multipart parts")
@@ -112,26 +148,7 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | Non
     for chunk in chunks[1:]:
         if chunk.startswith(b"--"):
             break
-        if chunk.startswith(b"\r\n"):
-            chunk = chunk[2:]
-        head, sep, data = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            raise ValueError("malformed multipart part")
-        if data.endswith(b"\r\n"):
-            data = data[:-2]
-        name, filename = None, None
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            if line.lower().startswith("content-disposition:"):
-                for p in line.split(";")[1:]:
-                    k, _, v = p.strip().partition("=")
-                    v = v.strip().strip('"')
-                    if k.lower() == "name":
-                        name = v
-                    elif k.lower() == "filename":
-                        filename = v
-        if name is None:
-            raise ValueError("multipart part without a name")
-        out.append((name, filename, data))
+        out.append(_parse_part(chunk))
     return out
 
 
@@ -303,7 +320,7 @@ class DangoSandbox(Sandbox):
         self.upload_log.append((key, len(body), resp.status_code))
         return resp
 
-    def _oss_check(self, content_type: str, body: bytes) -> tuple[Response, str]:  # noqa: C901  (ratchet: to split)
+    def _oss_check(self, content_type: str, body: bytes) -> tuple[Response, str]:
         err = self._oss_error
         try:
             parts = parse_multipart(content_type, body)
@@ -312,47 +329,69 @@ class DangoSandbox(Sandbox):
         fields = {name: data for name, filename, data in parts if name != "file"}
         files = [(i, filename, data) for i, (name, filename, data) in enumerate(parts) if name == "file"]
         key = fields.get("key", b"").decode("utf-8", "replace")
+        refusal = self._oss_form_refusal(fields, files, len(parts)) or self._oss_auth_refusal(fields)
+        if refusal is not None:
+            return refusal, key
+        data = files[0][2]
+        refusal = self._oss_policy_refusal(fields["policy"].decode(), fields, data)
+        if refusal is not None:
+            return refusal, key
+        return self._oss_store(key, data, fields), key
+
+    def _oss_form_refusal(self, fields: dict[str, bytes], files: list[tuple[int, str | None, bytes]],
+                          n_parts: int) -> Response | None:
+        """The error for a form missing a required field or without exactly one, last, ``file``."""
         for need in ("key", "OSSAccessKeyId", "policy", "Signature"):
             if need not in fields:
-                return err(400, "InvalidArgument", f"Form field {need} is required"), key
+                return self._oss_error(400, "InvalidArgument", f"Form field {need} is required")
         if len(files) != 1:
-            return err(400, "InvalidArgument", "Exactly one form field 'file' is required"), key
-        if files[0][0] != len(parts) - 1:
-            return err(400, "InvalidArgument", "The form field 'file' must be the last field"), key
+            return self._oss_error(400, "InvalidArgument", "Exactly one form field 'file' is required")
+        if files[0][0] != n_parts - 1:
+            return self._oss_error(400, "InvalidArgument", "The form field 'file' must be the last field")
+        return None
+
+    def _oss_auth_refusal(self, fields: dict[str, bytes]) -> Response | None:
+        """The error for a wrong access key id or signature, or an unknown or expired policy."""
+        err = self._oss_error
         if fields["OSSAccessKeyId"].decode() != self.oss_access_key_id:
-            return err(
-                403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records."
-            ), key
+            return err(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.")
         policy = fields["policy"].decode()
         if not hmac.compare_digest(fields["Signature"].decode(), self._sign(policy)):
             return err(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                       "signature you provided."), key
+                       "signature you provided.")
         ch = next((c for c in self.channels.values() if c.policy == policy), None)
         if ch is None:
-            return err(403, "AccessDenied", "Invalid according to Policy: unknown policy"), key
+            return err(403, "AccessDenied", "Invalid according to Policy: unknown policy")
         if self.clock.now() > ch.expires:
-            return err(403, "AccessDenied", "Invalid according to Policy: Policy expired."), key
+            return err(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+        return None
+
+    def _oss_policy_refusal(self, policy: str, fields: dict[str, bytes], data: bytes) -> Response | None:
+        """The error for the first of the policy's conditions the upload breaks, or ``None``."""
+        err = self._oss_error
         doc = json.loads(base64.b64decode(policy))
-        data = files[0][2]
         for cond in doc["conditions"]:
             if cond[0] == "content-length-range":
                 if not cond[1] <= len(data) <= cond[2]:
                     code = "EntityTooLarge" if len(data) > cond[2] else "EntityTooSmall"
                     return err(400, code, f"Your proposed upload size {len(data)} is outside the policy range "
-                               f"[{cond[1]}, {cond[2]}]."), key
+                               f"[{cond[1]}, {cond[2]}].")
             elif cond[0] == "eq":
-                field_name = cond[1].lstrip("$")
-                got = fields.get(field_name)
+                got = fields.get(cond[1].lstrip("$"))
                 if got is None or got.decode() != cond[2]:
                     return err(403, "AccessDenied", "Invalid according to Policy: Policy Condition failed: "
-                               + json.dumps(cond, ensure_ascii=False)), key
+                               + json.dumps(cond, ensure_ascii=False))
+        return None
+
+    def _oss_store(self, key: str, data: bytes, fields: dict[str, bytes]) -> Response:
+        """Store the object (204), unless it exists and the form forbids overwriting it (409)."""
         forbid = fields.get("x-oss-forbid-overwrite", b"false").decode().lower() == "true"
         with self._lock:
             if key in self.objects and forbid:
-                return err(409, "FileAlreadyExists", "The object you specified already exists and can not be "
-                           "overwritten."), key
+                return self._oss_error(409, "FileAlreadyExists", "The object you specified already exists and can "
+                                       "not be overwritten.")
             self.objects[key] = data
-        return Response(status_code=204), key
+        return Response(status_code=204)
 
     # -------------------------------------------------------------- result
     async def _result(self, request: Request) -> Response:
