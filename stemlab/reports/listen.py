@@ -122,23 +122,105 @@ def _clip(label: str, kind: str, x: np.ndarray, sr: int, ref_db: float, bitrate:
                 image="data:image/png;base64," + base64.b64encode(img).decode())
 
 
-def listening(res: Any, targets: list[str], *, seconds: float = 5.0, bitrate: int = 96_000,  # noqa: C901  (ratchet: to split)
-              bounds: dict[str, str] | None = None, max_providers: int = 16) -> Listening | None:
-    """Clips of the first track every finished provider separated: the
-    loudest ``seconds`` of its mixture, each target's reference and every
-    provider's estimate of it — the same samples for all. None when no job
-    finished."""
-    from .. import audio
+@dataclass(frozen=True)
+class _Excerpt:
+    """The window every clip of a track shares, and how its clips are encoded."""
 
-    bounds = bounds or {}
-    jobs = res.jobs
+    sr: int
+    sl: slice
+    n: int  #: samples in the window
+    ref_db: float  #: the mixture's peak power (0 dB of every spectrogram)
+    bitrate: int
+
+    def clip(self, label: str, kind: str, x: np.ndarray) -> Clip:
+        """A clip of ``x``, already cut to the window."""
+        return _clip(label, kind, x, self.sr, self.ref_db, self.bitrate)
+
+
+def _pick_track(jobs: Any) -> tuple[str, Any] | None:
+    """``(track, finished jobs)``: the first track (by name) among those most providers finished; None if none."""
     if jobs.empty or "job_key" not in jobs:
         return None
     done = jobs[jobs["status"] == "done"]
     if done.empty:
         return None
     counts = done.groupby("track")["provider"].nunique()
-    track = str(sorted(counts[counts == counts.max()].index)[0])
+    return str(sorted(counts[counts == counts.max()].index)[0]), done
+
+
+def _providers_in_order(done: Any, track: str, bounds: dict[str, str], max_providers: int) -> list[str]:
+    """The providers that finished ``track``: estimates first, then upper bounds, then floors; at most
+    ``max_providers``."""
+    provs = list(dict.fromkeys(done[done["track"] == track]["provider"].astype(str)))
+    return ([p for p in provs if p not in bounds] + [p for p in provs if bounds.get(p) == "upper"]
+            + [p for p in provs if bounds.get(p) == "lower"])[:max_providers]
+
+
+def _open_stems(res: Any, provs: list[str], track: str) -> dict[str, Any]:
+    """provider → its stems of ``track``, for those whose stems can be opened."""
+    stems = {}
+    for p in provs:
+        try:
+            s = res.stems(p, track)
+        except Exception:
+            s = None
+        if s is not None:
+            stems[p] = s
+    return stems
+
+
+def _estimate_window(s: Any, tgt: str, ex: _Excerpt) -> np.ndarray:
+    """A provider's estimate of ``tgt`` at the mixture's rate, cut to the window (zero-padded if short)."""
+    from .. import audio
+
+    x = s[tgt]
+    if s.sample_rate != ex.sr:
+        x = audio.resample(x, s.sample_rate, ex.sr)
+    x = x[:, ex.sl]
+    if x.shape[-1] < ex.n:
+        x = np.pad(x, ((0, 0), (0, ex.n - x.shape[-1])))
+    return x
+
+
+def _estimate_label(p: str, bounds: dict[str, str]) -> tuple[str, str]:
+    """``(label, kind)`` of a provider's clip: bounds are named as such."""
+    if p not in bounds:
+        return p, "estimate"
+    return f"{p} ({'upper bound' if bounds.get(p) == 'upper' else 'floor'})", "bound"
+
+
+def _target_clips(tgt: str, refs: Any, stems: dict[str, Any], bounds: dict[str, str], ex: _Excerpt) -> list[Clip]:
+    """The reference of ``tgt`` (when there is one), then every provider's estimate of it."""
+    clips = []
+    if refs is not None and tgt in refs:
+        clips.append(ex.clip(f"reference {tgt}", "reference", refs[tgt][:, ex.sl]))
+    for p, s in stems.items():
+        if tgt not in s:
+            continue
+        label, kind = _estimate_label(p, bounds)
+        clips.append(ex.clip(label, kind, _estimate_window(s, tgt, ex)))
+    return clips
+
+
+def _close_all(stems: dict[str, Any]) -> None:
+    """Close the stems that can be closed."""
+    for s in stems.values():
+        close = getattr(s, "close", None)
+        if close is not None:
+            close()
+
+
+def listening(res: Any, targets: list[str], *, seconds: float = 5.0, bitrate: int = 96_000,
+              bounds: dict[str, str] | None = None, max_providers: int = 16) -> Listening | None:
+    """Clips of the first track every finished provider separated: the
+    loudest ``seconds`` of its mixture, each target's reference and every
+    provider's estimate of it — the same samples for all. None when no job
+    finished."""
+    bounds = bounds or {}
+    picked = _pick_track(res.jobs)
+    if picked is None:
+        return None
+    track, done = picked
     try:
         t = res.track(track)
         mix, refs, sr = t.mixture, t.references, t.sample_rate
@@ -150,38 +232,12 @@ def listening(res: Any, targets: list[str], *, seconds: float = 5.0, bitrate: in
     sl = slice(start, start + n)
     with np.errstate(divide="ignore"):
         ref_db = float(_power_db(mix[:, sl], sr)[0].max())
-    out = Listening(track, start / sr, seconds, _clip("mixture", "mixture", mix[:, sl], sr, ref_db, bitrate))
-    provs = list(dict.fromkeys(done[done["track"] == track]["provider"].astype(str)))
-    provs = ([p for p in provs if p not in bounds] + [p for p in provs if bounds.get(p) == "upper"]
-             + [p for p in provs if bounds.get(p) == "lower"])[:max_providers]
-    stems = {}
-    for p in provs:
-        try:
-            s = res.stems(p, track)
-        except Exception:
-            s = None
-        if s is not None:
-            stems[p] = s
+    ex = _Excerpt(sr, sl, n, ref_db, bitrate)
+    out = Listening(track, start / sr, seconds, ex.clip("mixture", "mixture", mix[:, sl]))
+    stems = _open_stems(res, _providers_in_order(done, track, bounds, max_providers), track)
     for tgt in targets:
-        clips = []
-        if refs is not None and tgt in refs:
-            clips.append(_clip(f"reference {tgt}", "reference", refs[tgt][:, sl], sr, ref_db, bitrate))
-        for p, s in stems.items():
-            if tgt not in s:
-                continue
-            x = s[tgt]
-            if s.sample_rate != sr:
-                x = audio.resample(x, s.sample_rate, sr)
-            x = x[:, sl]
-            if x.shape[-1] < n:
-                x = np.pad(x, ((0, 0), (0, n - x.shape[-1])))
-            kind = "bound" if p in bounds else "estimate"
-            label = f"{p} ({'upper bound' if bounds.get(p) == 'upper' else 'floor'})" if p in bounds else p
-            clips.append(_clip(label, kind, x, sr, ref_db, bitrate))
+        clips = _target_clips(tgt, refs, stems, bounds, ex)
         if clips:
             out.targets[tgt] = clips
-    for s in stems.values():
-        close = getattr(s, "close", None)
-        if close is not None:
-            close()
+    _close_all(stems)
     return out
