@@ -33,7 +33,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -546,65 +546,90 @@ def decode_streams(
     return _decode_av(src, checked, name, streams, max_seconds, check_truncation)
 
 
-def _decode_av(  # noqa: C901  (ratchet: to split)
+def _av_streams(c: Any, name: str, streams: Sequence[int] | None) -> list[Any]:
+    """The requested audio streams of container ``c`` (all when ``streams`` is None)."""
+    audio = list(c.streams.audio)
+    if not audio:
+        raise InputError(f"{name}: contains no audio stream", file=name, reason="no_audio")
+    wanted = list(range(len(audio))) if streams is None else list(streams)
+    for i in wanted:
+        if not 0 <= i < len(audio):
+            raise InputError(
+                f"{name}: has {len(audio)} audio stream(s), stream {i} requested", file=name, reason="stream"
+            )
+    return [audio[i] for i in wanted]
+
+
+def _av_sample_rate(chosen: list[Any], name: str) -> int:
+    """The one sample rate the chosen streams share."""
+    rates = {s.codec_context.sample_rate for s in chosen}
+    if len(rates) != 1:
+        raise InputError(f"{name}: streams have different sample rates {sorted(rates)}", file=name)
+    sr = int(rates.pop() or 0)
+    if sr <= 0:
+        raise InputError(f"{name}: stream declares no sample rate", file=name, reason="unsupported")
+    return sr
+
+
+def _av_check_length(c: Any, first: Any, name: str, max_seconds: float | None) -> None:
+    """Refuse, before decoding, a file whose declared length (stream, else container) is above ``max_seconds``."""
+    if max_seconds is None:
+        return
+    d = first.duration
+    seconds = float(d * first.time_base) if d is not None and first.time_base else None
+    if seconds is None and c.duration is not None:
+        seconds = c.duration / 1_000_000
+    if seconds is not None and seconds > max_seconds:
+        raise _too_long(name, seconds, max_seconds)
+
+
+def _av_demux(c: Any, chosen: list[Any], capacity: dict[int, int], name: str) -> dict[int, _Buffer]:
+    """Decode the chosen streams: stream index → its samples (absent for a stream with no frame)."""
+    import av
+
+    bufs: dict[int, _Buffer] = {}
+    try:
+        for packet in c.demux(*chosen):
+            idx = packet.stream.index
+            for frame in packet.decode():
+                b = bufs.get(idx)
+                if b is None:
+                    b = bufs[idx] = _Buffer(len(frame.layout.channels), capacity[idx])
+                _frame_into(frame, b)
+    except av.error.FFmpegError as e:
+        raise InputError(f"{name}: corrupt audio data ({_av_reason(e)})", file=name, reason="corrupt") from None
+    except (ValueError, MemoryError) as e:
+        raise InputError(f"{name}: cannot decode ({e})", file=name, reason="corrupt") from None
+    return bufs
+
+
+def _av_finish(s: Any, b: _Buffer | None, name: str, sr: int, check_truncation: bool,
+               riff: tuple[int, int] | None) -> np.ndarray:
+    """One stream's decoded array (empty if it had no frame), checked against its declared length."""
+    if b is None:
+        nch = int(s.codec_context.channels or 0)
+        arr = np.zeros((max(nch, 1), 0), np.float32)
+    else:
+        arr = b.finish()
+    declared = None
+    if check_truncation and s.duration is not None and s.time_base is not None:
+        declared = float(s.duration * s.time_base) * sr
+    _check_decoded(arr, name, s.index, sr, declared, riff)
+    return arr
+
+
+def _decode_av(
     src: Source, checked, name: str, streams: Sequence[int] | None, max_seconds: float | None,
     check_truncation: bool,
 ) -> tuple[list[np.ndarray], int]:
-    import av
-
     with _open(src, checked) as c:
-        audio = list(c.streams.audio)
-        if not audio:
-            raise InputError(f"{name}: contains no audio stream", file=name, reason="no_audio")
-        wanted = list(range(len(audio))) if streams is None else list(streams)
-        for i in wanted:
-            if not 0 <= i < len(audio):
-                raise InputError(
-                    f"{name}: has {len(audio)} audio stream(s), stream {i} requested", file=name, reason="stream"
-                )
-        chosen = [audio[i] for i in wanted]
-        rates = {s.codec_context.sample_rate for s in chosen}
-        if len(rates) != 1:
-            raise InputError(f"{name}: streams have different sample rates {sorted(rates)}", file=name)
-        sr = int(rates.pop() or 0)
-        if sr <= 0:
-            raise InputError(f"{name}: stream declares no sample rate", file=name, reason="unsupported")
-        if max_seconds is not None:
-            d = chosen[0].duration
-            seconds = float(d * chosen[0].time_base) if d is not None and chosen[0].time_base else None
-            if seconds is None and c.duration is not None:
-                seconds = c.duration / 1_000_000
-            if seconds is not None and seconds > max_seconds:
-                raise _too_long(name, seconds, max_seconds)
+        chosen = _av_streams(c, name, streams)
+        sr = _av_sample_rate(chosen, name)
+        _av_check_length(c, chosen[0], name, max_seconds)
         capacity = {s.index: _stream_capacity(s, c, sr, max_seconds) for s in chosen}
-        bufs: dict[int, _Buffer] = {}
-        try:
-            for packet in c.demux(*chosen):
-                idx = packet.stream.index
-                for frame in packet.decode():
-                    b = bufs.get(idx)
-                    if b is None:
-                        b = bufs[idx] = _Buffer(len(frame.layout.channels), capacity[idx])
-                    _frame_into(frame, b)
-        except av.error.FFmpegError as e:
-            raise InputError(f"{name}: corrupt audio data ({_av_reason(e)})", file=name, reason="corrupt") from None
-        except (ValueError, MemoryError) as e:
-            raise InputError(f"{name}: cannot decode ({e})", file=name, reason="corrupt") from None
-
+        bufs = _av_demux(c, chosen, capacity, name)
         riff = _riff_truncation(src) if check_truncation else None
-        out: list[np.ndarray] = []
-        for s in chosen:
-            b = bufs.pop(s.index, None)
-            if b is None:
-                nch = int(s.codec_context.channels or 0)
-                arr = np.zeros((max(nch, 1), 0), np.float32)
-            else:
-                arr = b.finish()
-            declared = None
-            if check_truncation and s.duration is not None and s.time_base is not None:
-                declared = float(s.duration * s.time_base) * sr
-            _check_decoded(arr, name, s.index, sr, declared, riff)
-            out.append(arr)
+        out = [_av_finish(s, bufs.pop(s.index, None), name, sr, check_truncation, riff) for s in chosen]
         return out, sr
 
 
