@@ -189,6 +189,60 @@ class RunStats:
         return asdict(self)
 
 
+def _as_mixture(mix: np.ndarray) -> np.ndarray:
+    """``mix`` as float32 ``(channels, samples)`` with samples > 0; InputError otherwise."""
+    x = np.asarray(mix, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise InputError(f"engine: expected (channels, samples) with samples > 0, got shape {x.shape}",
+                         field="mixture")
+    return x
+
+
+def _progress_ticker(progress: Progress | bool | None, total: int, desc: str | None,
+                     ) -> tuple[Callable[[], None], Any]:
+    """``(tick, bar)``: ``tick()`` counts one batch done, on the tqdm ``bar`` (``progress=True``; the
+    caller closes it) or through the callback ``progress`` (called with ``(done, total)``)."""
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc or "separating", unit="batch", leave=False)
+    callback = progress if callable(progress) else None
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if bar is not None:
+            bar.update(1)
+        if callback is not None:
+            callback(done, total)
+
+    return tick, bar
+
+
+def _pass_input(x: np.ndarray, shift: int, flip: bool, sign: int) -> np.ndarray:
+    """The mixture as one pass sees it: delayed by ``shift`` samples, channels swapped, polarity inverted."""
+    if shift:
+        x = np.concatenate([np.zeros((x.shape[0], shift), np.float32), x], axis=1)
+    if flip:
+        x = x[::-1]
+    if sign < 0:
+        x = -x
+    return x
+
+
+def _pass_output(y: np.ndarray, shift: int, flip: bool, sign: int, length: int) -> np.ndarray:
+    """Undo :func:`_pass_input` on a pass's ``(stems, channels, samples)`` output (in place where it can)."""
+    if sign < 0:
+        np.negative(y, out=y)
+    if flip:
+        y = y[:, ::-1]
+    if shift:
+        y = y[..., shift:shift + length]
+    return y
+
+
 class Engine:
     """Runs a segment model over whole tracks (see the module doc)."""
 
@@ -229,56 +283,27 @@ class Engine:
         return list(itertools.product(shifts, flips, signs))
 
     # ------------------------------------------------------------------ running
-    def run(self, model: Model, mix: np.ndarray, *, progress: Progress | bool | None = None,  # noqa: C901  (ratchet: to split)
+    def run(self, model: Model, mix: np.ndarray, *, progress: Progress | bool | None = None,
             desc: str | None = None) -> np.ndarray:
         """Separate ``mix`` (float ``(channels, samples)``) with ``model``;
         returns float32 ``(stems, channels, samples)``."""
         import torch
 
         t_start = time.perf_counter()
-        x = np.asarray(mix, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] == 0:
-            raise InputError(f"engine: expected (channels, samples) with samples > 0, got shape {x.shape}",
-                             field="mixture")
+        x = _as_mixture(mix)
         channels, length = x.shape
         passes = self.passes(channels)
         seg, step, starts, border = self.plan(length)
         total = len(passes) * sum(1 for _ in self._batches(starts))
         stats = RunStats(segments=len(starts), passes=len(passes), shifts=sorted({p[0] for p in passes}))
-        bar = None
-        if progress is True:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, desc=desc or "separating", unit="batch", leave=False)
-        callback = progress if callable(progress) else None
-        done = 0
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if bar is not None:
-                bar.update(1)
-            if callback is not None:
-                callback(done, total)
-
+        tick, bar = _progress_ticker(progress, total, desc)
         acc: np.ndarray | None = None
         try:
             with torch.inference_mode(), self._autocast(torch):
                 for shift, flip, sign in passes:
-                    xp = x
-                    if shift:
-                        xp = np.concatenate([np.zeros((channels, shift), np.float32), xp], axis=1)
-                    if flip:
-                        xp = xp[::-1]
-                    if sign < 0:
-                        xp = -xp
+                    xp = _pass_input(x, shift, flip, sign)
                     y = self._one_pass(torch, model, np.ascontiguousarray(xp), stats, tick)
-                    if sign < 0:
-                        np.negative(y, out=y)
-                    if flip:
-                        y = y[:, ::-1]
-                    if shift:
-                        y = y[..., shift:shift + length]
+                    y = _pass_output(y, shift, flip, sign, length)
                     if acc is None:
                         acc = np.ascontiguousarray(y, dtype=np.float32)
                     else:
