@@ -60,7 +60,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -653,11 +653,55 @@ class DemucsProvider(Provider):
             self._model = None
 
     # -- running ----------------------------------------------------------------
-    def separate(self, track: Track | np.ndarray, sample_rate: int | None = None) -> Separation:  # noqa: C901  (ratchet: to split)
+    def _check_segment(self, seg: float | None, model: Any) -> None:
+        """Refuse a ``segment`` longer than the model's training length."""
+        max_seg = _max_segment(model)
+        if seg is not None and seg > max_seg:
+            raise ConfigError(f"{self.id}: params.segment: at most {max_seg:.2f} s for this model "
+                              f"(its training length), got {seg}", field="demucs.params.segment")
+
+    def _place(self, model: Any, warnings: list[str]) -> str:
+        """The device to run on (a fallback is warned about and added to ``warnings``), ``model`` moved there."""
+        import torch
+
+        device, warn = _resolve_device(str(self.options.get("device", "auto")))
+        if warn:
+            warnings.append(warn)
+            log.warning("%s: %s", self.id, warn)
+        have, want = next(model.parameters()).device, torch.device(device)
+        if have.type != want.type or (want.index is not None and have.index != want.index):
+            with self._load_lock:  # once: apply_model would move every model of a bag there and back per call
+                model.to(device)
+        return device
+
+    def _apply(self, apply_model: Callable[..., Any], model: Any, wav: Any, device: str, seg: float | None,
+               autocast: Any, track: str, seconds: float) -> tuple[Any, dict[str, Any]]:
+        """``apply_model`` on ``wav`` under the run lock, scoped threads and seed: ``(output, memory stats)``;
+        running out of memory is a ProviderRejected."""
+        import torch
+
+        c = self.config
+        cuda = device.startswith("cuda")
+        with _RUN_LOCK, _scoped_threads(self.options.get("threads")), _scoped_seed(c["seed"]), peak_rss() as mem:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            try:
+                with torch.no_grad(), autocast:
+                    out = apply_model(model, wav[None], shifts=c["shifts"], split=c["split"], overlap=c["overlap"],
+                                      segment=seg, device=device, progress=False)
+            except RuntimeError as e:
+                if "out of memory" not in str(e).lower():
+                    raise
+                raise ProviderRejected(
+                    f"{self.id}: out of memory on {device} for {seconds:.1f} s of audio; use split=true, a shorter "
+                    f"segment, fewer shifts or device=cpu ({e})", provider=self.id, track=track) from None
+            if cuda:
+                mem["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        return out, mem
+
+    def separate(self, track: Track | np.ndarray, sample_rate: int | None = None) -> Separation:
         import torch
         from demucs.apply import apply_model
-
-        from ...audio import fit_length, resample, to_channels
 
         t0 = time.perf_counter()
         t = as_track(track, sample_rate)
@@ -672,73 +716,24 @@ class DemucsProvider(Provider):
         model = self.model()
         t_load = time.perf_counter() - t_load if not loaded else 0.0
         seg = c["segment"]
-        max_seg = _max_segment(model)
-        if seg is not None and seg > max_seg:
-            raise ConfigError(f"{self.id}: params.segment: at most {max_seg:.2f} s for this model "
-                              f"(its training length), got {seg}", field="demucs.params.segment")
-        device, warn = _resolve_device(str(self.options.get("device", "auto")))
-        if warn:
-            warnings.append(warn)
-            log.warning("%s: %s", self.id, warn)
-        have, want = next(model.parameters()).device, torch.device(device)
-        if have.type != want.type or (want.index is not None and have.index != want.index):
-            with self._load_lock:  # once: apply_model would move every model of a bag there and back per call
-                model.to(device)
+        self._check_segment(seg, model)
+        device = self._place(model, warnings)
         sr, n, ch = t.sample_rate, mix.shape[1], mix.shape[0]
         msr, mch = int(model.samplerate), int(model.audio_channels)
 
         t1 = time.perf_counter()
-        x = mix
-        if sr != msr:
-            x = resample(x, sr, msr)
-            warnings.append(f"resampled {sr} Hz → {msr} Hz for the model and back")
-        if ch != mch:
-            x = to_channels(x, mch, name=f"track {t.name!r}")
-        if x.shape[1] < _MIN_SAMPLES:  # demucs' chunking asserts on a single sample; pad, cut after
-            x = np.pad(x, ((0, 0), (0, _MIN_SAMPLES - x.shape[1])))
-        mean, std = 0.0, 1.0
-        if c["normalize"]:  # as demucs.api: stats of the mono mix, unbiased std + 1e-8
-            ref = x.mean(axis=0, dtype=np.float64)
-            mean, std = float(ref.mean()), float(ref.std(ddof=1)) + 1e-8
-            x = np.subtract(x, np.float32(mean), dtype=np.float32)  # a new array: the track's is never modified
-            x /= np.float32(std)
+        x, mean, std = _model_input(mix, sr, msr, mch, bool(c["normalize"]), f"track {t.name!r}", warnings)
         wav = torch.from_numpy(np.ascontiguousarray(x))
-
-        prec = c["precision"]
-        autocast: Any = nullcontext()
-        if prec != "float32":
-            autocast = torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, prec))
+        autocast = _autocast(torch, c["precision"], device)
         t2 = time.perf_counter()
-        cuda = device.startswith("cuda")
-        with _RUN_LOCK, _scoped_threads(self.options.get("threads")), _scoped_seed(c["seed"]), peak_rss() as mem:
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            try:
-                with torch.no_grad(), autocast:
-                    out = apply_model(model, wav[None], shifts=c["shifts"], split=c["split"], overlap=c["overlap"],
-                                      segment=seg, device=device, progress=False)
-            except RuntimeError as e:
-                if "out of memory" not in str(e).lower():
-                    raise
-                raise ProviderRejected(
-                    f"{self.id}: out of memory on {device} for {n / sr:.1f} s of audio; use split=true, a shorter "
-                    f"segment, fewer shifts or device=cpu ({e})", provider=self.id, track=t.name) from None
-            if cuda:
-                mem["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        out, mem = self._apply(apply_model, model, wav, device, seg, autocast, t.name, n / sr)
         t3 = time.perf_counter()
         y = out[0].float()
         if c["normalize"]:
             y.mul_(std).add_(mean)  # in place: no second copy of the stems
         est = y.cpu().numpy()
         del out, y
-        stems: dict[str, np.ndarray] = {}
-        for i, name in enumerate(model.sources):
-            s = est[i]
-            if ch != mch:
-                s = to_channels(s, ch)
-            if sr != msr:
-                s = resample(s, msr, sr)
-            stems[name] = np.ascontiguousarray(fit_length(s, n), dtype=np.float32)
+        stems = _from_model(est, model.sources, ch, mch, sr, msr, n)
         t4 = time.perf_counter()
         seconds = n / sr
         self._rtf = (t3 - t2) / seconds if seconds > 0 else None
@@ -761,6 +756,52 @@ class DemucsProvider(Provider):
             cost=Cost(compute_seconds=t4 - t0, estimated=False),
             provenance=prov,
         )
+
+
+def _model_input(mix: np.ndarray, sr: int, msr: int, mch: int, normalize: bool, name: str,
+                 warnings: list[str]) -> tuple[np.ndarray, float, float]:
+    """``(x, mean, std)``: the mixture at the model's rate and channel count, at least ``_MIN_SAMPLES``
+    long, normalised as ``demucs.api`` does when ``normalize`` (else mean 0, std 1)."""
+    from ...audio import resample, to_channels
+
+    x = mix
+    if sr != msr:
+        x = resample(x, sr, msr)
+        warnings.append(f"resampled {sr} Hz → {msr} Hz for the model and back")
+    if mix.shape[0] != mch:
+        x = to_channels(x, mch, name=name)
+    if x.shape[1] < _MIN_SAMPLES:  # demucs' chunking asserts on a single sample; pad, cut after
+        x = np.pad(x, ((0, 0), (0, _MIN_SAMPLES - x.shape[1])))
+    mean, std = 0.0, 1.0
+    if normalize:  # as demucs.api: stats of the mono mix, unbiased std + 1e-8
+        ref = x.mean(axis=0, dtype=np.float64)
+        mean, std = float(ref.mean()), float(ref.std(ddof=1)) + 1e-8
+        x = np.subtract(x, np.float32(mean), dtype=np.float32)  # a new array: the track's is never modified
+        x /= np.float32(std)
+    return x, mean, std
+
+
+def _autocast(torch: Any, precision: str, device: str) -> Any:
+    """The autocast context for ``precision`` on ``device`` (none for float32)."""
+    if precision == "float32":
+        return nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, precision))
+
+
+def _from_model(est: np.ndarray, sources: Sequence[str], ch: int, mch: int, sr: int, msr: int,
+                n: int) -> dict[str, np.ndarray]:
+    """The model's ``(sources, mch, samples)`` output as stems of the track: its channels, rate and length."""
+    from ...audio import fit_length, resample, to_channels
+
+    stems: dict[str, np.ndarray] = {}
+    for i, name in enumerate(sources):
+        s = est[i]
+        if ch != mch:
+            s = to_channels(s, ch)
+        if sr != msr:
+            s = resample(s, msr, sr)
+        stems[name] = np.ascontiguousarray(fit_length(s, n), dtype=np.float32)
+    return stems
 
 
 def _model_segment(model: Any) -> float | None:
