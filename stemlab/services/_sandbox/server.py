@@ -268,6 +268,38 @@ def _headers_without(raw: list[tuple[bytes, bytes]], *names: bytes) -> list[tupl
     return [(k, v) for k, v in raw if k.lower() not in names]
 
 
+def _retry_after(fault: Fault, status: int) -> dict[str, str]:
+    """The Retry-After header of an ``http_429``/``http_503`` fault (seconds, or an HTTP date with
+    ``retry_after=date``); none for other statuses or ``retry_after=None``."""
+    if status not in (429, 503):
+        return {}
+    ra = fault.args.get("retry_after", 1 if status == 429 else None)
+    if ra == "date":
+        secs = float(fault.args.get("seconds", 2))
+        return {"Retry-After": email.utils.formatdate(time.time() + secs, usegmt=True)}
+    if ra is not None:
+        return {"Retry-After": str(ra)}
+    return {}
+
+
+async def _send_truncated(fault: Fault, resp: Response, send: Callable) -> None:
+    """The head and the first ``fraction`` of the body of ``resp``, the body left unfinished."""
+    body = bytes(resp.body)
+    cut = int(len(body) * float(fault.args.get("fraction", 0.5)))
+    await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
+    await send({"type": "http.response.body", "body": body[:cut], "more_body": True})
+
+
+async def _send_gzip_bomb(fault: Fault, resp: Response, send: Callable, record: RequestRecord) -> None:
+    """A 200 with ``resp``'s headers and, gzip-encoded, ``mb`` MB of zeros instead of its body."""
+    body = gzip_bomb(float(fault.args.get("mb", 200)))
+    raw = _headers_without(resp.raw_headers, b"content-length", b"content-encoding")
+    raw += [(b"content-encoding", b"gzip"), (b"content-length", str(len(body)).encode())]
+    record.status = 200
+    await send({"type": "http.response.start", "status": 200, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
 class FaultyEndpoint:
     """An ASGI endpoint that applies response-level faults around a handler."""
 
@@ -276,40 +308,16 @@ class FaultyEndpoint:
         self.name = name
         self.handler = handler
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:  # noqa: C901  (ratchet: to split)
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         sb = self.sandbox
         request = Request(scope, receive)
         fault = sb.faults.take(self.name, RESPONSE_KINDS)
         path = scope.get("path", "")
         record = RequestRecord(self.name, scope.get("method", "GET"), path, 0, fault.describe() if fault else None)
         sb.requests.append(record)
-        if fault is not None and fault.kind.startswith("http_"):
-            status = int(fault.kind[5:])
-            headers = {}
-            if status in (429, 503):
-                ra = fault.args.get("retry_after", 1 if status == 429 else None)
-                if ra == "date":
-                    secs = float(fault.args.get("seconds", 2))
-                    headers["Retry-After"] = email.utils.formatdate(time.time() + secs, usegmt=True)
-                elif ra is not None:
-                    headers["Retry-After"] = str(ra)
-            resp = sb.endpoint_error_response(self.name, status, *sb.fault_error(status))
-            resp.headers.update(headers)
-            record.status = status
-            await resp(scope, receive, send)
-            return
-        if fault is not None and fault.kind == "expire":
-            record.status = 403
-            await sb.expired_response()(scope, receive, send)
-            return
-        if fault is not None and fault.kind == "redirect":  # a proxy's answer: the handler does not run
-            status = int(fault.args.get("status", 307))
-            loc = str(fault.args["to"]).rstrip("/") if "to" in fault.args else sb.root_url
-            if fault.args.get("keep", True):
-                qs = scope.get("query_string", b"").decode("latin-1")
-                loc += scope.get("raw_path", path.encode()).decode("latin-1") + (f"?{qs}" if qs else "")
-            record.status = status
-            await Response(b"", status_code=status, headers={"Location": loc})(scope, receive, send)
+        early = self._instead_of_handler(fault, scope, record) if fault is not None else None
+        if early is not None:
+            await early(scope, receive, send)
             return
         try:
             resp = await self.handler(request)
@@ -319,27 +327,53 @@ class FaultyEndpoint:
         if fault is None:
             await resp(scope, receive, send)
             return
+        await self._faulty_answer(fault, resp, scope, receive, send, record)
+
+    def _instead_of_handler(self, fault: Fault, scope: dict, record: RequestRecord) -> Response | None:
+        """The answer of a fault that replaces the handler's (an HTTP error, an expired link, a redirect),
+        its status recorded; None for the other faults."""
+        sb = self.sandbox
+        if fault.kind.startswith("http_"):
+            status = int(fault.kind[5:])
+            resp = sb.endpoint_error_response(self.name, status, *sb.fault_error(status))
+            resp.headers.update(_retry_after(fault, status))
+            record.status = status
+            return resp
+        if fault.kind == "expire":
+            record.status = 403
+            return sb.expired_response()
+        if fault.kind == "redirect":  # a proxy's answer: the handler does not run
+            status = int(fault.args.get("status", 307))
+            loc = self._redirect_location(fault, scope)
+            record.status = status
+            return Response(b"", status_code=status, headers={"Location": loc})
+        return None
+
+    def _redirect_location(self, fault: Fault, scope: dict) -> str:
+        """Where a ``redirect`` fault points: ``to`` (else the sandbox root), plus this request's path and
+        query unless ``keep`` is false."""
+        loc = str(fault.args["to"]).rstrip("/") if "to" in fault.args else self.sandbox.root_url
+        if fault.args.get("keep", True):
+            qs = scope.get("query_string", b"").decode("latin-1")
+            loc += scope.get("raw_path", scope.get("path", "").encode()).decode("latin-1") + (f"?{qs}" if qs else "")
+        return loc
+
+    async def _faulty_answer(self, fault: Fault, resp: Response, scope: dict, receive: Callable, send: Callable,
+                             record: RequestRecord) -> None:
+        """Send the handler's answer ``resp`` as the fault spoils it (delayed, cut, corrupted, replaced…)."""
         if fault.kind == "delay":
             await asyncio.sleep(float(fault.args.get("seconds", 2.0)))
             await resp(scope, receive, send)
         elif fault.kind in ("drop", "truncate"):
-            body = bytes(resp.body)
-            cut = int(len(body) * float(fault.args.get("fraction", 0.5)))
-            await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
-            await send({"type": "http.response.body", "body": body[:cut], "more_body": True})
+            await _send_truncated(fault, resp, send)
             # returning without finishing the body makes uvicorn close the connection mid-answer
             record.status = -1
         elif fault.kind == "corrupt":
-            rng = np.random.default_rng(sb.faults.seed + fault.fired)
+            rng = np.random.default_rng(self.sandbox.faults.seed + fault.fired)
             resp.body = rng.integers(0, 256, len(resp.body), dtype=np.uint8).tobytes()
             await resp(scope, receive, send)
         elif fault.kind == "gzip_bomb":
-            body = gzip_bomb(float(fault.args.get("mb", 200)))
-            raw = _headers_without(resp.raw_headers, b"content-length", b"content-encoding")
-            raw += [(b"content-encoding", b"gzip"), (b"content-length", str(len(body)).encode())]
-            record.status = 200
-            await send({"type": "http.response.start", "status": 200, "headers": raw})
-            await send({"type": "http.response.body", "body": body})
+            await _send_gzip_bomb(fault, resp, send, record)
         elif fault.kind == "huge":
             record.status = 200
             await self._huge(fault, resp, receive, send)
@@ -347,7 +381,6 @@ class FaultyEndpoint:
             await self._drip(fault, resp, receive, send, record)
         else:  # pragma: no cover - kinds are validated
             await resp(scope, receive, send)
-
 
     async def _huge(self, fault: Fault, resp: Response, receive: Callable, send: Callable) -> None:
         """``mb`` MB streamed 64 KiB at a time (never held), a JSON-looking
