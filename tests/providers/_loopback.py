@@ -4,6 +4,7 @@ Hugging-Face-style headers. Never the internet."""
 
 from __future__ import annotations
 
+import gzip
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,12 +18,14 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     truncate_at: int | None = None  # send this many bytes of the body, then close (Content-Length says all)
     redirect: str | None = None
+    gzip: bool = False  # send the body gzip-encoded (Content-Length counts the encoded bytes), asked or not
 
 
 class LoopbackServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: list[str] = []
+        self.request_headers: list[dict[str, str]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,6 +36,7 @@ class LoopbackServer:
 
             def do_GET(self) -> None:  # noqa: N802
                 server.hits.append(self.path)
+                server.request_headers.append({k.lower(): v for k, v in self.headers.items()})
                 r = server.routes.get(self.path)
                 if r is None:
                     body = b"not found"
@@ -49,17 +53,20 @@ class LoopbackServer:
                         self.send_header(k, v)
                     self.end_headers()
                     return
+                body = gzip.compress(r.body) if r.gzip else r.body
                 self.send_response(r.status)
-                self.send_header("Content-Length", str(len(r.body)))
+                self.send_header("Content-Length", str(len(body)))
+                if r.gzip:
+                    self.send_header("Content-Encoding", "gzip")
                 for k, v in r.headers.items():
                     self.send_header(k, v)
                 self.end_headers()
                 if r.truncate_at is not None:
-                    self.wfile.write(r.body[: r.truncate_at])
+                    self.wfile.write(body[: r.truncate_at])
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                self.wfile.write(r.body)
+                self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

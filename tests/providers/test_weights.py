@@ -167,3 +167,58 @@ def test_github_release_digest(server, caches, monkeypatch) -> None:
     W.ensure(W.WeightFile("old.ckpt", (old,), cache="torch-hub"), progress=False)
     assert W.download_log()[-1]["verified"] is False
     assert W.github_release_digest("https://example.org/x.ckpt") is None
+
+
+def test_gzip_encoded_answer_is_the_file(server, caches) -> None:
+    """Content-Length of a gzip answer counts encoded bytes: the file is
+    checked on its decoded bytes, the transfer on the encoded ones; stemlab
+    asks for identity encoding."""
+    text = b"audio:\n  chunk_size: 261120\n" * 300  # a YAML config compresses well
+    sha = hashlib.sha256(text).hexdigest()
+    url = server.add("/cfg/model.yaml", body=text, gzip=True)
+    [p] = W.ensure(W.WeightFile("model.yaml", (url,), cache="audio-separator", sha256=sha), progress=False)
+    assert p.read_bytes() == text
+    assert server.request_headers[-1]["accept-encoding"] == "identity"
+    cut = server.add("/cfg/cut.yaml", body=os.urandom(5_000), gzip=True, truncate_at=2_000)
+    with pytest.raises(W.DownloadError, match="cut.yaml"):
+        W.ensure(W.WeightFile("cut.yaml", (cut,), cache="audio-separator"), progress=False)
+    assert W.WeightFile("cut.yaml", (cut,), cache="audio-separator").find() is None and not _no_partials(caches)
+
+
+def test_a_bad_mirror_moves_on_to_the_next(server, caches) -> None:
+    """Truncated or corrupt at the first URL: the next one is tried; both
+    reasons are named when every URL fails."""
+    cut = server.add("/a/m.ckpt", body=BODY, truncate_at=10_000)
+    wrong = server.add("/b/m.ckpt", body=BODY[::-1])
+    good = server.add("/c/m.ckpt", body=BODY)
+    [p] = W.ensure(W.WeightFile("m.ckpt", (cut, wrong, good), cache="torch-hub", sha256=SHA), progress=False)
+    assert p.read_bytes() == BODY and not _no_partials(caches)
+    with pytest.raises(W.DownloadError) as ei:
+        W.ensure(W.WeightFile("n.ckpt", (cut, wrong), cache="torch-hub", sha256=SHA), progress=False)
+    assert "truncated: got 10000 of 70000 bytes" in str(ei.value) and "checksum mismatch" in str(ei.value)
+
+
+def test_a_server_header_cannot_place_the_file_outside_the_cache(server, caches) -> None:
+    """X-Repo-Commit names a snapshot folder: only a 40-hex commit is taken
+    from a server; anything else falls back to the catalog's revision."""
+    url = server.add("/org/repo/resolve/main/w.ckpt", body=BODY,
+                     headers={"X-Repo-Commit": "../../../../escaped", "X-Linked-Etag": f'"{SHA}"'})
+    [p] = W.ensure(W.WeightFile("w.ckpt", (url,), cache="hf", hf=("org/repo", "w.ckpt", "main")), progress=False)
+    repo = caches / "hf" / "models--org--repo"
+    assert p == repo / "snapshots" / "main" / "w.ckpt" and p.read_bytes() == BODY
+    assert not (caches / "escaped").exists() and not any(caches.parent.glob("escaped"))
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"subdir": "../outside"}, "subdir"),
+    ({"subdir": "/etc"}, "subdir"),
+    ({"cache": "hf", "hf": ("org/m", "../../../../z_out.ckpt", "main")}, "hf"),
+    ({"cache": "hf", "hf": ("org/m", "w.ckpt", "../..")}, "hf"),
+    ({"cache": "hf", "hf": ("../m", "w.ckpt", "main")}, "hf"),
+])
+def test_catalog_paths_stay_inside_the_cache(kw, field) -> None:
+    from stemlab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as ei:
+        W.WeightFile("w.ckpt", ("http://127.0.0.1/x",), **kw)
+    assert ei.value.details["field"] == field

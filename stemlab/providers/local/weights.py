@@ -216,8 +216,22 @@ class WeightFile:
         if self.sha256 is not None and not _SHA256.match(self.sha256.lower()):
             raise ConfigError(f"weights {self.name}: sha256 must be 8–64 hex digits, got {self.sha256!r}",
                               field="sha256")
-        if "/" in self.name or self.name in ("", ".", ".."):
+        if "/" in self.name or "\\" in self.name or self.name in ("", ".", ".."):
             raise ConfigError(f"weights: bad file name {self.name!r}", field="name")
+        if self.subdir and not _is_inner_path(self.subdir):
+            raise ConfigError(f"weights {self.name}: subdir must be a relative path inside the cache, got "
+                              f"{self.subdir!r}", field="subdir")
+        if self.hf is not None:
+            repo, path, rev = self.hf
+            if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo) or ".." in repo:
+                raise ConfigError(f"weights {self.name}: Hugging Face repo must read 'owner/name', got {repo!r}",
+                                  field="hf")
+            if not _is_inner_path(path):
+                raise ConfigError(f"weights {self.name}: Hugging Face file must be a relative path inside the "
+                                  f"repository, got {path!r}", field="hf")
+            if not _REVISION.fullmatch(rev):
+                raise ConfigError(f"weights {self.name}: Hugging Face revision must be a branch, tag or commit "
+                                  f"name (letters, digits, '.', '_', '-'), got {rev!r}", field="hf")
 
     # -- where ----------------------------------------------------------------
     def hf_repo_dir(self) -> Path:
@@ -319,7 +333,26 @@ def _client(timeout: float) -> Any:
     import httpx
 
     return httpx.Client(follow_redirects=True, timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
-                        headers={"User-Agent": "stemlab-models"})
+                        headers={"User-Agent": "stemlab-models", "Accept-Encoding": "identity"})
+
+
+#: a revision (branch, tag, commit) that stays one path component
+_REVISION = re.compile(r"[A-Za-z0-9][\w.-]{0,99}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _is_inner_path(p: str) -> bool:
+    """A relative path with no ``..``/empty/absolute part: stays inside the folder it is joined to."""
+    parts = p.replace("\\", "/").split("/")
+    return not p.startswith(("/", "\\")) and ":" not in p and all(x not in ("", ".", "..") for x in parts)
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """``path`` if it resolves inside ``root`` (no ``..``, no link out), else a DownloadError."""
+    r, p = root.resolve(), path.resolve()
+    if p != r and r not in p.parents:
+        raise DownloadError(f"refusing to write {path}: outside {root}", file=path.name)
+    return path
 
 
 def download(f: WeightFile, *, progress: bool = True, what: str = "model", timeout: float = 60.0,
@@ -339,6 +372,9 @@ def download(f: WeightFile, *, progress: bool = True, what: str = "model", timeo
             continue
         except httpx.HTTPError as e:
             tried.append(f"{url} → {type(e).__name__}: {e}")
+            continue
+        except DownloadError as e:  # truncated, mis-sized or corrupt here: the next mirror may serve it whole
+            tried.append(f"{url} → {str(e).splitlines()[0]}")
             continue
     raise DownloadError(f"{what}: could not download {f.name}:\n  " + "\n  ".join(tried), file=f.name,
                         tried=tried)
@@ -428,15 +464,21 @@ def _download_one(f: WeightFile, url: str, *, progress: bool, timeout: float,
                         if not isinstance(e, (httpx.HTTPError, OSError)):
                             raise
                         got = max(got, int(getattr(r, "num_bytes_downloaded", 0) or 0))
-                        if total is None:
+                        coded = r.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+                        if total is None or coded:  # a decode error of a complete body is no truncation
                             raise DownloadError(f"download of {f.name} from {url} failed after {got} bytes: "
                                                 f"{type(e).__name__}: {e}", file=f.name, url=url) from None
             finally:
                 if bar is not None:
                     bar.close()
         digest = h.hexdigest()
-        expected, source = _check_download(f, url, got=got, total=total, digest=digest, headers=headers,
-                                           timeout=timeout)
+        encoded = r.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+        wire = int(getattr(r, "num_bytes_downloaded", 0) or 0) if encoded else got
+        if encoded and total is not None and wire != total:  # Content-Length counts the encoded bytes
+            raise DownloadError(f"download of {f.name} from {url} truncated: got {wire} of {total} encoded bytes "
+                                "(nothing was kept; run again)", file=f.name, url=url, got=wire, expected=total)
+        expected, source = _check_download(f, url, got=got, total=None if encoded else total, digest=digest,
+                                           headers=headers, timeout=timeout)
         final = _place(f, part, digest, headers)
         _record(final, digest, verified=expected is not None, source=source or "unverified", url=url)
         return final
@@ -478,8 +520,10 @@ def _place(f: WeightFile, part: Path, digest: str, headers: Mapping[str, str]) -
         repo_dir = f.hf_repo_dir()
         blob = repo_dir / "blobs" / digest
         os.replace(part, blob)
-        commit = headers.get("x-repo-commit", "").strip() or f.hf[2]
-        snap = repo_dir / "snapshots" / commit / f.hf[1]
+        commit = headers.get("x-repo-commit", "").strip().lower()
+        if not _COMMIT.fullmatch(commit):  # a server's header names a folder: only a commit hash may
+            commit = f.hf[2]
+        snap = _inside(repo_dir / "snapshots" / commit / f.hf[1], repo_dir)
         snap.parent.mkdir(parents=True, exist_ok=True)
         if snap.exists() or snap.is_symlink():
             snap.unlink()
@@ -493,7 +537,7 @@ def _place(f: WeightFile, part: Path, digest: str, headers: Mapping[str, str]) -
         if commit != f.hf[2]:
             (refs / f.hf[2]).write_text(commit)
         return snap
-    dest = f.target()
+    dest = _inside(f.target(), cache_root(f.cache))
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(part, dest)
     return dest
