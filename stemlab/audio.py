@@ -445,6 +445,40 @@ def _check_decoded(
         raise InputError(f"{name}: stream {index} contains NaN/Inf samples", file=name, reason="nonfinite")
 
 
+def _sf_read_mono(f: Any, buf: _Buffer, frames: int) -> None:
+    """Read up to ``frames`` mono frames from the open SoundFile ``f`` straight into ``buf``."""
+    while buf.size < frames:
+        k = min(_READ_FRAMES, frames - buf.size)
+        got = len(f.read(k, dtype="float32", out=buf.window(k)[0]))
+        buf.advance(got)
+        if got < k:
+            break
+
+
+def _sf_read_interleaved(f: Any, buf: _Buffer, nch: int, frames: int) -> None:
+    """Read up to ``frames`` ``nch``-channel frames from the open SoundFile ``f``
+    into ``buf``, block by block through one interleaved scratch block."""
+    scratch = np.empty((min(_READ_FRAMES, max(frames, 1)), nch), np.float32)
+    while buf.size < frames:
+        k = min(_READ_FRAMES, frames - buf.size)
+        got = f.read(k, dtype="float32", out=scratch[:k])
+        n = len(got)
+        buf.window(n)[...] = got.T
+        buf.advance(n)
+        if n < k:
+            break
+    del scratch
+
+
+def _sf_declared(f: Any, src: Source, frames: int) -> float:
+    """The length (samples) the header declares: libsndfile's frame count, an
+    AIFF's own COMM count when it has one."""
+    declared = float(frames)
+    if f.format == "AIFF":
+        declared = float(_aiff_declared_frames(src) or frames)
+    return declared
+
+
 def _decode_sf(
     src: Source, checked, name: str, max_seconds: float | None, check_truncation: bool
 ) -> tuple[np.ndarray, int] | None:
@@ -472,31 +506,13 @@ def _decode_sf(
         buf = _Buffer(nch, frames)
         try:
             if nch == 1:
-                while buf.size < frames:
-                    k = min(_READ_FRAMES, frames - buf.size)
-                    got = len(f.read(k, dtype="float32", out=buf.window(k)[0]))
-                    buf.advance(got)
-                    if got < k:
-                        break
+                _sf_read_mono(f, buf, frames)
             else:
-                scratch = np.empty((min(_READ_FRAMES, max(frames, 1)), nch), np.float32)
-                while buf.size < frames:
-                    k = min(_READ_FRAMES, frames - buf.size)
-                    got = f.read(k, dtype="float32", out=scratch[:k])
-                    n = len(got)
-                    buf.window(n)[...] = got.T
-                    buf.advance(n)
-                    if n < k:
-                        break
-                del scratch
+                _sf_read_interleaved(f, buf, nch, frames)
         except (RuntimeError, ValueError, OSError, MemoryError):
             return None  # libsndfile could not decode it all: libav decides
         arr = buf.finish()
-        declared: float | None = None
-        if check_truncation:
-            declared = float(frames)
-            if f.format == "AIFF":
-                declared = float(_aiff_declared_frames(src) or frames)
+        declared = _sf_declared(f, src, frames) if check_truncation else None
     finally:
         f.close()
     riff = _riff_truncation(src) if check_truncation else None

@@ -44,6 +44,53 @@ def find_audio(folder: Path, stem: str) -> Path | None:
     return hits[0] if hits else None
 
 
+def _same_rate(rate: int | None, sr: int, track: str, path: Path) -> int:
+    """The track's one sample rate: ``sr`` for the first file; a later file at another rate is refused."""
+    if rate is not None and sr != rate:
+        raise DatasetError(
+            f"track {track!r}: {path.name} is {sr} Hz but the other files are {rate} Hz; "
+            "resample the file so all stems share one rate",
+            file=str(path),
+        )
+    return sr
+
+
+def _add_into(total: np.ndarray | None, arr: np.ndarray) -> tuple[bool, np.ndarray | None]:
+    """Add ``arr`` to the running sum ``total`` (the first array becomes it):
+    ``(summable, total)``, ``(False, None)`` when the shapes cannot be summed."""
+    if total is None:
+        return True, arr  # decode() returned a fresh array: it becomes the accumulator
+    if arr.shape[1] != total.shape[1] or (
+        arr.shape[0] != total.shape[0] and not {arr.shape[0], total.shape[0]} <= {1, 2}
+    ):
+        return False, None  # refused below, with every file's length/channels
+    if total.shape[0] < arr.shape[0]:
+        total = np.repeat(total, arr.shape[0], axis=0)  # mono so far, a stereo stem: dual mono
+    total += arr  # a mono stem broadcasts over both channels (dual mono)
+    return True, total
+
+
+def _check_lengths(lengths: dict[str, int], files: dict[str, Path], track: str) -> None:
+    """Refuse files of different lengths (samples)."""
+    if len(set(lengths.values())) > 1:
+        raise DatasetError(
+            f"track {track!r}: stems have different lengths (samples) {lengths}; expected equal lengths",
+            file=str(next(iter(files.values())).parent),
+        )
+
+
+def _match_channels(out: dict[str, np.ndarray], chans: dict[str, int], files: dict[str, Path]) -> None:
+    """Mono stems beside stereo ones → dual mono (the kept arrays in ``out`` are
+    converted in place); any other mix of channel counts is an error."""
+    if len(set(chans.values())) > 1:
+        target = max(chans.values())
+        for n in files:
+            if n in out:
+                out[n] = audio.to_channels(out[n], target, name=str(files[n]))
+            else:  # same check (and error) as converting it
+                audio.to_channels(np.zeros((chans[n], 0), np.float32), target, name=str(files[n]))
+
+
 def _decode_all(
     files: dict[str, Path], track: str, *, keep: Callable[[str], bool] = lambda name: True,
     add: bool = False,
@@ -64,44 +111,17 @@ def _decode_all(
     summable = True
     for name, path in files.items():
         arr, sr = audio.decode(path)
-        if rate is None:
-            rate = sr
-        elif sr != rate:
-            raise DatasetError(
-                f"track {track!r}: {path.name} is {sr} Hz but the other files are {rate} Hz; "
-                "resample the file so all stems share one rate",
-                file=str(path),
-            )
+        rate = _same_rate(rate, sr, track, path)
         lengths[name], chans[name] = arr.shape[1], arr.shape[0]
         if not keep(name):
             pass  # decoded for its checks only: dropped before the next file is decoded
         elif not add:
             out[name] = arr
         elif summable:
-            if total is None:
-                total = arr  # decode() returned a fresh array: it becomes the accumulator
-            elif arr.shape[1] != total.shape[1] or (
-                arr.shape[0] != total.shape[0] and not {arr.shape[0], total.shape[0]} <= {1, 2}
-            ):
-                summable, total = False, None  # refused below, with every file's length/channels
-            else:
-                if total.shape[0] < arr.shape[0]:
-                    total = np.repeat(total, arr.shape[0], axis=0)  # mono so far, a stereo stem: dual mono
-                total += arr  # a mono stem broadcasts over both channels (dual mono)
+            summable, total = _add_into(total, arr)
         del arr
-    if len(set(lengths.values())) > 1:
-        raise DatasetError(
-            f"track {track!r}: stems have different lengths (samples) {lengths}; expected equal lengths",
-            file=str(next(iter(files.values())).parent),
-        )
-    if len(set(chans.values())) > 1:
-        # mono stems beside stereo ones → dual mono; anything else is an error
-        target = max(chans.values())
-        for n in files:
-            if n in out:
-                out[n] = audio.to_channels(out[n], target, name=str(files[n]))
-            else:  # same check (and error) as converting it
-                audio.to_channels(np.zeros((chans[n], 0), np.float32), target, name=str(files[n]))
+    _check_lengths(lengths, files, track)
+    _match_channels(out, chans, files)
     assert rate is not None
     if add:
         assert total is not None

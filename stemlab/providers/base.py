@@ -263,19 +263,10 @@ def _names_ok(m: Mapping[Any, Any], at: str, what: str, problems: list[tuple[str
     return out
 
 
-def _split_spec(spec: Any) -> tuple[str, str | None, dict[str, Any], dict[str, Any], list[tuple[str, str]]]:
-    """:func:`parse_spec` without raising: ``(family, variant, params,
-    options, problems)``; each problem is ``(sub-path, message)`` with the
-    sub-path relative to the spec (``""``, ``"params"``, ``"options"`` …)."""
-    problems: list[tuple[str, str]] = []
-    if isinstance(spec, str):
-        family, variant, params = _split_string(spec, problems, "")
-        return family, variant, params, {}, problems
-    if not isinstance(spec, Mapping):
-        problems.append(("", f"expected a provider string {SPEC_FORM} or mapping, got {type(spec).__name__}"))
-        return "", None, {}, {}, problems
-    d = dict(spec)
-    family, variant, params = "", None, {}
+def _spec_family(d: dict[Any, Any], problems: list[tuple[str, str]]) -> tuple[str, str | None, dict[str, Any]]:
+    """Pop ``provider`` (or ``family``) from the mapping spec ``d``: ``(family, variant, params)``."""
+    family, variant = "", None
+    params: dict[str, Any] = {}
     if "provider" in d:
         p = d.pop("provider")
         if isinstance(p, str):
@@ -293,6 +284,11 @@ def _split_spec(spec: Any) -> tuple[str, str | None, dict[str, Any], dict[str, A
             problems.append(("family", f"expected a provider family name, got {_show(f)}"))
     else:
         problems.append(("", "expected key 'provider' (e.g. 'demucs:htdemucs')"))
+    return family, variant, params
+
+
+def _spec_variant(d: dict[Any, Any], variant: str | None, problems: list[tuple[str, str]]) -> str | None:
+    """Pop ``variant`` from the mapping spec ``d``: it replaces ``variant`` when given (None keeps it)."""
     if "variant" in d:
         v = d.pop("variant")
         if v is None:
@@ -301,21 +297,36 @@ def _split_spec(spec: Any) -> tuple[str, str | None, dict[str, Any], dict[str, A
             variant = v.strip()
         else:
             problems.append(("variant", f"expected a variant name (string), got {_show(v)}"))
-    p = d.pop("params", None)
-    if p is None:
-        pass
-    elif isinstance(p, Mapping):
-        params.update(_names_ok(p, "params", "parameter", problems))
-    else:
-        problems.append(("params", f"expected a mapping of parameter values, got {_show(p)}"))
-    o = d.pop("options", None)
-    options: dict[str, Any] = {}
-    if o is None:
-        pass
-    elif isinstance(o, Mapping):
-        options.update(_names_ok(o, "options", "option", problems))
-    else:
-        problems.append(("options", f"expected a mapping of option values, got {_show(o)}"))
+    return variant
+
+
+def _spec_values(d: dict[Any, Any], key: str, what: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
+    """Pop the mapping ``key`` (``params``/``options``) from the mapping spec ``d``: its well-named values."""
+    m = d.pop(key, None)
+    if m is None:
+        return {}
+    if isinstance(m, Mapping):
+        return _names_ok(m, key, what, problems)
+    problems.append((key, f"expected a mapping of {what} values, got {_show(m)}"))
+    return {}
+
+
+def _split_spec(spec: Any) -> tuple[str, str | None, dict[str, Any], dict[str, Any], list[tuple[str, str]]]:
+    """:func:`parse_spec` without raising: ``(family, variant, params,
+    options, problems)``; each problem is ``(sub-path, message)`` with the
+    sub-path relative to the spec (``""``, ``"params"``, ``"options"`` …)."""
+    problems: list[tuple[str, str]] = []
+    if isinstance(spec, str):
+        family, variant, params = _split_string(spec, problems, "")
+        return family, variant, params, {}, problems
+    if not isinstance(spec, Mapping):
+        problems.append(("", f"expected a provider string {SPEC_FORM} or mapping, got {type(spec).__name__}"))
+        return "", None, {}, {}, problems
+    d = dict(spec)
+    family, variant, params = _spec_family(d, problems)
+    variant = _spec_variant(d, variant, problems)
+    params.update(_spec_values(d, "params", "parameter", problems))
+    options = _spec_values(d, "options", "option", problems)
     options.update(_names_ok(d, "", "option", problems))  # any other key is an option (device, base_url …)
     return family, variant, params, options, problems
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StemlabError
+
+if TYPE_CHECKING:
+    from .base import Provider, Status
 
 __all__ = ["register_cli", "catalog"]
 
@@ -145,10 +148,9 @@ def _published(pid: str) -> list[dict[str, Any]]:
         return []
 
 
-def _info(args: argparse.Namespace) -> int:
-    from . import create
-
-    prov = create(args.id)
+def _info_fields(prov: Provider) -> tuple[dict[str, Any], Status]:
+    """``providers info``'s fields for ``prov`` (its class's description and
+    this instance's settings, status, cost, provenance) and its status."""
     info = type(prov).describe()
     info["id"] = prov.id
     info["params_used"] = prov.config
@@ -164,6 +166,44 @@ def _info(args: argparse.Namespace) -> int:
     info["provenance"] = prov.provenance()
     info["estimate_per_minute"] = prov.estimate_cost(60.0).as_dict()
     info["published"] = _published(prov.id)
+    return info, st
+
+
+def _print_price(prov: Provider) -> None:
+    """A remote service's price line (its basis, or why it is unknown); nothing for a local model."""
+    if prov.kind == "remote":
+        from ..services._pricing import pricing_of
+
+        sp = pricing_of(prov.family)
+        if sp is not None:
+            q = sp.quote()
+            print(f"  price:   {q.basis if q.usd_per_unit is not None else q.reason}")
+
+
+def _print_published(published: list[dict[str, Any]]) -> None:
+    """The model's published scores, one line each (nothing when there are none)."""
+    if published:
+        print("  published scores (from the model's authors / leaderboards; not measured here):")
+        for p in published:
+            print(f"    {p['target']}: {p['value']:.2f} dB  {p['metric']} ({p['aggregation']}), {p['dataset']}"
+                  f"{', ' + str(p['n_tracks']) + ' tracks' if p.get('n_tracks') else ''} — {p['source']}")
+
+
+def _print_params(params: list[dict[str, Any]]) -> None:
+    """The table of the provider's parameters (nothing when it has none)."""
+    if params:
+        from ..cli import print_table
+
+        print("parameters:")
+        print_table([(p["name"], p["type"], repr(p["default"]), p["unit"] or "", p["help"]) for p in params],
+                    ("name", "type", "default", "unit", "meaning"))
+
+
+def _info(args: argparse.Namespace) -> int:
+    from . import create
+
+    prov = create(args.id)
+    info, st = _info_fields(prov)
     doc = (type(prov).__doc__ or "").strip()
     if args.json:
         info["doc"] = doc
@@ -186,24 +226,9 @@ def _info(args: argparse.Namespace) -> int:
     e = info["estimate_per_minute"]
     print(f"  cost of 1 min: {_cost_text(prov.family, prov.kind, prov.estimate_cost(60.0))}"
           + (f" ({e['credits']:g} {e['credit_unit']})" if e["credit_unit"] else ""))
-    if prov.kind == "remote":
-        from ..services._pricing import pricing_of
-
-        sp = pricing_of(prov.family)
-        if sp is not None:
-            q = sp.quote()
-            print(f"  price:   {q.basis if q.usd_per_unit is not None else q.reason}")
-    if info["published"]:
-        print("  published scores (from the model's authors / leaderboards; not measured here):")
-        for p in info["published"]:
-            print(f"    {p['target']}: {p['value']:.2f} dB  {p['metric']} ({p['aggregation']}), {p['dataset']}"
-                  f"{', ' + str(p['n_tracks']) + ' tracks' if p.get('n_tracks') else ''} — {p['source']}")
-    if info["params"]:
-        from ..cli import print_table
-
-        print("parameters:")
-        print_table([(p["name"], p["type"], repr(p["default"]), p["unit"] or "", p["help"]) for p in info["params"]],
-                    ("name", "type", "default", "unit", "meaning"))
+    _print_price(prov)
+    _print_published(info["published"])
+    _print_params(info["params"])
     return 0
 
 

@@ -60,6 +60,52 @@ _SIM = ("upload", "queue", "processing", "download", "total")
 
 # ------------------------------------------------------------------ jobs
 
+def _add_clock(j: pd.DataFrame) -> None:
+    """Add ``clock`` to ``j`` (in place; a ``[sandbox]`` label of a remote job
+    means simulated) and move the sandbox's virtual seconds and ``rtf`` of the
+    simulated rows to ``sim_<phase>_s`` / ``sim_rtf``."""
+    kind = j["kind"] if "kind" in j else pd.Series([""] * len(j), index=j.index)
+    sim = j["provider"].astype(str).str.contains(r"\[sandbox\]", regex=True) & (kind == "remote")
+    j["clock"] = np.where(sim, "simulated", "measured")
+    for ph in _SIM:
+        j[f"sim_{ph}_s"] = np.where(sim, j.get(f"{ph}_s", np.nan), np.nan)
+        if ph != "total" and f"{ph}_s" in j:
+            j.loc[sim, f"{ph}_s"] = np.nan
+    if "wall_s" in j:
+        j.loc[sim, "total_s"] = j.loc[sim, "wall_s"]
+    if "rtf" in j:
+        j["sim_rtf"] = np.where(sim, j["rtf"], np.nan)
+        j.loc[sim, "rtf"] = np.nan
+
+
+def _add_bound(j: pd.DataFrame) -> None:
+    """Add ``bound`` to ``j`` (in place) from the provider registry (family, variant)."""
+    fam = j["family"] if "family" in j else j["provider"].astype(str).str.split(":").str[0]
+    var = j["variant"] if "variant" in j else pd.Series([""] * len(j), index=j.index)
+    j["bound"] = [_registry_bound(str(f), v) for f, v in zip(fam, var)]
+
+
+def _add_bare_money(j: pd.DataFrame) -> None:
+    """The money columns of a bare frame (no ``kind``), in place: what it says, nothing derived."""
+    j["native_units"] = j["credits"] if "credits" in j else np.nan
+    j["native_unit"] = j["credit_unit"] if "credit_unit" in j else ""
+    j["cost_usd"] = j["cost_usd"] if "cost_usd" in j else np.nan
+    j["usd_per_unit"], j["price_basis"], j["cost_note"] = np.nan, "", ""
+
+
+def _add_money(j: pd.DataFrame) -> None:
+    """The money columns of ``j``, in place, row by row from
+    :func:`stemlab.runs.results.money_columns`."""
+    from ..runs.results import money_columns
+
+    rows = [money_columns(str(r.get("family", "")), str(r.get("kind", "")), {}, str(r.get("status", "")),
+                          _num(r.get("credits")), r.get("credit_unit") or None, _num(r.get("cost_usd")),
+                          _num(r.get("compute_seconds")), _num(r.get("audio_seconds")),
+                          r.get("remote_id") or None) for r in j.to_dict("records")]
+    for k in ("cost_usd", "usd_per_unit", "price_basis", "cost_note", "native_units", "native_unit"):
+        j[k] = [r[k] for r in rows]
+
+
 def jobs_view(jobs: pd.DataFrame) -> pd.DataFrame:
     """``jobs`` with the columns every report reads, also for results
     written before they existed: ``clock`` (``measured``/``simulated``;
@@ -72,39 +118,16 @@ def jobs_view(jobs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame() if jobs is None else jobs
     j = jobs.copy()
     if "clock" not in j:
-        kind = j["kind"] if "kind" in j else pd.Series([""] * len(j), index=j.index)
-        sim = j["provider"].astype(str).str.contains(r"\[sandbox\]", regex=True) & (kind == "remote")
-        j["clock"] = np.where(sim, "simulated", "measured")
-        for ph in _SIM:
-            j[f"sim_{ph}_s"] = np.where(sim, j.get(f"{ph}_s", np.nan), np.nan)
-            if ph != "total" and f"{ph}_s" in j:
-                j.loc[sim, f"{ph}_s"] = np.nan
-        if "wall_s" in j:
-            j.loc[sim, "total_s"] = j.loc[sim, "wall_s"]
-        if "rtf" in j:
-            j["sim_rtf"] = np.where(sim, j["rtf"], np.nan)
-            j.loc[sim, "rtf"] = np.nan
+        _add_clock(j)
     if "bound" not in j:
-        fam = j["family"] if "family" in j else j["provider"].astype(str).str.split(":").str[0]
-        var = j["variant"] if "variant" in j else pd.Series([""] * len(j), index=j.index)
-        j["bound"] = [_registry_bound(str(f), v) for f, v in zip(fam, var)]
+        _add_bound(j)
     j["bound"] = j["bound"].fillna("").astype(str)
     if "stems" not in j:
         j["stems"] = ""
     if "native_unit" not in j and "kind" not in j:  # a bare frame: keep what it says
-        j["native_units"] = j["credits"] if "credits" in j else np.nan
-        j["native_unit"] = j["credit_unit"] if "credit_unit" in j else ""
-        j["cost_usd"] = j["cost_usd"] if "cost_usd" in j else np.nan
-        j["usd_per_unit"], j["price_basis"], j["cost_note"] = np.nan, "", ""
+        _add_bare_money(j)
     if "native_unit" not in j:
-        from ..runs.results import money_columns
-
-        rows = [money_columns(str(r.get("family", "")), str(r.get("kind", "")), {}, str(r.get("status", "")),
-                              _num(r.get("credits")), r.get("credit_unit") or None, _num(r.get("cost_usd")),
-                              _num(r.get("compute_seconds")), _num(r.get("audio_seconds")),
-                              r.get("remote_id") or None) for r in j.to_dict("records")]
-        for k in ("cost_usd", "usd_per_unit", "price_basis", "cost_note", "native_units", "native_unit"):
-            j[k] = [r[k] for r in rows]
+        _add_money(j)
     for c in ("cost_note", "price_basis", "native_unit"):
         j[c] = j[c].fillna("").astype(str)
     return j

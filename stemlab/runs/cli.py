@@ -72,9 +72,8 @@ def _print_skipped(skipped: list[dict[str, str]]) -> None:
               + first["help"].replace("\n", "\n  "), file=sys.stderr)
 
 
-def _spec_from_args(args: argparse.Namespace) -> Any:
-    from .spec import load_spec
-
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields that command-line options override (output, budget, metrics, sandbox, executor)."""
     overrides: dict[str, Any] = {}
     if args.output:
         overrides["output"] = args.output
@@ -88,22 +87,36 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         overrides["executor"] = args.executor
     if args.address:
         overrides["executor_options"] = {"address": args.address}
+    return overrides
+
+
+def _demo_raw(args: argparse.Namespace) -> dict[str, Any]:
+    """The demo spec (:data:`DEMO_SPEC`) with the providers and datasets given
+    on the command line; without ``--provider`` the demo selection, whose
+    skipped providers are printed unless ``--quiet``."""
+    raw = dict(DEMO_SPEC)
+    if args.provider:
+        raw["providers"] = list(args.provider)
+    else:
+        raw["providers"], skipped = demo_selection()
+        if not args.quiet:
+            _print_skipped(skipped)
+    if args.dataset:
+        raw["datasets"] = [_dataset_arg(d, args) for d in args.dataset]
+    return raw
+
+
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    from .spec import load_spec
+
+    overrides = _overrides(args)
     if args.spec:
         if args.dataset or args.provider:
             print("stemlab run: give a SPEC file or --dataset/--provider, not both", file=sys.stderr)
             raise SystemExit(2)
         return load_spec(args.spec, **overrides)
     if args.demo or (not args.dataset and not args.provider):
-        raw = dict(DEMO_SPEC)
-        if args.provider:
-            raw["providers"] = list(args.provider)
-        else:
-            raw["providers"], skipped = demo_selection()
-            if not args.quiet:
-                _print_skipped(skipped)
-        if args.dataset:
-            raw["datasets"] = [_dataset_arg(d, args) for d in args.dataset]
-        return load_spec(raw, **overrides)
+        return load_spec(_demo_raw(args), **overrides)
     if not args.dataset or not args.provider:
         print("stemlab run: need --dataset and at least one --provider (or a SPEC file, or --demo)", file=sys.stderr)
         raise SystemExit(2)

@@ -84,6 +84,23 @@ def _edge_window(base: np.ndarray, s: int, starts: Sequence[int], peak_first: in
     return w
 
 
+def _add_segments(out: np.ndarray, wsum: np.ndarray, y_np: np.ndarray, batch: Sequence[int], seg: int,
+                  base: np.ndarray, starts: Sequence[int], peak_first: int, peak_last: int) -> None:
+    """Overlap-add a batch's outputs ``y_np`` into ``out``, each weighted by its
+    segment's window (:func:`_edge_window`), and the windows into ``wsum``
+    (both as long as the padded signal)."""
+    padded = len(wsum)
+    for j, s in enumerate(batch):
+        n = min(seg, padded - s)
+        w = _edge_window(base, s, starts, peak_first, peak_last)
+        w32 = w[:n].astype(np.float32)
+        if w is not base and np.all(w32 == 1.0):
+            out[:, :, s:s + n] += y_np[j, :, :, :n]
+        else:
+            out[:, :, s:s + n] += y_np[j, :, :, :n] * w32
+        wsum[s:s + n] += w32
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How :class:`Engine` cuts, batches, augments and rebuilds (see the module doc)."""
@@ -343,6 +360,30 @@ class Engine:
             part = np.pad(part, ((0, 0), (0, seg - n)), mode=mode)
         return part
 
+    def _model_batch(self, torch: Any, model: Model, x: np.ndarray, batch: list[int], seg: int, stats: RunStats
+                     ) -> np.ndarray:
+        """The model's ``(segments, stems, channels, samples)`` output for the
+        segments of ``x`` at ``batch`` (on the configured device), timed into
+        ``stats``; refused when its shape does not fit the input."""
+        channels = x.shape[0]
+        device = self.config.device
+        parts = [self._segment(x, s, seg) for s in batch]
+        xb = torch.from_numpy(np.ascontiguousarray(np.stack(parts)) if len(parts) > 1 else parts[0][None])
+        if device != "cpu":
+            xb = xb.to(device)
+        t0 = time.perf_counter()
+        yb = model(xb)
+        if isinstance(yb, np.ndarray):
+            y_np = yb
+        else:
+            y_np = yb.detach().float().cpu().numpy()
+        stats.model_seconds += time.perf_counter() - t0
+        stats.model_calls += 1
+        if y_np.ndim != 4 or y_np.shape[0] != len(batch) or y_np.shape[2] != channels or y_np.shape[3] < seg:
+            raise InputError(f"engine: model returned shape {tuple(y_np.shape)}, expected "
+                             f"({len(batch)}, stems, {channels}, {seg})", field="model")
+        return y_np
+
     def _one_pass(self, torch: Any, model: Model, x: np.ndarray, stats: RunStats, tick: Callable[[], None]
                   ) -> np.ndarray:
         c = self.config
@@ -356,38 +397,15 @@ class Engine:
         peak_last = len(base) - 1 - int(np.argmax(base[::-1]))
         out: np.ndarray | None = None
         wsum = np.zeros(padded, dtype=np.float32)
-        device = c.device
         for batch in self._batches(starts):
-            parts = [self._segment(x, s, seg) for s in batch]
-            xb = torch.from_numpy(np.ascontiguousarray(np.stack(parts)) if len(parts) > 1 else parts[0][None])
-            if device != "cpu":
-                xb = xb.to(device)
-            t0 = time.perf_counter()
-            yb = model(xb)
-            if isinstance(yb, np.ndarray):
-                y_np = yb
-            else:
-                y_np = yb.detach().float().cpu().numpy()
-            stats.model_seconds += time.perf_counter() - t0
-            stats.model_calls += 1
-            if y_np.ndim != 4 or y_np.shape[0] != len(batch) or y_np.shape[2] != channels or y_np.shape[3] < seg:
-                raise InputError(f"engine: model returned shape {tuple(y_np.shape)}, expected "
-                                 f"({len(batch)}, stems, {channels}, {seg})", field="model")
+            y_np = self._model_batch(torch, model, x, batch, seg, stats)
             if len(starts) == 1 and seg >= padded:  # one segment covering everything: its output is the result
                 out = np.ascontiguousarray(y_np[0, :, :, :padded], dtype=np.float32)
                 tick()
                 break
             if out is None:
                 out = np.zeros((y_np.shape[1], channels, padded), dtype=np.float32)
-            for j, s in enumerate(batch):
-                n = min(seg, padded - s)
-                w = _edge_window(base, s, starts, peak_first, peak_last)
-                w32 = w[:n].astype(np.float32)
-                if w is not base and np.all(w32 == 1.0):
-                    out[:, :, s:s + n] += y_np[j, :, :, :n]
-                else:
-                    out[:, :, s:s + n] += y_np[j, :, :, :n] * w32
-                wsum[s:s + n] += w32
+            _add_segments(out, wsum, y_np, batch, seg, base, starts, peak_first, peak_last)
             tick()
         assert out is not None
         if len(starts) > 1 or seg < padded:

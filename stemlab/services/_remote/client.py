@@ -495,6 +495,47 @@ class HttpClient:
             return ProviderOutputError(f"{what}: {exc.reason}{tail}", provider=self.label)
         return ProviderUnavailable(f"{what}: connection failed: {exc.reason}{tail}", provider=self.label)
 
+    def _request_parts(
+        self, headers: Mapping[str, str] | None, params: Mapping[str, Any] | None,
+        data: Mapping[str, Any] | None, auth: bool,
+    ) -> tuple[dict[str, str], dict[str, Any], dict[str, Any] | None]:
+        """The request's ``(headers, query parameters, form)``, with the
+        credentials (headers, parameters, form fields) added when ``auth``."""
+        hdrs = dict(headers or {})
+        q = dict(params or {})
+        form = dict(data) if data is not None else None
+        if auth:
+            hdrs.update(self.auth.headers)
+            q.update(self.auth.params)
+            if self.auth.form:
+                form = {**(form or {}), **self.auth.form}
+        return hdrs, q, form
+
+    def _transport_failure(self, e: httpx.HTTPError, what: str, retry: RetryMode) -> Exception:
+        """What an attempt that got no answer raises: :class:`_Transient`, or
+        :class:`Ambiguous` when ``retry`` is ``"safe"`` and the server may have acted."""
+        kind, safe = _classify(e)
+        reason = f"{type(e).__name__}: {redact(e) or 'no detail'}"
+        if retry == "safe" and not safe:
+            return Ambiguous(
+                f"{what}: the answer was lost ({reason}); the request may have been processed",
+                provider=self.label,
+            )
+        return _Transient(reason, kind=kind)
+
+    def _status_failure(self, resp: Response, what: str, retry: RetryMode) -> Exception:
+        """What an answer with a retryable status raises: :class:`_Transient`
+        (with its Retry-After), or :class:`Ambiguous` when ``retry`` is
+        ``"safe"`` and the status does not prove the server never acted."""
+        ra = parse_retry_after(resp.headers.get("retry-after"))
+        reason = f"HTTP {resp.status} {resp.excerpt(80)}"
+        if retry == "safe" and resp.status not in _SAFE_STATUSES:
+            return Ambiguous(
+                f"{what}: HTTP {resp.status} — the request may have been processed ({resp.excerpt(80)})",
+                provider=self.label, status=resp.status,
+            )
+        return _Transient(reason, kind="status", response=resp, retry_after=ra)
+
     # ------------------------------------------------------------- request
     async def request(
         self,
@@ -526,14 +567,7 @@ class HttpClient:
         ``error_for(response)``."""
         url = self.url(path)
         what = what or f"{self.label}: {method} {_path_of(url)}"
-        hdrs = dict(headers or {})
-        q = dict(params or {})
-        form = dict(data) if data is not None else None
-        if auth:
-            hdrs.update(self.auth.headers)
-            q.update(self.auth.params)
-            if self.auth.form:
-                form = {**(form or {}), **self.auth.form}
+        hdrs, q, form = self._request_parts(headers, params, data, auth)
         attempts = 0
 
         async def once() -> Response:
@@ -551,14 +585,7 @@ class HttpClient:
                     json=json, data=form, files=files, content=content, headers=hdrs,
                 ), self.timeouts.upload if upload else self.timeouts.request, what)
             except httpx.HTTPError as e:
-                kind, safe = _classify(e)
-                reason = f"{type(e).__name__}: {redact(e) or 'no detail'}"
-                if retry == "safe" and not safe:
-                    raise Ambiguous(
-                        f"{what}: the answer was lost ({reason}); the request may have been processed",
-                        provider=self.label,
-                    ) from None
-                raise _Transient(reason, kind=kind) from None
+                raise self._transport_failure(e, what, retry) from None
             except _Transient as e:
                 if retry == "safe":
                     raise Ambiguous(f"{what}: {e.reason}; the request may have been processed",
@@ -568,14 +595,7 @@ class HttpClient:
                             attempts)
             log.debug("← %s %s in %.3f s (%d bytes)", resp.status, redact(url), resp.elapsed, len(resp.content))
             if resp.status in self.retry.statuses and resp.status not in accept_status:
-                ra = parse_retry_after(resp.headers.get("retry-after"))
-                reason = f"HTTP {resp.status} {resp.excerpt(80)}"
-                if retry == "safe" and resp.status not in _SAFE_STATUSES:
-                    raise Ambiguous(
-                        f"{what}: HTTP {resp.status} — the request may have been processed ({resp.excerpt(80)})",
-                        provider=self.label, status=resp.status,
-                    )
-                raise _Transient(reason, kind="status", response=resp, retry_after=ra)
+                raise self._status_failure(resp, what, retry)
             return resp
 
         try:

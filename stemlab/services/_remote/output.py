@@ -128,6 +128,53 @@ def _check_coverage(arrays: Mapping[str, np.ndarray], sr: int, input_seconds: fl
             warnings.append(f"stem {name!r} lasts {seconds:.2f} s, longer than the {input_seconds:.2f}-s input")
 
 
+def _one_rate(arrays: dict[str, np.ndarray], rates: Mapping[str, int], report: OutputReport,
+              warnings: list[str]) -> int:
+    """Resample, in ``arrays``, every stem not at the most common rate (the
+    highest on a tie) to it; that rate."""
+    counts = Counter(rates.values())
+    target_sr = max(counts, key=lambda r: (counts[r], r))
+    for name, sr in rates.items():
+        if sr != target_sr:
+            arrays[name] = resample(arrays[name], sr, target_sr)
+            msg = f"stem {name!r} came at {sr} Hz, the other stems at {target_sr} Hz: resampled"
+            warnings.append(msg)
+            report.changes.append(msg)
+    return target_sr
+
+
+def _one_channel_count(arrays: dict[str, np.ndarray], input_channels: int | None, label: str,
+                       report: OutputReport, warnings: list[str]) -> None:
+    """Mono stems beside stereo ones are duplicated to stereo in ``arrays``;
+    more than two channels is refused; mono stems for a stereo input are a warning."""
+    chans = {a.shape[0] for a in arrays.values()}
+    if len(chans) > 1:
+        if max(chans) > 2:
+            raise ProviderOutputError(f"{label}: stems have {sorted(chans)} channels; expected mono or stereo",
+                                      provider=label)
+        for name, a in list(arrays.items()):
+            if a.shape[0] == 1:
+                arrays[name] = to_channels(a, 2)
+                msg = f"stem {name!r} is mono, the others stereo: duplicated to stereo"
+                warnings.append(msg)
+                report.changes.append(msg)
+    elif input_channels == 2 and chans == {1}:
+        warnings.append("the service returned mono stems for a stereo input")
+
+
+def _one_length(arrays: dict[str, np.ndarray], report: OutputReport, warnings: list[str]) -> None:
+    """Zero-pad, in ``arrays``, every stem shorter than the longest."""
+    lengths = {a.shape[1] for a in arrays.values()}
+    if len(lengths) > 1:
+        n = max(lengths)
+        for name, a in list(arrays.items()):
+            if a.shape[1] < n:
+                arrays[name] = np.pad(a, ((0, 0), (0, n - a.shape[1])))
+        msg = f"stem lengths differed ({min(lengths)}–{n} samples): zero-padded to {n}"
+        warnings.append(msg)
+        report.changes.append(msg)
+
+
 def assemble_stems(
     blobs: Mapping[str, bytes | str | os.PathLike[str]],
     *,
@@ -156,37 +203,10 @@ def assemble_stems(
         arrays[name], rates[name] = _decode_stem(name, blobs[name], label, report)
 
     # 1) one sample rate
-    counts = Counter(rates.values())
-    target_sr = max(counts, key=lambda r: (counts[r], r))
-    for name, sr in rates.items():
-        if sr != target_sr:
-            arrays[name] = resample(arrays[name], sr, target_sr)
-            msg = f"stem {name!r} came at {sr} Hz, the other stems at {target_sr} Hz: resampled"
-            warnings.append(msg)
-            report.changes.append(msg)
+    target_sr = _one_rate(arrays, rates, report, warnings)
     # 2) one channel count
-    chans = {a.shape[0] for a in arrays.values()}
-    if len(chans) > 1:
-        if max(chans) > 2:
-            raise ProviderOutputError(f"{label}: stems have {sorted(chans)} channels; expected mono or stereo",
-                                      provider=label)
-        for name, a in list(arrays.items()):
-            if a.shape[0] == 1:
-                arrays[name] = to_channels(a, 2)
-                msg = f"stem {name!r} is mono, the others stereo: duplicated to stereo"
-                warnings.append(msg)
-                report.changes.append(msg)
-    elif input_channels == 2 and chans == {1}:
-        warnings.append("the service returned mono stems for a stereo input")
+    _one_channel_count(arrays, input_channels, label, report, warnings)
     # 3) coverage of the input, then one length
     _check_coverage(arrays, target_sr, input_seconds, min_coverage, label, warnings)
-    lengths = {a.shape[1] for a in arrays.values()}
-    if len(lengths) > 1:
-        n = max(lengths)
-        for name, a in list(arrays.items()):
-            if a.shape[1] < n:
-                arrays[name] = np.pad(a, ((0, 0), (0, n - a.shape[1])))
-        msg = f"stem lengths differed ({min(lengths)}–{n} samples): zero-padded to {n}"
-        warnings.append(msg)
-        report.changes.append(msg)
+    _one_length(arrays, report, warnings)
     return Stems(arrays, target_sr), report, warnings

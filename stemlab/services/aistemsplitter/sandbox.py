@@ -266,15 +266,16 @@ class AIStemSplitterSandbox(Sandbox):
             del self._inflight[ik]
             ev.set()
 
-    async def _create_once(self, request: Request, acct: str, key: str | None) -> Response:
-        body = await self._json(request)
-        digest = self.body_hash(body)
-        if key and (acct, key) in self.idempotency:
-            job = self.ledger.jobs[self.idempotency[(acct, key)]]
-            if job.request_hash != digest:
-                raise self.fail(409, "IDEMPOTENCY_CONFLICT", "Idempotency-Key reused with a different request")
-            self.ledger.creates.append((job.id, "replay"))
-            return self.ok(self._split(job), status=200, headers={"Idempotent-Replayed": "true"})
+    def _replay(self, job: SandboxJob, digest: str) -> Response:
+        """The answer to a create that reuses an Idempotency-Key: the first job
+        again, or 409 when the request differs."""
+        if job.request_hash != digest:
+            raise self.fail(409, "IDEMPOTENCY_CONFLICT", "Idempotency-Key reused with a different request")
+        self.ledger.creates.append((job.id, "replay"))
+        return self.ok(self._split(job), status=200, headers={"Idempotent-Replayed": "true"})
+
+    def _model_and_format(self, body: dict[str, Any]) -> tuple[Any, Any]:
+        """The create's stem model (of the names this sandbox accepts) and output format (mp3/wav); 422 otherwise."""
         model = body.get("stemModel", body.get("stem_model", body.get("model", "htdemucs_ft")))
         allowed = _SEED_NAMES | _SDK_NAMES if self.model_names == "both" else \
             _SEED_NAMES if self.model_names == "seed" else _SDK_NAMES
@@ -283,8 +284,12 @@ class AIStemSplitterSandbox(Sandbox):
         fmt = body.get("outputFormat", body.get("output_format", "wav"))
         if fmt not in ("mp3", "wav"):
             raise self.fail(422, "VALIDATION_ERROR", f"outputFormat must be 'mp3' or 'wav', got {fmt!r}")
-        hook = body.get("webhookUrl", body.get("webhook_url"))
-        data, filename, failure = await self._input_bytes(acct, body.get("input"))
+        return model, fmt
+
+    async def _decode_input(self, data: bytes | None, failure: tuple[str, str] | None
+                            ) -> tuple[np.ndarray | None, int, tuple[str, str] | None]:
+        """``(audio, sample rate, failure)`` of the input bytes (``(None, 0, failure)``
+        without them); bytes that do not decode become the job's failure."""
         audio: np.ndarray | None = None
         sr = 0
         if data is not None:
@@ -292,6 +297,17 @@ class AIStemSplitterSandbox(Sandbox):
                 audio, sr = await asyncio.to_thread(self._decode_held, data)
             except InputError:
                 failure = ("INVALID_AUDIO", "The input could not be decoded as audio")
+        return audio, sr, failure
+
+    async def _create_once(self, request: Request, acct: str, key: str | None) -> Response:
+        body = await self._json(request)
+        digest = self.body_hash(body)
+        if key and (acct, key) in self.idempotency:
+            return self._replay(self.ledger.jobs[self.idempotency[(acct, key)]], digest)
+        model, fmt = self._model_and_format(body)
+        hook = body.get("webhookUrl", body.get("webhook_url"))
+        data, filename, failure = await self._input_bytes(acct, body.get("input"))
+        audio, sr, failure = await self._decode_input(data, failure)
         duration = audio.shape[1] / sr if audio is not None else 0.0
         # credits are seconds of input (SDK 0.1.1 GET /credits: unit "seconds"; creditsUsed an integer):
         # whole seconds, rounded up; seed 000 sells them as minute packs

@@ -99,6 +99,53 @@ class _StatusBatcher:
             self.flush = asyncio.ensure_future(self._flush(job, due - now))
         return await fut
 
+    def _forget_idle(self, now: float) -> None:
+        """Drop the songs whose job stopped polling (ended elsewhere) from ``active`` and ``cache``."""
+        for m in [m for m, t in self.active.items() if now - t > 4 * self.max_age + 60.0]:
+            self.active.pop(m, None)  # its job stopped polling (ended elsewhere)
+            self.cache.pop(m, None)
+
+    def _to_ask(self, waiters: Mapping[str, list[asyncio.Future[Any]]], now: float) -> list[str]:
+        """The songs of the next batch: those waited on, then every other
+        active song not being asked whose answer is at least ``max_age`` old."""
+        return list(waiters) + [m for m in self.active if m not in waiters and m not in self.inflight and
+                                (m not in self.cache or now - self.cache[m][0] >= self.max_age)]
+
+    async def _ask(self, job: JobContext, chunk: list[str], waiters: Mapping[str, list[asyncio.Future[Any]]]
+                   ) -> dict[str, dict[str, Any]] | None:
+        """One status request for ``chunk``, shared while in flight with the
+        jobs that poll one of its songs: its answer, or None when it failed
+        (the chunk's waiters then have the error)."""
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        for m in chunk:
+            self.inflight[m] = answer
+        self.sent.append((job.clock.now(), len(chunk)))
+        try:
+            found = await self.provider._query_status(job, chunk)
+        except Exception as e:  # noqa: BLE001 - handed to every waiter of this chunk
+            answer.set_exception(e)
+            answer.exception()  # retrieved: no "never retrieved" warning when nobody shares it
+            _settle(waiters, chunk, error=e)
+            return None
+        else:
+            answer.set_result(found)
+        finally:
+            for m in chunk:
+                self.inflight.pop(m, None)
+            if not answer.done():  # cancelled: sharers ask alone
+                answer.set_exception(_AskAlone())
+                answer.exception()
+        return found
+
+    def _keep(self, chunk: list[str], found: Mapping[str, dict[str, Any]], now: float) -> None:
+        """Cache the batch's answers (asked at ``now``); stop asking for a song that is final or unknown."""
+        for m in chunk:
+            item = found.get(m)
+            if item is None or str(item.get("status")) in ("1", "2"):
+                self.active.pop(m, None)  # final (or unknown): nothing more to ask
+            if item is not None:
+                self.cache[m] = (now, item)
+
     async def _flush(self, job: JobContext, delay: float) -> None:
         waiters: dict[str, list[asyncio.Future[Any]]] | None = None
         try:
@@ -107,38 +154,14 @@ class _StatusBatcher:
             waiters, self.waiters, self.flush = self.waiters, {}, None
             now = job.clock.now()
             self.last = now
-            for m in [m for m, t in self.active.items() if now - t > 4 * self.max_age + 60.0]:
-                self.active.pop(m, None)  # its job stopped polling (ended elsewhere)
-                self.cache.pop(m, None)
-            ids = list(waiters) + [m for m in self.active if m not in waiters and m not in self.inflight and
-                                   (m not in self.cache or now - self.cache[m][0] >= self.max_age)]
+            self._forget_idle(now)
+            ids = self._to_ask(waiters, now)
             for i in range(0, len(ids), MAX_BATCH):
                 chunk = ids[i:i + MAX_BATCH]
-                answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                for m in chunk:
-                    self.inflight[m] = answer
-                self.sent.append((job.clock.now(), len(chunk)))
-                try:
-                    found = await self.provider._query_status(job, chunk)
-                except Exception as e:  # noqa: BLE001 - handed to every waiter of this chunk
-                    answer.set_exception(e)
-                    answer.exception()  # retrieved: no "never retrieved" warning when nobody shares it
-                    _settle(waiters, chunk, error=e)
+                found = await self._ask(job, chunk, waiters)
+                if found is None:
                     continue
-                else:
-                    answer.set_result(found)
-                finally:
-                    for m in chunk:
-                        self.inflight.pop(m, None)
-                    if not answer.done():  # cancelled: sharers ask alone
-                        answer.set_exception(_AskAlone())
-                        answer.exception()
-                for m in chunk:
-                    item = found.get(m)
-                    if item is None or str(item.get("status")) in ("1", "2"):
-                        self.active.pop(m, None)  # final (or unknown): nothing more to ask
-                    if item is not None:
-                        self.cache[m] = (now, item)
+                self._keep(chunk, found, now)
                 _settle(waiters, chunk, found=found)
         finally:  # cancelled mid-way: nobody may wait forever
             if waiters is None:
