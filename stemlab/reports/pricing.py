@@ -147,6 +147,9 @@ def units_per_song(family: str, variant: str | None, params: Mapping[str, Any] |
         ref["params"] = dict(params)
     try:
         est = create(ref).estimate_cost(float(seconds))
+        free = sp.free_job(est.credits, float(seconds))
+        if free:  # the documents make this song free (Dango: under 30 s, free points only): no paid units
+            return 0.0, free
         return sp.units_of_native(est.credits), ""
     except Exception as e:  # the variant or its parameters no longer resolve: the table's own formula
         assert sp.units_per_song is not None
@@ -167,7 +170,9 @@ def provider_monthly(
         return {"usd_per_month": 0.0, "usd_per_audio_min": 0.0, "plan": "local: compute time only",
                 "units_per_month": float("nan"), "unit": "", "basis": "local", "note": ""}
     sp = PRICING[family]
-    per_song, how = units_per_song(family, job.get("variant") or None, job.get("params"), volume.seconds_per_song)
+    variant = job.get("variant")
+    variant = variant if isinstance(variant, str) and variant else None  # NaN from a parquet/CSV row: none
+    per_song, how = units_per_song(family, variant, job.get("params"), volume.seconds_per_song)
     price = (prices or {}).get(family)
     if price is None:
         upu = job.get("usd_per_unit")

@@ -185,7 +185,10 @@ def delivered(scores: pd.DataFrame, metric: str, jobs: pd.DataFrame | None = Non
     s = scores[scores["metric"] == metric]
     out = {str(p): tuple(target_order(g["target"])) for p, g in s.groupby("provider", sort=False)}
     if jobs is not None and not jobs.empty and "stems" in jobs:
-        said = {str(p): set(str(x).split(",")) for p, x in zip(jobs["provider"], jobs["stems"]) if str(x)}
+        said: dict[str, set[str]] = {}  # the union over a provider's jobs; an unknown list (""/NaN) says nothing
+        for p, x in zip(jobs["provider"], jobs["stems"]):
+            if isinstance(x, str) and x.strip():
+                said.setdefault(str(p), set()).update(t.strip() for t in x.split(",") if t.strip())
         out = {p: tuple(t for t in ts if p not in said or t in said[p]) for p, ts in out.items()}
     return out
 
@@ -523,13 +526,14 @@ def published_beside(scores: pd.DataFrame, providers: Iterable[str], *, stat: st
         from ..providers.local.zoo import published_frame
 
         published = published_frame()
-    run_ids = {_base_provider(str(p)): str(p) for p in providers}
-    pub = published[published["provider"].isin(run_ids)].copy()
+    run_ids = pd.DataFrame({"provider": list(dict.fromkeys(str(p) for p in providers))})
+    run_ids["base"] = run_ids["provider"].map(_base_provider)
+    # every run provider of a published model (live and [sandbox], or with other ?params) gets its rows
+    pub = published.rename(columns={"provider": "base"}).merge(run_ids, on="base", how="inner")
     cols = ["provider", "target", "metric", "published", "aggregation", "dataset", "n_tracks", "source", "note",
             "measured", "measured_aggregation", "measured_tracks"]
     if pub.empty:
         return pd.DataFrame(columns=cols)
-    pub["provider"] = pub["provider"].map(run_ids)
     pub = pub.rename(columns={"value": "published"})
     # the statistic over tracks the publication used (mean over songs: MSST, MVSEP; else museval's median)
     pub["_tracks"] = ["mean" if re.search(r"mean over (songs|tracks)", str(a)) else stat for a in pub["aggregation"]]

@@ -174,3 +174,10 @@ def test_restated_constants_match_audio_separator() -> None:
         cs = import_audio_separator("common_separator").CommonSeparator
     assert U.STEM_PAIR_MAPPER == cs.STEM_PAIR_MAPPER and U.NO_STEM == cs.NO_STEM
     assert U.NON_ACCOM_STEMS == cs.NON_ACCOM_STEMS
+
+
+@pytest.mark.parametrize("overlap, n", [(0.0, 1), (0.25, 2), (0.5, 2), (0.6, 3), (0.75, 4), (0.875, 8)])
+def test_mdxc_overlap_is_never_less_than_asked(overlap: float, n: int) -> None:
+    from stemlab.providers.local.uvr import num_overlap_for
+
+    assert num_overlap_for(overlap) == n and 1 - 1 / n >= overlap - 1e-12

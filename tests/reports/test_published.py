@@ -62,3 +62,13 @@ def test_no_published_scores_gives_an_empty_table() -> None:
     scores = _scores()
     out = tables.published_beside(scores[scores.provider == "oracle:irm"], ["oracle:irm"])
     assert out.empty and "published" in out.columns
+
+
+def test_a_model_run_live_and_in_its_sandbox_gets_its_published_rows_twice() -> None:
+    scores = _scores()
+    extra = scores[scores.provider == "mvsep:bs_roformer [sandbox]"].assign(provider="mvsep:bs_roformer")
+    both = pd.concat([scores, extra], ignore_index=True)
+    pub = tables.published_beside(both, list(dict.fromkeys(both["provider"])))
+    n = len(published_frame().query("provider == 'mvsep:bs_roformer'"))
+    counts = pub["provider"].value_counts()
+    assert counts["mvsep:bs_roformer"] == n == counts["mvsep:bs_roformer [sandbox]"]

@@ -151,6 +151,13 @@ def _secondary(primary: str) -> str:
     return primary.replace(NO_STEM, "") if NO_STEM in primary else f"{NO_STEM}{primary}"
 
 
+
+def num_overlap_for(overlap: float) -> int:
+    """MSST's ``num_overlap`` (step = segment / num_overlap, so the overlap
+    is 1 − 1/num_overlap) giving at least ``overlap`` (a fraction in [0, 1)):
+    0 → 1, 0.25 → 2, 0.5 → 2, 0.6 → 3, 0.75 → 4."""
+    return max(1, math.ceil(1.0 / max(1e-6, 1.0 - overlap) - 1e-9))
+
 class UvrProvider(NeuralProvider):
     """UVR / audio-separator models by file name: MDX-Net (onnxruntime), VR
     and MDXC (MDX23C, Roformers); two stems — the model's primary stem and
@@ -357,8 +364,8 @@ class UvrProvider(NeuralProvider):
                                                   "precision")}
             if self.config["fade"] != "linear":
                 params["fade"] = self.config["fade"]
-            if self.config["overlap"] is not None:
-                params["num_overlap"] = max(1, int(round(1.0 / max(1e-6, 1.0 - float(self.config["overlap"])))))
+            if self.config["overlap"] is not None:  # MSST steps by chunk/num_overlap: never less overlap than asked
+                params["num_overlap"] = num_overlap_for(float(self.config["overlap"]))
             self._mdxc = MsstProvider(mtype, {**params, "config": str(cfg_path), "ckpt": str(ckpt)}, **self.options)
         return self._mdxc
 
