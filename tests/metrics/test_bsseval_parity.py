@@ -13,6 +13,8 @@ import pytest
 
 from stemlab.metrics import bsseval as B
 
+from ._signals import estimate, structured
+
 museval = pytest.importorskip("museval", reason="museval (test oracle) not importable")
 from museval import metrics as MM  # noqa: E402
 
@@ -53,34 +55,6 @@ def _assert_parity(refs, ests, win, hop, filters_len=512):
     return want
 
 
-def _structured(rng: np.random.RandomState, nsrc: int, C: int, T: int, sr: int = 8000) -> np.ndarray:
-    """Tones, chirps, filtered noise and bursts with stereo panning."""
-    t = np.arange(T) / sr
-    out = np.zeros((nsrc, C, T))
-    for j in range(nsrc):
-        kind = j % 4
-        if kind == 0:
-            x = np.sin(2 * np.pi * (110 * (j + 1)) * t) + 0.3 * np.sin(2 * np.pi * (330 * (j + 1)) * t)
-        elif kind == 1:
-            x = np.sin(2 * np.pi * (200 + 600 * t / t[-1]) * t)
-        elif kind == 2:
-            x = np.convolve(rng.randn(T), np.hanning(31), mode="same")
-        else:
-            x = rng.randn(T) * (np.sin(2 * np.pi * 3 * t) > 0.3)
-        x = x + 1e-3 * rng.randn(T)  # full-rank Gram matrix, like real recordings
-        for c in range(C):
-            out[j, c] = x * (0.5 + 0.5 * c / max(C - 1, 1)) * (1.0 if c % 2 == 0 else 0.8)
-    return out
-
-
-def _estimate(rng, refs, leak=0.2, noise=0.1):
-    """Each estimate = its source + leakage of the others + noise + a small delay."""
-    n = refs.shape[0]
-    mix = refs.sum(axis=0)
-    est = np.empty_like(refs)
-    for j in range(n):
-        est[j] = 0.8 * np.roll(refs[j], 3, axis=-1) + leak * (mix - refs[j]) / max(n - 1, 1)
-    return est + noise * refs.std() * rng.randn(*refs.shape)
 
 
 @pytest.mark.parametrize(
@@ -95,7 +69,7 @@ def _estimate(rng, refs, leak=0.2, noise=0.1):
 def test_random_signals(nsrc, C, T, win, L):
     rng = np.random.RandomState(nsrc * 100 + C + T)
     refs = rng.randn(nsrc, C, T)
-    ests = _estimate(rng, refs)
+    ests = estimate(rng, refs)
     _assert_parity(refs, ests, win, win, filters_len=L)
 
 
@@ -103,31 +77,31 @@ def test_random_signals(nsrc, C, T, win, L):
 def test_structured_signals(nsrc, C):
     rng = np.random.RandomState(7 + nsrc)
     T = 14123
-    refs = _structured(rng, nsrc, C, T)
-    ests = _estimate(rng, refs, leak=0.3, noise=0.05)
+    refs = structured(rng, nsrc, C, T)
+    ests = estimate(rng, refs, leak=0.3, noise=0.05)
     _assert_parity(refs, ests, 4000, 4000)
 
 
 def test_six_stereo_sources_short_filters():
     # 6 stereo sources: museval's 6144² Gram solve is slow, so 128 taps here
     rng = np.random.RandomState(6)
-    refs = _structured(rng, 6, 2, 9000)
-    ests = _estimate(rng, refs)
+    refs = structured(rng, 6, 2, 9000)
+    ests = estimate(rng, refs)
     _assert_parity(refs, ests, 3000, 3000, filters_len=128)
 
 
 def test_overlapping_windows():
     rng = np.random.RandomState(3)
     refs = rng.randn(2, 2, 11000)
-    ests = _estimate(rng, refs)
+    ests = estimate(rng, refs)
     _assert_parity(refs, ests, 4000, 2500)
 
 
 def test_silent_frames_in_a_reference_and_an_estimate():
     rng = np.random.RandomState(11)
     T, win = 16000, 4000
-    refs = _structured(rng, 3, 1, T)
-    ests = _estimate(rng, refs)
+    refs = structured(rng, 3, 1, T)
+    ests = estimate(rng, refs)
     refs[1, :, 4000:8000] = 0.0  # reference silent in frame 1
     ests[2, :, 12000:16000] = 0.0  # estimate silent in frame 3
     want = _assert_parity(refs, ests, win, win)
@@ -139,7 +113,7 @@ def test_silent_frames_in_a_reference_and_an_estimate():
 def test_estimate_length_differs_padding_as_museval():
     rng = np.random.RandomState(5)
     refs = rng.randn(2, 2, 12000)
-    ests = _estimate(rng, refs)
+    ests = estimate(rng, refs)
     _assert_parity(refs, ests[:, :, :10500], 4000, 4000)  # zero-padded
     longer = np.concatenate([ests, rng.randn(2, 2, 700)], axis=-1)
     _assert_parity(refs, longer, 4000, 4000)  # truncated
@@ -163,7 +137,7 @@ def test_perfect_estimate_is_inf_like_museval():
 def test_whole_silent_reference_museval_refuses_stemlab_defines():
     rng = np.random.RandomState(4)
     refs = rng.randn(3, 2, 12000)
-    ests = _estimate(rng, refs)
+    ests = estimate(rng, refs)
     refs[1] = 0.0
     with pytest.raises(ValueError, match="non-silent"):
         _museval(refs, ests, 4000, 4000)
