@@ -38,6 +38,8 @@ from stemlab.sandbox import SANDBOXES, get_sandbox_class
 from stemlab.services._sandbox.faults import KINDS
 from tests.remote._stemcheck import aligned_sdr
 
+from ._tables import show, text_table
+
 SECONDS = 2.0
 SCALE = 0.002  # 500 service seconds per real second
 FAST = {"poll_initial": 1.0, "poll_interval": 1.0, "poll_max_interval": 2.0, "seed": 0}
@@ -144,25 +146,13 @@ def excerpt():
 @pytest.fixture(scope="module", autouse=True)
 def _print_matrix(request):
     yield
-    if not MATRIX:
-        return
-    text = "\n" + "\n".join(_table(MATRIX))
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:  # shown without -s too
-        with capman.global_and_fixture_disabled():
-            print(text, flush=True)
-    else:  # pragma: no cover
-        print(text)
+    if MATRIX:
+        show(request, _table(MATRIX))
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
-    cols = ("family", "fault", "spec", "outcome", "detail", "charged", "dup", "s")
-    w = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    w["detail"] = min(w["detail"], 70)
-    head = " | ".join(c.ljust(w[c]) for c in cols)
-    out = ["FAULT MATRIX (sandbox)", head, "-+-".join("-" * w[c] for c in cols)]
-    for r in rows:
-        out.append(" | ".join(str(r[c])[: w[c]].ljust(w[c]) for c in cols))
+    out = text_table("FAULT MATRIX (sandbox)", rows,
+                     ("family", "fault", "spec", "outcome", "detail", "charged", "dup", "s"), detail_width=70)
     n = [r for r in rows if r["outcome"] != "n/a"]
     out.append(f"{len(n)} cells: {sum(r['outcome'] == 'recovered' for r in n)} recovered, "
                f"{sum(r['outcome'] == 'degraded' for r in n)} degraded, {sum(r['outcome'] == 'failed' for r in n)} "

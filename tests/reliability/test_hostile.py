@@ -56,6 +56,8 @@ from stemlab.sandbox import SandboxPool, get_sandbox_class
 from tests.reliability.test_fault_matrix import FAMILIES, _endpoint
 from tests.remote._stemcheck import aligned_score
 
+from ._tables import show, text_table
+
 SCALE = 0.002  # 500 service seconds per real second
 MB = 2**20
 #: every cell: small caps so a bomb is refused early, and the fault matrix's fast polling
@@ -231,25 +233,13 @@ def traced():
 @pytest.fixture(scope="module", autouse=True)
 def _print_table(request):
     yield
-    if not ROWS:
-        return
-    text = "\n" + "\n".join(_table(ROWS))
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:  # shown without -s too
-        with capman.global_and_fixture_disabled():
-            print(text, flush=True)
-    else:  # pragma: no cover
-        print(text)
+    if ROWS:
+        show(request, _table(ROWS))
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
-    cols = ("family", "case", "outcome", "detail", "jobs", "dup", "rec", "+MB", "s")
-    w = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    w["detail"] = min(w["detail"], 90)
-    out = ["HOSTILE SERVICES (sandbox, through the harness)", " | ".join(c.ljust(w[c]) for c in cols),
-           "-+-".join("-" * w[c] for c in cols)]
-    for r in rows:
-        out.append(" | ".join(str(r[c])[: w[c]].ljust(w[c]) for c in cols))
+    out = text_table("HOSTILE SERVICES (sandbox, through the harness)", rows,
+                     ("family", "case", "outcome", "detail", "jobs", "dup", "rec", "+MB", "s"), detail_width=90)
     n = [r for r in rows if r["outcome"] != "n/a"]
     out.append(f"{len(n)} cells: {sum(r['outcome'] == 'recovered' for r in n)} recovered, "
                f"{sum(r['outcome'] == 'failed' for r in n)} failed with a reason, "
