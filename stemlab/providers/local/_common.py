@@ -374,3 +374,19 @@ class Stopwatch:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def to_track_stems(est: Mapping[str, np.ndarray], ch: int, mch: int, sr: int, msr: int,
+                   n: int) -> dict[str, np.ndarray]:
+    """A model's stems (``mch`` channels at ``msr`` Hz) as stems of the track:
+    its ``ch`` channels, its rate ``sr`` and its length ``n`` samples, float32."""
+    from ...audio import fit_length, resample, to_channels
+
+    stems: dict[str, np.ndarray] = {}
+    for name, s in est.items():
+        if ch != mch:
+            s = to_channels(s, ch)
+        if sr != msr:
+            s = resample(s, msr, sr)
+        stems[name] = np.ascontiguousarray(fit_length(s, n), dtype=np.float32)
+    return stems

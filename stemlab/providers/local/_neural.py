@@ -16,7 +16,7 @@ import numpy as np
 from ...errors import ConfigError, InputError, ProviderRejected
 from ...types import ACCOMPANIMENT, Cost, Separation, Stems, Track
 from ..base import Param, Provider, Status, as_track
-from ._common import check_mixture, peak_rss
+from ._common import check_mixture, peak_rss, to_track_stems
 from .engine import FADES, Engine, EngineConfig
 
 __all__ = ["NeuralProvider", "engine_params", "stem_name", "complement_name"]
@@ -206,7 +206,7 @@ class NeuralProvider(Provider):
     def separate(self, track: Track | np.ndarray, sample_rate: int | None = None) -> Separation:
         import torch
 
-        from ...audio import fit_length, resample, to_channels
+        from ...audio import resample, to_channels
         from .demucs import _resolve_device, _scoped_threads
 
         t0 = time.perf_counter()
@@ -251,13 +251,7 @@ class NeuralProvider(Provider):
             if device.startswith("cuda"):
                 mem["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         t3 = time.perf_counter()
-        stems: dict[str, np.ndarray] = {}
-        for name, s in est.items():
-            if ch != mch:
-                s = to_channels(s, ch)
-            if sr != self.model_rate:
-                s = resample(s, self.model_rate, sr)
-            stems[name] = np.ascontiguousarray(fit_length(s, n), dtype=np.float32)
+        stems = to_track_stems(est, ch, mch, sr, self.model_rate, n)
         t4 = time.perf_counter()
         seconds = n / sr
         self._rtf = (t3 - t2) / seconds if seconds > 0 else None

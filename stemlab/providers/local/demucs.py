@@ -791,17 +791,9 @@ def _autocast(torch: Any, precision: str, device: str) -> Any:
 def _from_model(est: np.ndarray, sources: Sequence[str], ch: int, mch: int, sr: int, msr: int,
                 n: int) -> dict[str, np.ndarray]:
     """The model's ``(sources, mch, samples)`` output as stems of the track: its channels, rate and length."""
-    from ...audio import fit_length, resample, to_channels
+    from ._common import to_track_stems
 
-    stems: dict[str, np.ndarray] = {}
-    for i, name in enumerate(sources):
-        s = est[i]
-        if ch != mch:
-            s = to_channels(s, ch)
-        if sr != msr:
-            s = resample(s, msr, sr)
-        stems[name] = np.ascontiguousarray(fit_length(s, n), dtype=np.float32)
-    return stems
+    return to_track_stems({name: est[i] for i, name in enumerate(sources)}, ch, mch, sr, msr, n)
 
 
 def _model_segment(model: Any) -> float | None:
