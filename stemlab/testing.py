@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-__all__ = ["synthetic_folder_dataset", "musdb_like_track", "run_cli_measured", "CliRun"]
+T = TypeVar("T")
+
+__all__ = ["synthetic_folder_dataset", "musdb_like_track", "run_cli_measured", "CliRun", "traced_peak"]
 
 
 def synthetic_folder_dataset(root: str | Path, n: int, seconds: float = 1.0, sample_rate: int = 44100,
@@ -100,3 +102,19 @@ def run_cli_measured(args: Sequence[str], env: Mapping[str, str] | None = None,
         wall = time.perf_counter() - t0
         peak = int(hwm.read_text()) / 2**20 if hwm.is_file() else float("nan")
     return CliRun(wall, peak, p.returncode, p.stderr[-4000:])
+
+
+def traced_peak(fn: Callable[[], T]) -> tuple[T, int]:
+    """``(fn(), peak bytes of Python/numpy allocations during the call above
+    what was traced before it)`` (tracemalloc). Run ``fn`` once untraced
+    first when imports and caches of a first call must not count."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return out, peak

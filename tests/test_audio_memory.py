@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 
 from stemlab import audio
 from stemlab.errors import InputError
+from stemlab.testing import traced_peak
 from tests import _reference_impl as ref
 
 SR = 44100
@@ -173,15 +173,6 @@ def test_nonfinite_float_wav_is_refused(tmp_path: Path) -> None:
         audio.decode(p)
 
 
-def _traced_peak(fn):
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        out = fn()
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    return out, peak
 
 
 @pytest.mark.parametrize("name", ["pcm16.wav", "pcm24.flac", "mono.wav", "x.mp3", "x.m4a", "x.stem.mp4"])
@@ -191,7 +182,7 @@ def test_decode_holds_one_copy(tmp_path: Path, name: str) -> None:
     x = _signal(20.0, seed=3)
     p = tmp_path / name
     FILES[name](p, np.clip(x, -1, 1))
-    arrays, peak = _traced_peak(lambda: audio.decode_streams(p)[0])
+    arrays, peak = traced_peak(lambda: audio.decode_streams(p)[0])
     out = sum(a.nbytes for a in arrays)
     assert peak <= 1.05 * out + (2 << 20), (peak / 2**20, out / 2**20)
 
@@ -263,7 +254,7 @@ def test_encode_holds_no_copy(tmp_path: Path) -> None:
     """Traced peak of writing a 30-s FLAC/WAV: blocks only, not the file."""
     x = _signal(30.0, seed=4)
     for fmt, subtype in (("flac", "PCM_24"), ("wav", "PCM_16"), ("wav", "FLOAT")):
-        _, peak = _traced_peak(
+        _, peak = traced_peak(
             lambda fmt=fmt, subtype=subtype: audio.encode(tmp_path / f"x.{fmt}", x, SR, subtype=subtype, scale=1.5)
         )
         assert peak <= (3 << 20), (fmt, subtype, peak / 2**20)  # the signal is 10 MiB

@@ -5,7 +5,6 @@ at once."""
 
 from __future__ import annotations
 
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import soundfile as sf
 
 import stemlab.datasets as D
 from stemlab.errors import DatasetError, InputError
+from stemlab.testing import traced_peak
 
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
@@ -58,14 +58,7 @@ def test_sum_of_stems_is_bit_identical(tmp_path: Path, channels) -> None:
 
 def _peak(fn):
     fn()  # warm: imports and caches are not the signal's memory
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        out = fn()
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    return out, peak
+    return traced_peak(fn)
 
 
 def test_sum_holds_two_signals_not_all_stems(tmp_path: Path) -> None:

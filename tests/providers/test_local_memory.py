@@ -19,6 +19,7 @@ from stemlab.providers.local.oracle import (
     ideal_ratio_mask,
     multichannel_wiener,
 )
+from stemlab.testing import traced_peak
 from stemlab.types import Track
 from tests import _reference_impl as ref
 
@@ -229,19 +230,6 @@ def _inputs(seconds: float, channels: int = 2) -> tuple[np.ndarray, dict[str, np
     return mix, refs
 
 
-def _traced(fn) -> tuple[object, int]:
-    """(result, traced peak of ``fn()``). Imports and caches of a first call
-    count too, so measured code is run once untraced first (``_warm``)."""
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        res = fn()
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    return res, peak
-
-
 def _warm(make_provider) -> None:
     mix, refs = _inputs(1.0)
     make_provider().separate(Track.from_arrays("warm", mix, SR, references=refs))
@@ -254,7 +242,7 @@ def _extra_peak(make_provider, seconds: float) -> tuple[int, int]:
     track = Track.from_arrays("long", mix, SR, references=refs)
     _ = track.mixture, track.references
     prov = make_provider()
-    sep, peak = _traced(lambda: prov.separate(track))
+    sep, peak = traced_peak(lambda: prov.separate(track))
     return peak, sum(a.nbytes for _, a in sep.stems.items())
 
 
@@ -274,7 +262,7 @@ def test_irm_extra_memory_does_not_grow_with_length() -> None:
     work = {}
     for seconds in (60.0, 240.0):
         mix, refs = _inputs(seconds)
-        est, peak = _traced(lambda mix=mix, refs=refs: ideal_ratio_mask(mix, refs.__getitem__, NAMES))
+        est, peak = traced_peak(lambda mix=mix, refs=refs: ideal_ratio_mask(mix, refs.__getitem__, NAMES))
         work[seconds] = peak - sum(a.nbytes for a in est.values())
         del est
     assert work[240.0] <= 1.3 * work[60.0], {k: v / 2**20 for k, v in work.items()}
